@@ -1,0 +1,184 @@
+"""A Library maps module names to typed modules; it type-checks and executes programs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import ConfigError, ShapeError, TypeMismatchError, UnknownNameError
+from ..modules import PerArgument, Signature, TypedModule
+from ..types import DataType
+from ._plan import ExecutionPlan
+from ._program import Program
+
+__all__ = ["Library"]
+
+
+def _short(program: Program, limit: int = 80) -> str:
+    text = str(program)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class Library(nn.Module):
+    """The modules a program may call, by name.
+
+    A module is a :class:`~modnets.modules.TypedModule` (no argument, or an embedded argument) or a
+    :class:`~modnets.modules.PerArgument` (one instance per argument value). Calling the library runs a
+    batch of programs, one per example, all different, with every identical module call at the same
+    depth grouped and run once (see :meth:`forward`).
+
+    Args:
+        modules: name -> module.
+
+    Example:
+        >>> from modnets.models import nmn_library
+        >>> lib = nmn_library(typed=True)
+        >>> lib.check(Program.parse("exist(find[red])"))
+        Probs(...)
+    """
+
+    def __init__(self, modules: Mapping[str, TypedModule | PerArgument]) -> None:
+        super().__init__()
+        for name, module in modules.items():
+            if not isinstance(module, TypedModule | PerArgument):
+                raise ConfigError(
+                    f"library module {name!r} must be a TypedModule or PerArgument, got {type(module).__name__}"
+                )
+            try:
+                Program(name)
+            except Exception:
+                raise ConfigError(f"library module name {name!r} is not a valid identifier") from None
+            if isinstance(module, PerArgument):
+                module.set_label(name)
+            else:
+                module.label = name
+        self.table = nn.ModuleDict(dict(modules))
+
+    # ------------------------------------------------------------------ lookup
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The module names, in registration order."""
+        return tuple(self.table.keys())
+
+    def __getitem__(self, name: str) -> TypedModule | PerArgument:
+        try:
+            return self.table[name]
+        except KeyError:
+            raise UnknownNameError(f"unknown module {name!r}; known modules: {', '.join(self.names)}") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.table
+
+    def signature(self, name: str) -> Signature:
+        """The signature of a module."""
+        return self[name].signature
+
+    def resolve(self, call: Program) -> tuple[TypedModule, int | None]:
+        """The module instance that runs ``call`` and its embedded argument index (``None`` if not embedded).
+
+        Raises:
+            UnknownNameError: unknown module or argument value.
+            TypeMismatchError: an argument given to a module that takes none, or missing where required.
+        """
+        module = self[call.name]
+        if isinstance(module, PerArgument):
+            if call.arg is None:
+                raise TypeMismatchError(
+                    f"'{call.name}' needs an argument, one of: {', '.join(module.arguments)} (in {_short(call)})"
+                )
+            return module.instance(call.arg), None
+        if module.arguments is None:
+            if call.arg is not None:
+                raise TypeMismatchError(f"'{call.name}' takes no argument, got [{call.arg}] (in {_short(call)})")
+            return module, None
+        if call.arg is None:
+            raise TypeMismatchError(
+                f"'{call.name}' needs an argument, one of: {', '.join(module.arguments)} (in {_short(call)})"
+            )
+        return module, module.arg_index(call.arg)
+
+    # ------------------------------------------------------------------ checking
+    def check(self, program: Program) -> DataType:
+        """Type-check a whole program before any tensor is touched; returns its output type.
+
+        Raises:
+            UnknownNameError: a module or argument the library does not know.
+            TypeMismatchError: wrong number of inputs, or an input type that does not accept the output
+                feeding it (the message names the call, the input position and both types).
+        """
+        if not isinstance(program, Program):
+            raise TypeMismatchError(f"expected a Program, got {type(program).__name__}")
+        types: dict[Program, DataType] = {}
+        for call in program.postorder():
+            if call in types:
+                continue
+            self.resolve(call)
+            sig = self.signature(call.name)
+            if len(call.children) != sig.arity:
+                raise TypeMismatchError(
+                    f"'{call.key}' takes {sig.arity} input(s) {sig}, got {len(call.children)} in {_short(call)}"
+                )
+            got = tuple(types[c] for c in call.children)
+            bad = sig.accepts_inputs(got)
+            if bad is not None:
+                name, want = sig.inputs[bad]
+                child = call.children[bad]
+                raise TypeMismatchError(
+                    f"input {bad + 1} ({name!r}) of '{call.key}' expects {want}, got {got[bad]} from "
+                    f"'{child.key}' in {_short(call)}"
+                )
+            types[call] = sig.output
+        return types[program]
+
+    # ------------------------------------------------------------------ execution
+    def plan(self, programs: Sequence[Program]) -> ExecutionPlan:
+        """Type-check the programs and group their calls for batched execution (no tensors touched)."""
+        return ExecutionPlan(self, programs)
+
+    def forward(self, programs: Sequence[Program], **context: Tensor) -> Tensor:
+        """Run one program per example, batched across examples with different layouts.
+
+        Args:
+            programs: ``batch`` programs (or an :class:`ExecutionPlan` from :meth:`plan`).
+            context: per-example tensors ``(batch, ...)`` named as in the modules' signatures.
+
+        Returns:
+            ``(batch, ...)`` the root outputs, in example order.
+        """
+        plan = programs if isinstance(programs, ExecutionPlan) else self.plan(programs)
+        return plan.run(context)
+
+    def execute_each(self, programs: Sequence[Program], **context: Tensor) -> Tensor:
+        """Reference execution: every example on its own, every call separately (slow; for testing).
+
+        Same arguments and result as :meth:`forward`.
+        """
+        batch = _batch_size(programs, context)
+        outs = []
+        for b in range(batch):
+            ctx = {k: v[b : b + 1] for k, v in context.items()}
+            self.check(programs[b])
+            values: dict[Program, Tensor] = {}
+            for call in programs[b].postorder():
+                if call in values:
+                    continue
+                module, arg = self.resolve(call)
+                arg_t = None if arg is None else torch.full((1,), arg, dtype=torch.long)
+                kids = [values[c] for c in call.children]
+                values[call] = module(*kids, arg=arg_t, **{n: ctx[n] for n, _ in module.signature.context})
+            outs.append(values[programs[b]])
+        return torch.cat(outs)
+
+    def extra_repr(self) -> str:
+        return "\n".join(f"{n}: {m.signature}" for n, m in self.table.items())
+
+
+def _batch_size(programs: Sequence[Program], context: Mapping[str, Tensor]) -> int:
+    batch = len(programs)
+    for name, value in context.items():
+        if not isinstance(value, Tensor) or value.dim() == 0 or value.shape[0] != batch:
+            shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise ShapeError(f"context {name!r} must be a tensor with batch dimension {batch}, got {shape}")
+    return batch

@@ -1,0 +1,208 @@
+"""Batched execution of heterogeneous layouts.
+
+A batch holds one program per example, all different. The plan finds every call of every program,
+groups the calls that are the same module (and, for per-instance arguments, the same argument) at the
+same height (distance from the leaves), and runs each group once over all the examples that need it.
+Groups run by height, so every call's inputs are ready when its group runs. Outputs are appended to one
+*pool* per output type; inputs are gathered from the pools with one ``index_select`` per input position.
+Identical sub-programs within one example run once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from ..errors import InterfaceError, ShapeError
+from ..modules import PerArgument, TypedModule
+from ..types import DataType
+from ._program import Program
+
+if TYPE_CHECKING:
+    from ._library import Library
+
+__all__ = ["ExecutionPlan"]
+
+
+@dataclass(frozen=True)
+class _Gather:
+    """Where the rows of one input come from: pool rows, possibly from several pools."""
+
+    parts: tuple[tuple[int, Tensor], ...]  # (pool id, rows) per source pool
+    order: Tensor | None  # permutation that restores call order after concatenating the parts
+    top: int  # largest row index read from any pool, +1
+
+    @staticmethod
+    def build(sources: Sequence[tuple[int, int]]) -> _Gather:
+        pools = sorted({p for p, _ in sources})
+        top = 1 + max(r for _, r in sources)
+        if len(pools) == 1:
+            rows = torch.tensor([r for _, r in sources], dtype=torch.long)
+            return _Gather(((pools[0], rows),), None, top)
+        parts, positions = [], []
+        for pool in pools:
+            idx = [i for i, (p, _) in enumerate(sources) if p == pool]
+            parts.append((pool, torch.tensor([sources[i][1] for i in idx], dtype=torch.long)))
+            positions.extend(idx)
+        order = torch.empty(len(sources), dtype=torch.long)
+        order[torch.tensor(positions)] = torch.arange(len(sources))
+        return _Gather(tuple(parts), order, top)
+
+
+@dataclass(frozen=True)
+class _Group:
+    """One module call over many examples."""
+
+    label: str
+    module: TypedModule
+    arg: Tensor | None  # (n,) embedded argument indices
+    examples: Tensor | None  # (n,) example index per call; None means all examples in order
+    inputs: tuple[_Gather, ...]
+    pool: int
+    context: tuple[str, ...]
+
+
+class _Pools:
+    """Output pools: chunks appended group by group, concatenated lazily when read."""
+
+    def __init__(self, types: Sequence[DataType]) -> None:
+        self.types = types
+        self.chunks: list[list[Tensor]] = [[] for _ in types]
+        self.cat: list[Tensor | None] = [None] * len(types)
+
+    def append(self, pool: int, value: Tensor) -> None:
+        self.chunks[pool].append(value)
+
+    def read(self, gather: _Gather) -> Tensor:
+        values = []
+        for pool, rows in gather.parts:
+            cat = self.cat[pool]
+            if cat is None or cat.shape[0] < gather.top:
+                try:
+                    cat = torch.cat(self.chunks[pool]) if len(self.chunks[pool]) > 1 else self.chunks[pool][0]
+                except RuntimeError as e:
+                    raise ShapeError(f"outputs of type {self.types[pool]} differ in shape: {e}") from None
+                self.cat[pool] = cat
+            values.append(cat.index_select(0, rows.to(cat.device)))
+        if gather.order is None:
+            return values[0]
+        try:
+            return torch.cat(values).index_select(0, gather.order.to(values[0].device))
+        except RuntimeError as e:
+            raise ShapeError(f"an input is fed outputs of different shapes: {e}") from None
+
+
+class ExecutionPlan:
+    """The grouped calls of a batch of programs, ready to run (built by :meth:`Library.plan`).
+
+    Args:
+        library: the modules.
+        programs: one program per example; each is type-checked first.
+
+    Attributes:
+        batch: number of examples.
+        n_calls: calls in all programs (after merging identical sub-programs within an example).
+        n_groups: module invocations when run (the per-example execution makes ``n_calls``).
+    """
+
+    def __init__(self, library: Library, programs: Sequence[Program]) -> None:
+        if isinstance(programs, Program) or not isinstance(programs, Sequence):
+            raise ShapeError("programs must be a sequence with one Program per example")
+        if len(programs) == 0:
+            raise ShapeError("programs must hold at least one program")
+        self.library = library
+        self.batch = len(programs)
+        checked: dict[Program, DataType] = {}
+        for p in programs:
+            if p not in checked:
+                checked[p] = library.check(p)
+
+        # Collect calls: key (height, group key) -> list of (example, call).
+        buckets: dict[tuple[int, str, str | None], list[tuple[int, Program]]] = {}
+        node_of: list[dict[Program, tuple[int, str, str | None]]] = []
+        for b, program in enumerate(programs):
+            seen: dict[Program, tuple[int, str, str | None]] = {}
+            for call in program.postorder():
+                if call in seen:
+                    continue
+                per_instance = isinstance(library[call.name], PerArgument)
+                key = (call.depth, call.name, call.arg if per_instance else None)
+                buckets.setdefault(key, []).append((b, call))
+                seen[call] = key
+            node_of.append(seen)
+
+        pool_ids: dict[DataType, int] = {}
+        pool_rows: list[int] = []
+        location: list[dict[Program, tuple[int, int]]] = [{} for _ in programs]  # (pool, row) per call
+        groups: list[_Group] = []
+        for key in sorted(buckets, key=lambda k: (k[0], k[1], k[2] or "")):
+            calls = buckets[key]
+            first = calls[0][1]
+            module, _ = library.resolve(first)
+            out_type = module.signature.output
+            pool = pool_ids.setdefault(out_type, len(pool_ids))
+            if pool == len(pool_rows):
+                pool_rows.append(0)
+            inputs = tuple(
+                _Gather.build([location[b][call.children[j]] for b, call in calls])
+                for j in range(module.signature.arity)
+            )
+            arg = None
+            if module.arguments is not None:
+                arg = torch.tensor([module.arg_index(call.arg) for _, call in calls], dtype=torch.long)
+            ex = [b for b, _ in calls]
+            examples = None if ex == list(range(self.batch)) else torch.tensor(ex, dtype=torch.long)
+            label = first.key if isinstance(library[first.name], PerArgument) else first.name
+            groups.append(
+                _Group(label, module, arg, examples, inputs, pool, tuple(n for n, _ in module.signature.context))
+            )
+            for b, call in calls:
+                location[b][call] = (pool, pool_rows[pool])
+                pool_rows[pool] += 1
+        self.groups = groups
+        self.pool_types = list(pool_ids)
+        self.roots = _Gather.build([location[b][p] for b, p in enumerate(programs)])
+        self.context_names = sorted({n for g in groups for n in g.context})
+        self.output_types = checked
+        self.n_calls = sum(len(calls) for calls in buckets.values())
+        self.n_groups = len(groups)
+
+    def run(self, context: Mapping[str, Tensor]) -> Tensor:
+        """Execute the plan.
+
+        Args:
+            context: per-example tensors ``(batch, ...)`` by name.
+
+        Returns:
+            ``(batch, ...)`` root outputs in example order.
+
+        Raises:
+            InterfaceError: a context tensor the modules need is missing.
+            ShapeError: a context tensor's batch size differs from the number of programs.
+        """
+        missing = [n for n in self.context_names if n not in context]
+        if missing:
+            raise InterfaceError(f"missing context {missing}; the modules need {self.context_names}")
+        for name in self.context_names:
+            value = context[name]
+            if not isinstance(value, Tensor) or value.dim() == 0 or value.shape[0] != self.batch:
+                shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+                raise ShapeError(f"context {name!r} must have batch dimension {self.batch}, got {shape}")
+        pools = _Pools(self.pool_types)
+        for g in self.groups:
+            inputs = [pools.read(gather) for gather in g.inputs]
+            if g.examples is None:
+                ctx = {n: context[n] for n in g.context}
+            else:
+                ctx = {n: context[n].index_select(0, g.examples.to(context[n].device)) for n in g.context}
+            arg = None if g.arg is None else g.arg.to(next(iter(ctx.values()), inputs[0] if inputs else g.arg).device)
+            try:
+                out = g.module(*inputs, arg=arg, **ctx)
+            except InterfaceError as e:
+                raise InterfaceError(f"in call '{g.label}': {e}") from None
+            pools.append(g.pool, out)
+        return pools.read(self.roots)

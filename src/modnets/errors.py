@@ -1,0 +1,70 @@
+"""The exception hierarchy of modnets.
+
+Every error raised on bad user input is a :class:`ModnetsError`. Messages name the argument or the
+object at fault, the value received and what would have been accepted. The command line turns any
+``ModnetsError`` into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ModnetsError",
+    "ConfigError",
+    "DataUnavailableError",
+    "InterfaceError",
+    "ProgramSyntaxError",
+    "ShapeError",
+    "TypeMismatchError",
+    "UnknownNameError",
+]
+
+
+class ModnetsError(Exception):
+    """Base class of every error modnets raises on bad input or bad state."""
+
+
+class ConfigError(ModnetsError, ValueError):
+    """A configuration field holds a value outside its accepted range or set."""
+
+
+class DataUnavailableError(ModnetsError, FileNotFoundError):
+    """A data set is missing or malformed; the message says how to obtain it."""
+
+
+class InterfaceError(ModnetsError, ValueError):
+    """A tensor crossing a module interface violates the interface's data type.
+
+    Raised by ``DataType.validate`` (and so by every typed module when
+    ``modnets.check_interfaces(True)`` is on); the message names the module, the data type, the tensor's
+    shape and what was wrong.
+    """
+
+
+class ShapeError(ModnetsError, ValueError):
+    """A tensor argument has the wrong number of dimensions or the wrong size."""
+
+
+class TypeMismatchError(ModnetsError, TypeError):
+    """A program connects an output to an input whose data type does not accept it."""
+
+
+class UnknownNameError(ModnetsError, KeyError):
+    """A name (module, argument, experiment, benchmark) is not known; the message lists the known ones."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ProgramSyntaxError(ModnetsError, ValueError):
+    """Program text that does not parse.
+
+    Attributes:
+        text: the text that was parsed.
+        position: 0-based character offset of the problem.
+    """
+
+    def __init__(self, message: str, *, text: str, position: int):
+        self.text = text
+        self.position = position
+        caret = " " * position + "^"
+        super().__init__(f"{message} at position {position}\n  {text}\n  {caret}")

@@ -1,0 +1,127 @@
+"""Building blocks: an MLP, a small CNN stem and attention pooling over a feature map."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import ConfigError, ShapeError
+
+__all__ = ["MLP", "CNNStem", "FeatureAttention", "coordinate_channels"]
+
+
+class MLP(nn.Module):
+    """A multi-layer perceptron ``d_in -> hidden... -> d_out`` with ReLU between layers.
+
+    Args:
+        d_in: input features.
+        d_out: output features.
+        hidden: widths of the hidden layers (empty for a single linear map).
+        dropout: dropout after each hidden activation.
+    """
+
+    def __init__(self, d_in: int, d_out: int, hidden: Sequence[int] = (64,), *, dropout: float = 0.0) -> None:
+        super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
+        widths = [d_in, *hidden, d_out]
+        if any(not isinstance(w, int) or w < 1 for w in widths):
+            raise ConfigError(f"MLP widths must be positive ints, got {widths}")
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+            layers.append(nn.Linear(a, b))
+            if i < len(widths) - 2:
+                layers.append(nn.ReLU())
+                if dropout:
+                    layers.append(nn.Dropout(dropout))
+        self.net = nn.Sequential(*layers)
+        self.d_in = d_in
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x: (..., d_in)`` -> ``(..., d_out)``."""
+        if x.shape[-1] != self.d_in:
+            raise ShapeError(f"MLP expects last dimension {self.d_in}, got shape {tuple(x.shape)}")
+        return self.net(x)
+
+
+def coordinate_channels(batch: int, height: int, width: int, *, like: Tensor) -> Tensor:
+    """Two channels holding each cell's x and y coordinate in [-1, 1]: ``(batch, 2, height, width)``."""
+    ys = torch.linspace(-1, 1, height, dtype=like.dtype, device=like.device)
+    xs = torch.linspace(-1, 1, width, dtype=like.dtype, device=like.device)
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"))  # (2, H, W): x then y
+    return grid.expand(batch, 2, height, width)
+
+
+class CNNStem(nn.Module):
+    """A small convolutional feature extractor: strided 3x3 convolutions with ReLU.
+
+    Args:
+        in_channels: image channels.
+        channels: output channels of each stage; each stage halves the resolution.
+        coords: append two coordinate channels (x, y) to the output features, so that downstream
+            modules can reason about position.
+
+    Shapes:
+        ``images: (batch, in_channels, H, W)`` -> ``(batch, channels[-1] (+2), H / 2**stages, W / 2**stages)``.
+    """
+
+    def __init__(self, in_channels: int = 3, channels: Sequence[int] = (32, 64), *, coords: bool = True) -> None:
+        super().__init__()
+        if not channels:
+            raise ConfigError("CNNStem needs at least one stage in channels")
+        layers: list[nn.Module] = []
+        prev = in_channels
+        for c in channels:
+            layers += [nn.Conv2d(prev, c, 3, stride=2, padding=1), nn.ReLU()]
+            prev = c
+        layers.append(nn.Conv2d(prev, prev, 1))
+        self.net = nn.Sequential(*layers)
+        self.in_channels = in_channels
+        self.coords = coords
+        self.out_channels = prev + (2 if coords else 0)
+
+    def forward(self, images: Tensor) -> Tensor:
+        if images.dim() != 4 or images.shape[1] != self.in_channels:
+            raise ShapeError(
+                f"CNNStem expects images (batch, {self.in_channels}, H, W), got shape {tuple(images.shape)}"
+            )
+        f = self.net(images)
+        if self.coords:
+            f = torch.cat([f, coordinate_channels(f.shape[0], f.shape[2], f.shape[3], like=f)], dim=1)
+        return f
+
+
+class FeatureAttention(nn.Module):
+    """Attend over a feature map with an attention map and return one feature vector per example.
+
+    Args:
+        normalize: ``"sum"`` divides by the total attention (a weighted average, for masks),
+            ``"softmax"`` normalises the map with a softmax over positions first, ``"none"`` returns the
+            plain weighted sum (for unnormalised heat maps, as in the original NMN).
+
+    Shapes:
+        ``features: (batch, C, H, W)``, ``attention: (batch, H, W)`` -> ``(batch, C)``.
+    """
+
+    def __init__(self, normalize: str = "sum", *, eps: float = 1e-6) -> None:
+        super().__init__()
+        if normalize not in ("sum", "softmax", "none"):
+            raise ConfigError(f"normalize must be 'sum', 'softmax' or 'none', got {normalize!r}")
+        self.normalize = normalize
+        self.eps = eps
+
+    def forward(self, features: Tensor, attention: Tensor) -> Tensor:
+        if features.dim() != 4 or attention.shape != (features.shape[0], *features.shape[2:]):
+            raise ShapeError(
+                f"FeatureAttention expects features (B, C, H, W) and attention (B, H, W), got "
+                f"{tuple(features.shape)} and {tuple(attention.shape)}"
+            )
+        a = attention.flatten(1)  # (B, HW)
+        if self.normalize == "softmax":
+            a = F.softmax(a, dim=1)
+        elif self.normalize == "sum":
+            a = a / (a.sum(1, keepdim=True) + self.eps)
+        return torch.einsum("bn,bcn->bc", a, features.flatten(2))
