@@ -15,8 +15,8 @@ from modnets.types import (
     MaskAlgebra,
     OneHot,
     Pointer,
-    ProductSumAlgebra,
     Probs,
+    ProductSumAlgebra,
     Transform,
     algebra,
     uniform_noise,
@@ -92,7 +92,8 @@ def test_accepts(consumer, producer, ok):
 
 def test_validate_names_where_type_and_problem():
     bad = torch.tensor([[0.2, float("nan")]])
-    with pytest.raises(InterfaceError, match=r"module 'find\[red\]' output: Mask value of shape \(1, 2\) contains 1 NaN"):
+    expected = r"module 'find\[red\]' output: Mask value of shape \(1, 2\) contains 1 NaN"
+    with pytest.raises(InterfaceError, match=expected):
         Mask().validate(bad, where="module 'find[red]' output")
     with pytest.raises(InterfaceError, match="above 1.0"):
         Mask().validate(torch.tensor([[0.5, 1.5]]))

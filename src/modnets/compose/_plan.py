@@ -203,6 +203,8 @@ class ExecutionPlan:
             try:
                 out = g.module(*inputs, arg=arg, **ctx)
             except InterfaceError as e:
+                if f"'{g.label}'" in str(e):
+                    raise
                 raise InterfaceError(f"in call '{g.label}': {e}") from None
             pools.append(g.pool, out)
         return pools.read(self.roots)

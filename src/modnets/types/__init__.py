@@ -14,6 +14,7 @@ from ._bounded import uniform_noise as uniform_noise
 from ._checking import check_interfaces as check_interfaces
 from ._checking import checking_interfaces as checking_interfaces
 from ._checking import interfaces_checked as interfaces_checked
+from ._latent import FeatureMap as FeatureMap
 from ._latent import Latent as Latent
 from ._latent import Logits as Logits
 from ._simplex import OneHot as OneHot

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import ConfigError, InterfaceError
+from ..errors import ConfigError
 from ._base import DataType, _sizes_agree
 
 __all__ = ["Bounded", "HeatMap", "Image", "Mask", "Pointer", "uniform_noise"]

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from ._base import DataType
 
-__all__ = ["Latent", "Logits"]
+__all__ = ["FeatureMap", "Latent", "Logits"]
 
 
 @dataclass(frozen=True)
@@ -32,3 +32,18 @@ class Logits(Latent):
 
     def accepts(self, other: DataType) -> bool:
         return isinstance(other, Logits) and super().accepts(other)
+
+
+@dataclass(frozen=True)
+class FeatureMap(Latent):
+    """Unbounded features on a spatial grid, ``(batch, channels, height, width)``.
+
+    ``size`` is the number of channels (dimension 1).
+    """
+
+    def _shape_problem(self, x: Tensor) -> str | None:
+        if x.dim() != 4:
+            return "must have 4 dimensions (batch, channels, height, width)"
+        if self.size is not None and x.shape[1] != self.size:
+            return f"has {x.shape[1]} channels, expected {self.size}"
+        return None

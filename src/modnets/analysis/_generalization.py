@@ -1,0 +1,80 @@
+"""Compositional-generalisation curves: accuracy by program depth (or list length, ...), and their plot."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..errors import ShapeError
+
+__all__ = ["accuracy_by", "plot_error_curves"]
+
+
+def accuracy_by(correct: Tensor, groups: Tensor) -> dict[int, float]:
+    """Accuracy within each group.
+
+    Args:
+        correct: ``(n,)`` bool, whether each example was answered correctly.
+        groups: ``(n,)`` int group of each example (program depth, list length, ...).
+
+    Returns:
+        group -> accuracy, for every group present, in increasing order.
+    """
+    if correct.shape != groups.shape or correct.dim() != 1:
+        raise ShapeError(f"correct and groups must be (n,) each, got {tuple(correct.shape)} and {tuple(groups.shape)}")
+    out = {}
+    for g in torch.unique(groups).tolist():
+        sel = groups == g
+        out[int(g)] = float(correct[sel].float().mean())
+    return out
+
+
+def plot_error_curves(
+    curves: Mapping[str, Mapping[int, float]],
+    path: str | Path,
+    *,
+    xlabel: str = "program depth",
+    title: str = "",
+    trained_up_to: int | None = None,
+    references: Mapping[str, Mapping[int, float]] | None = None,
+) -> Path:
+    """Plot error (1 - accuracy, in %) against a group variable, one line per model; writes a PNG.
+
+    Args:
+        curves: label -> {x: accuracy}.
+        path: output PNG.
+        xlabel: what x is.
+        title: plot title.
+        trained_up_to: draw a dashed line after this x (the deepest value seen in training).
+        references: label -> {x: accuracy} drawn dotted (e.g. a paper's numbers).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    for label, acc in curves.items():
+        xs = sorted(acc)
+        ax.plot(xs, [100 * (1 - acc[x]) for x in xs], marker="o", label=label)
+    for label, acc in (references or {}).items():
+        xs = sorted(acc)
+        ax.plot(xs, [100 * (1 - acc[x]) for x in xs], linestyle=":", marker="x", label=label)
+    if trained_up_to is not None:
+        ax.axvline(trained_up_to + 0.5, color="gray", linestyle="--", linewidth=1)
+        ax.text(trained_up_to + 0.6, ax.get_ylim()[1] * 0.95, "unseen depths", color="gray", fontsize=8, va="top")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("error (%)")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

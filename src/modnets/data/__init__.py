@@ -1,0 +1,21 @@
+"""Procedural data generators and loaders (``modnets.data``)."""
+
+from ._clevr import ClevrLikeConfig as ClevrLikeConfig
+from ._clevr import ClevrLikeDataset as ClevrLikeDataset
+from ._clevr import collate_clevr_like as collate_clevr_like
+from ._clevr import make_clevr_like as make_clevr_like
+from ._clevr_programs import ANSWER_MODULES as ANSWER_MODULES
+from ._clevr_programs import ANSWERS as ANSWERS
+from ._clevr_programs import ATTRIBUTES as ATTRIBUTES
+from ._clevr_programs import FIND_VALUES as FIND_VALUES
+from ._clevr_programs import RELATIONS as RELATIONS
+from ._clevr_programs import encode_answer as encode_answer
+from ._clevr_programs import execute as execute
+from ._clevr_programs import generate_program as generate_program
+from ._clevr_programs import program_to_question as program_to_question
+from ._clevr_scene import COLORS as COLORS
+from ._clevr_scene import SHAPES as SHAPES
+from ._clevr_scene import SIZES as SIZES
+from ._clevr_scene import Scene as Scene
+from ._clevr_scene import render_scenes as render_scenes
+from ._clevr_scene import sample_scene as sample_scene

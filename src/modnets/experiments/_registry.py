@@ -1,0 +1,29 @@
+"""The experiments modnets knows, imported on demand."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from ..errors import UnknownNameError
+
+__all__ = ["EXPERIMENTS", "get_experiment"]
+
+#: name -> (module path, one-line description)
+EXPERIMENTS: dict[str, tuple[str, str]] = {
+    "nmn": (
+        "modnets.experiments.nmn",
+        "Neural Module Networks on generated CLEVR-like scenes: typed vs untyped interfaces, error by depth",
+    ),
+}
+
+
+def get_experiment(name: str) -> ModuleType:
+    """The experiment module (with ``Config`` and ``run``) of a name.
+
+    Raises:
+        UnknownNameError: unknown name; the message lists the known ones.
+    """
+    if name not in EXPERIMENTS:
+        raise UnknownNameError(f"unknown experiment {name!r}; known experiments: {', '.join(EXPERIMENTS)}")
+    return importlib.import_module(EXPERIMENTS[name][0])

@@ -1,0 +1,38 @@
+import json
+
+import pytest
+
+from modnets.cli import main
+
+
+def test_list_names_experiments_and_benchmarks(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "nmn" in out and "layouts" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "nope"], "unknown experiment 'nope'; known experiments: nmn"),
+        (["bench", "nope"], "unknown benchmark 'nope'; known benchmarks: layouts"),
+        (["run", "nmn", "--bogus"], "No such option: --bogus"),
+        (["run"], "Missing argument"),
+        (["run", "nmn", "--seed", "abc"], "Invalid value"),
+        (["frobnicate"], "No such command"),
+    ],
+)
+def test_bad_usage_is_one_line_and_exit_code_2(capsys, argv, message):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1, captured.err
+    assert captured.err.startswith("modnets: error: ") and message in captured.err
+    assert "Traceback" not in captured.err + captured.out
+
+
+def test_bench_prints_one_json_line_last(capsys):
+    assert main(["bench", "layouts", "--json", "--quick"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    result = json.loads(last)
+    assert result["bench"] == "layouts" and result["ratio"] > 0
+    assert set(result) == {"bench", "config", "results", "ratio", "ratio_is"}
