@@ -33,7 +33,7 @@ def test_typed_masks_stay_bounded_at_any_depth_untyped_do_not_have_to():
     prog = Program.parse(deep)
     for typed in (True, False):
         model = nmn(typed, image_size=32)
-        torch.nn.init.constant_(model.library["find"].out.bias, 0.5)  # non-empty maps for the untyped check
+        torch.nn.init.constant_(model.library["find"].bias.weight, 0.5)  # non-empty maps for the untyped check
         feats = model.stem(torch.rand(2, 3, 32, 32))
         inner = prog.children[0]
         out = model.library([inner, inner], features=feats)

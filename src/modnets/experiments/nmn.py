@@ -36,12 +36,12 @@ class Config:
     quick: bool = False
     seed: int = 0
     image_size: int = 48
-    n_train: int = 24000
+    n_train: int = 30000
     max_train_depth: int = 5
     max_test_depth: int = 12
     n_test_per_depth: int = 400
     hidden: int = 64
-    fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=12, batch_size=64, lr=1e-3))
+    fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=10, batch_size=64, lr=2e-3))
     variants: tuple[str, ...] = VARIANTS
 
     def __post_init__(self) -> None:
@@ -65,12 +65,12 @@ class Config:
                 quick=True,
                 seed=seed,
                 image_size=32,
-                n_train=5000,
+                n_train=8000,
                 max_test_depth=10,
                 n_test_per_depth=120,
-                fit=FitConfig(epochs=4, batch_size=64, lr=2e-3, seed=seed),
+                fit=FitConfig(epochs=5, batch_size=64, lr=2e-3, seed=seed),
             )
-        return cls(seed=seed, fit=FitConfig(epochs=12, batch_size=64, lr=1e-3, seed=seed))
+        return cls(seed=seed, fit=FitConfig(epochs=10, batch_size=64, lr=2e-3, seed=seed))
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -4,6 +4,7 @@ from ._nmn import NMN as NMN
 from ._nmn import nmn as nmn
 from ._nmn import nmn_library as nmn_library
 from ._nmn_modules import Combine as Combine
+from ._nmn_modules import Describe as Describe
 from ._nmn_modules import Find as Find
 from ._nmn_modules import Measure as Measure
 from ._nmn_modules import Relate as Relate

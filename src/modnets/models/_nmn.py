@@ -13,7 +13,7 @@ from ..data import ANSWERS, COLORS, RELATIONS, SHAPES, SIZES
 from ..errors import ShapeError
 from ..modules import CNNStem
 from ..types import HeatMap, Logits, Mask, Probs, algebra
-from ._nmn_modules import Combine, Find, Measure, Relate
+from ._nmn_modules import Combine, Describe, Find, Measure, Relate
 
 __all__ = ["NMN", "nmn", "nmn_library"]
 
@@ -36,7 +36,9 @@ def nmn_library(
     The two variants differ only in their interface types (thesis Table 4.3): typed modules exchange
     sigmoid :class:`~modnets.types.Mask` maps combined with min / max and answer with softmax
     :class:`~modnets.types.Probs`; untyped ones exchange ReLU :class:`~modnets.types.HeatMap` maps
-    combined with product / sum and answer with :class:`~modnets.types.Logits`.
+    combined with product / sum and answer with :class:`~modnets.types.Logits`. The only other
+    difference follows from the types: ``find`` starts its sigmoid masks nearly empty (bias -2) and its
+    ReLU heat maps at zero bias (a negative start would leave them without gradient).
 
     Args:
         typed: typed (neural data types) or untyped interfaces.
@@ -57,16 +59,16 @@ def nmn_library(
     answer = Probs(n_answers) if typed else Logits(n_answers)
     alg = algebra(typed)
     common = {"channels": channels, "hidden": hidden}
-    measure = {**common, "n_answers": n_answers, "mask": mask, "answer": answer}
+    heads = {"hidden": hidden, "n_answers": n_answers, "mask": mask, "answer": answer}
     return Library(
         {
-            "find": Find(find_values, mask=mask, **common),
+            "find": Find(find_values, mask=mask, initial_bias=-2.0 if typed else 0.0, **common),
             "relate": Relate(relations, grid=grid, mask=mask, **common),
             "and": Combine("and", algebra=alg, mask=mask),
             "or": Combine("or", algebra=alg, mask=mask),
-            "exist": Measure(**measure),
-            "count": Measure(**measure),
-            "describe": Measure(arguments=attributes, **measure),
+            "exist": Measure(**heads),
+            "count": Measure(**heads),
+            "describe": Describe(attributes, channels=channels, **heads),
         }
     )
 

@@ -17,31 +17,33 @@ from torch import Tensor, nn
 from ..modules import MLP, FeatureAttention, Signature, TypedModule
 from ..types import Algebra, DataType, FeatureMap
 
-__all__ = ["Combine", "Find", "Measure", "Relate"]
+__all__ = ["Combine", "Describe", "Find", "Measure", "Relate"]
 
 
 class Find(TypedModule):
     """``find[value]``: attend to the cells whose features match an attribute value.
 
-    The argument is embedded: it scales and shifts a 1x1 convolution of the features (as the
-    element-wise weighting of the original NMN), and a second 1x1 convolution gives the map.
+    A shared 1x1 convolution lifts the features; each argument value owns a linear read-out of them
+    (an embedded weight vector and bias), as the per-value convolution of the original NMN.
+
+    ``initial_bias`` sets where maps start: slightly negative for sigmoid masks (nearly empty maps, so
+    a weighted average over a map is not swamped by the background), zero for ReLU heat maps (a
+    negative start would leave them dead, with no gradient).
     """
 
-    def __init__(self, values: Sequence[str], *, channels: int, hidden: int, mask: DataType) -> None:
-        super().__init__(
-            Signature(output=mask, context={"features": FeatureMap(channels)}), arguments=values
-        )
+    def __init__(
+        self, values: Sequence[str], *, channels: int, hidden: int, mask: DataType, initial_bias: float = 0.0
+    ) -> None:
+        super().__init__(Signature(output=mask, context={"features": FeatureMap(channels)}), arguments=values)
         self.proj = nn.Conv2d(channels, hidden, 1)
-        self.scale = nn.Embedding(len(values), hidden)
-        self.shift = nn.Embedding(len(values), hidden)
-        nn.init.ones_(self.scale.weight)
-        nn.init.zeros_(self.shift.weight)
-        self.out = nn.Conv2d(hidden, 1, 1)
-        nn.init.zeros_(self.out.bias)  # a negative start would leave ReLU heat maps dead (no gradient)
+        self.weight = nn.Embedding(len(values), hidden)
+        self.bias = nn.Embedding(len(values), 1)
+        nn.init.normal_(self.weight.weight, std=hidden**-0.5)
+        nn.init.constant_(self.bias.weight, initial_bias)
 
     def compute(self, *, arg: Tensor | None = None, features: Tensor) -> Tensor:
-        h = self.proj(features) * self.scale(arg)[:, :, None, None] + self.shift(arg)[:, :, None, None]
-        return self.out(F.relu(h)).squeeze(1)  # (B, H, W)
+        h = F.relu(self.proj(features))  # (B, hidden, H, W)
+        return torch.einsum("bchw,bc->bhw", h, self.weight(arg)) + self.bias(arg)[:, :, None]
 
 
 class Relate(TypedModule):
@@ -97,36 +99,58 @@ class Combine(TypedModule):
 
 
 class Measure(TypedModule):
-    """An answer module: ``exist(mask)``, ``count(mask)`` or ``describe[attribute](mask)``.
+    """``exist(mask)`` / ``count(mask)``: answer from the attention map alone.
 
-    Pools the features under the map (weighted average) and summary statistics of the map (total
-    mass per cell, maximum, mean), adds the embedded argument when there is one, and maps them through
-    an MLP to one score per answer.
+    The module sees order-free statistics of the map only: its total mass / 10, mean, and its ``top``
+    largest values (sorted). Seeing neither the image nor where the mass is, it must take its evidence
+    from the ``find`` / ``relate`` modules that made the map, and the largest values reward maps that
+    light up on objects rather than on the background (an inverted map would serve a readout of the
+    whole flattened map equally well, and then ``describe`` could not use it).
+    """
+
+    def __init__(self, *, top: int = 8, hidden: int, n_answers: int, mask: DataType, answer: DataType) -> None:
+        super().__init__(Signature(inputs={"mask": mask}, output=answer))
+        self.top = top
+        self.mlp = MLP(top + 2, n_answers, (hidden,))
+
+    def compute(self, mask: Tensor, *, arg: Tensor | None = None) -> Tensor:
+        flat = mask.flatten(1)
+        largest = flat.topk(min(self.top, flat.shape[1]), dim=1).values
+        return self.mlp(torch.cat([flat.sum(1, keepdim=True) / 10.0, flat.mean(1, keepdim=True), largest], 1))
+
+
+class Describe(TypedModule):
+    """``describe[attribute](mask)``: answer a question about the attended object's attribute.
+
+    Pools the features under the map (weighted average), adds the embedded attribute and the map's
+    summary statistics, and maps them through an MLP to one score per answer.
     """
 
     def __init__(
         self,
+        attributes: Sequence[str],
         *,
         channels: int,
         hidden: int,
         n_answers: int,
         mask: DataType,
         answer: DataType,
-        arguments: Sequence[str] | None = None,
     ) -> None:
         super().__init__(
             Signature(inputs={"mask": mask}, output=answer, context={"features": FeatureMap(channels)}),
-            arguments=arguments,
+            arguments=attributes,
         )
         self.attend = FeatureAttention("sum")
-        self.embed = nn.Embedding(len(arguments), hidden) if arguments is not None else None
+        self.embed = nn.Embedding(len(attributes), hidden)
         self.inp = nn.Linear(channels + 3, hidden)
         self.mlp = MLP(hidden, n_answers, (hidden,))
 
     def compute(self, mask: Tensor, *, arg: Tensor | None = None, features: Tensor) -> Tensor:
-        flat = mask.flatten(1)
-        stats = torch.stack([flat.sum(1) / 10.0, flat.max(1).values, flat.mean(1)], dim=1)  # (B, 3)
-        h = self.inp(torch.cat([self.attend(features, mask), stats], dim=1))
-        if self.embed is not None:
-            h = h + self.embed(arg)
+        h = self.inp(torch.cat([self.attend(features, mask), _map_stats(mask)], dim=1)) + self.embed(arg)
         return self.mlp(F.relu(h))
+
+
+def _map_stats(mask: Tensor) -> Tensor:
+    """``mask: (B, H, W)`` -> ``(B, 3)``: total mass / 10, maximum and mean of each map."""
+    flat = mask.flatten(1)
+    return torch.stack([flat.sum(1) / 10.0, flat.max(1).values, flat.mean(1)], dim=1)
