@@ -108,10 +108,13 @@ class Library(nn.Module):
             TypeMismatchError: wrong number of inputs, or an input type that does not accept the output
                 feeding it (the message names the call, the input position and both types).
         """
+        return self._check(program, {})
+
+    def _check(self, program: Program, types: dict[Program, DataType]) -> DataType:
+        """:meth:`check` with a memo of already-checked calls (shared across a batch)."""
         if not isinstance(program, Program):
             raise TypeMismatchError(f"expected a Program, got {type(program).__name__}")
-        types: dict[Program, DataType] = {}
-        for call in program.postorder():
+        for call in program.unique_calls():
             if call in types:
                 continue
             self.resolve(call)

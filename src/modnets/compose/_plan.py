@@ -5,7 +5,9 @@ groups the calls that are the same module (and, for per-instance arguments, the 
 same height (distance from the leaves), and runs each group once over all the examples that need it.
 Groups run by height, so every call's inputs are ready when its group runs. Outputs are appended to one
 *pool* per output type; inputs are gathered from the pools with one ``index_select`` per input position.
-Identical sub-programs within one example run once.
+Context tensors (image features ...) are gathered once for all groups and split into views, so their
+backward pass accumulates one gradient, not one per group. Identical
+sub-programs within one example run once.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from torch import Tensor
 from ..errors import InterfaceError, ShapeError
 from ..modules import PerArgument, TypedModule
 from ..types import DataType
+from ._gather import gather_rows
 from ._program import Program
 
 if TYPE_CHECKING:
@@ -60,10 +63,18 @@ class _Group:
     label: str
     module: TypedModule
     arg: Tensor | None  # (n,) embedded argument indices
-    examples: Tensor | None  # (n,) example index per call; None means all examples in order
     inputs: tuple[_Gather, ...]
     pool: int
     context: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _ContextGather:
+    """How one context tensor is handed to the groups that receive gathered copies of it."""
+
+    examples: Tensor | None  # (calls,) example of each call of those groups in order; None: identity
+    sizes: tuple[int, ...]  # calls per group
+    groups: tuple[int, ...]  # the groups' positions in execution order
 
 
 class _Pools:
@@ -87,11 +98,11 @@ class _Pools:
                 except RuntimeError as e:
                     raise ShapeError(f"outputs of type {self.types[pool]} differ in shape: {e}") from None
                 self.cat[pool] = cat
-            values.append(cat.index_select(0, rows.to(cat.device)))
+            values.append(gather_rows(cat, rows.to(cat.device)))
         if gather.order is None:
             return values[0]
         try:
-            return torch.cat(values).index_select(0, gather.order.to(values[0].device))
+            return gather_rows(torch.cat(values), gather.order.to(values[0].device))
         except RuntimeError as e:
             raise ShapeError(f"an input is fed outputs of different shapes: {e}") from None
 
@@ -119,26 +130,24 @@ class ExecutionPlan:
         checked: dict[Program, DataType] = {}
         for p in programs:
             if p not in checked:
-                checked[p] = library.check(p)
+                library._check(p, checked)
 
         # Collect calls: key (height, group key) -> list of (example, call).
+        per_instance = {name: isinstance(library[name], PerArgument) for name in library.names}
         buckets: dict[tuple[int, str, str | None], list[tuple[int, Program]]] = {}
-        node_of: list[dict[Program, tuple[int, str, str | None]]] = []
         for b, program in enumerate(programs):
-            seen: dict[Program, tuple[int, str, str | None]] = {}
-            for call in program.postorder():
-                if call in seen:
-                    continue
-                per_instance = isinstance(library[call.name], PerArgument)
-                key = (call.depth, call.name, call.arg if per_instance else None)
-                buckets.setdefault(key, []).append((b, call))
-                seen[call] = key
-            node_of.append(seen)
+            for call in program.unique_calls():
+                key = (call.depth, call.name, call.arg if per_instance[call.name] else None)
+                bucket = buckets.get(key)
+                if bucket is None:
+                    buckets[key] = bucket = []
+                bucket.append((b, call))
 
         pool_ids: dict[DataType, int] = {}
         pool_rows: list[int] = []
         location: list[dict[Program, tuple[int, int]]] = [{} for _ in programs]  # (pool, row) per call
         groups: list[_Group] = []
+        group_examples: list[list[int]] = []
         for key in sorted(buckets, key=lambda k: (k[0], k[1], k[2] or "")):
             calls = buckets[key]
             first = calls[0][1]
@@ -154,20 +163,35 @@ class ExecutionPlan:
             arg = None
             if module.arguments is not None:
                 arg = torch.tensor([module.arg_index(call.arg) for _, call in calls], dtype=torch.long)
-            ex = [b for b, _ in calls]
-            examples = None if ex == list(range(self.batch)) else torch.tensor(ex, dtype=torch.long)
-            label = first.key if isinstance(library[first.name], PerArgument) else first.name
-            groups.append(
-                _Group(label, module, arg, examples, inputs, pool, tuple(n for n, _ in module.signature.context))
-            )
+            label = first.key if per_instance[first.name] else first.name
+            group = _Group(label, module, arg, inputs, pool, tuple(n for n, _ in module.signature.context))
+            groups.append(group)
+            group_examples.append([b for b, _ in calls])
             for b, call in calls:
                 location[b][call] = (pool, pool_rows[pool])
                 pool_rows[pool] += 1
+        everyone = list(range(self.batch))
+
+        def index(ex: list[int]) -> Tensor | None:
+            return None if ex == everyone else torch.tensor(ex, dtype=torch.long)
+
         self.groups = groups
+        # Modules that index the context get the whole tensors and their calls' example indices.
+        self.group_examples = [
+            index(ex) if g.module.indexes_context else None for g, ex in zip(groups, group_examples, strict=True)
+        ]
+        self.context_gathers: dict[str, _ContextGather] = {}
+        for name in sorted({n for g in groups for n in g.context}):
+            users = [i for i, g in enumerate(groups) if name in g.context and not g.module.indexes_context]
+            if users:
+                self.context_gathers[name] = _ContextGather(
+                    examples=index([b for i in users for b in group_examples[i]]),
+                    sizes=tuple(len(group_examples[i]) for i in users),
+                    groups=tuple(users),
+                )
         self.pool_types = list(pool_ids)
         self.roots = _Gather.build([location[b][p] for b, p in enumerate(programs)])
         self.context_names = sorted({n for g in groups for n in g.context})
-        self.output_types = checked
         self.n_calls = sum(len(calls) for calls in buckets.values())
         self.n_groups = len(groups)
 
@@ -193,15 +217,23 @@ class ExecutionPlan:
                 shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
                 raise ShapeError(f"context {name!r} must have batch dimension {self.batch}, got {shape}")
         pools = _Pools(self.pool_types)
-        for g in self.groups:
+        gathered: list[dict[str, Tensor]] = [{} for _ in self.groups]
+        for name, cg in self.context_gathers.items():
+            value = context[name]
+            if cg.examples is not None:
+                value = gather_rows(value, cg.examples.to(value.device))
+            for i, part in zip(cg.groups, value.split(cg.sizes) if len(cg.sizes) > 1 else (value,), strict=True):
+                gathered[i][name] = part
+        for i, g in enumerate(self.groups):
             inputs = [pools.read(gather) for gather in g.inputs]
-            if g.examples is None:
-                ctx = {n: context[n] for n in g.context}
-            else:
-                ctx = {n: context[n].index_select(0, g.examples.to(context[n].device)) for n in g.context}
-            arg = None if g.arg is None else g.arg.to(next(iter(ctx.values()), inputs[0] if inputs else g.arg).device)
+            ctx = {n: context[n] for n in g.context} if g.module.indexes_context else gathered[i]
+            device = next(iter(ctx.values()), inputs[0] if inputs else None)
+            device = device.device if device is not None else torch.device("cpu")
+            arg = None if g.arg is None else g.arg.to(device)
+            examples = self.group_examples[i]
+            examples = None if examples is None else examples.to(device)
             try:
-                out = g.module(*inputs, arg=arg, **ctx)
+                out = g.module(*inputs, arg=arg, examples=examples, **ctx)
             except InterfaceError as e:
                 if f"'{g.label}'" in str(e):
                     raise

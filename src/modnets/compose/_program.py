@@ -14,7 +14,7 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ARG = re.compile(r"[A-Za-z0-9_.+\-]+")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Program:
     """One module call and the calls that feed it: ``name[arg](child, child, ...)``.
 
@@ -41,6 +41,8 @@ class Program:
     children: tuple[Program, ...] = ()
     depth: int = field(init=False, compare=False, repr=False)
     size: int = field(init=False, compare=False, repr=False)
+    _hash: int = field(init=False, compare=False, repr=False)
+    _unique: tuple[Program, ...] | None = field(init=False, default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
@@ -53,6 +55,18 @@ class Program:
         object.__setattr__(self, "children", children)
         object.__setattr__(self, "depth", 1 + max((c.depth for c in children), default=0))
         object.__setattr__(self, "size", 1 + sum(c.size for c in children))
+        # Cached so that hashing a deep program is O(1), not a walk of the whole tree.
+        object.__setattr__(self, "_hash", hash((self.name, self.arg, tuple(c._hash for c in children))))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, Program) or self._hash != other._hash:
+            return False
+        return self.name == other.name and self.arg == other.arg and self.children == other.children
 
     # ------------------------------------------------------------------ text form
     @classmethod
@@ -211,6 +225,15 @@ class Program:
             else:
                 stack.append((node, True))
                 stack.extend((c, False) for c in reversed(node.children))
+
+    def unique_calls(self) -> tuple[Program, ...]:
+        """Every distinct call (identical sub-programs once), children before parents; cached."""
+        if self._unique is None:
+            seen: dict[Program, None] = {}
+            for call in self.postorder():
+                seen.setdefault(call, None)
+            object.__setattr__(self, "_unique", tuple(seen))
+        return self._unique
 
     @property
     def key(self) -> str:

@@ -58,12 +58,11 @@ def nmn_library(
     mask = Mask() if typed else HeatMap()
     answer = Probs(n_answers) if typed else Logits(n_answers)
     alg = algebra(typed)
-    common = {"channels": channels, "hidden": hidden}
     heads = {"hidden": hidden, "n_answers": n_answers, "mask": mask, "answer": answer}
     return Library(
         {
-            "find": Find(find_values, mask=mask, initial_bias=-2.0 if typed else 0.0, **common),
-            "relate": Relate(relations, grid=grid, mask=mask, **common),
+            "find": Find(find_values, channels=channels, mask=mask, initial_bias=-2.0 if typed else 0.0),
+            "relate": Relate(relations, channels=channels, grid=grid, mask=mask),
             "and": Combine("and", algebra=alg, mask=mask),
             "or": Combine("or", algebra=alg, mask=mask),
             "exist": Measure(**heads),

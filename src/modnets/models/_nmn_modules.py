@@ -23,59 +23,69 @@ __all__ = ["Combine", "Describe", "Find", "Measure", "Relate"]
 class Find(TypedModule):
     """``find[value]``: attend to the cells whose features match an attribute value.
 
-    A shared 1x1 convolution lifts the features; each argument value owns a linear read-out of them
-    (an embedded weight vector and bias), as the per-value convolution of the original NMN.
+    Each argument value owns a linear read-out of the features at every cell (an embedded weight vector
+    and bias): the per-value 1x1 convolution of the original NMN. Cheap per call, so that the feature
+    extraction lives in the shared stem and runs once per image.
 
     ``initial_bias`` sets where maps start: slightly negative for sigmoid masks (nearly empty maps, so
     a weighted average over a map is not swamped by the background), zero for ReLU heat maps (a
     negative start would leave them dead, with no gradient).
     """
 
-    def __init__(
-        self, values: Sequence[str], *, channels: int, hidden: int, mask: DataType, initial_bias: float = 0.0
-    ) -> None:
+    def __init__(self, values: Sequence[str], *, channels: int, mask: DataType, initial_bias: float = 0.0) -> None:
         super().__init__(Signature(output=mask, context={"features": FeatureMap(channels)}), arguments=values)
-        self.proj = nn.Conv2d(channels, hidden, 1)
-        self.weight = nn.Embedding(len(values), hidden)
+        self.weight = nn.Embedding(len(values), channels)
         self.bias = nn.Embedding(len(values), 1)
-        nn.init.normal_(self.weight.weight, std=hidden**-0.5)
+        nn.init.normal_(self.weight.weight, std=channels**-0.5)
         nn.init.constant_(self.bias.weight, initial_bias)
 
-    def compute(self, *, arg: Tensor | None = None, features: Tensor) -> Tensor:
-        h = F.relu(self.proj(features))  # (B, hidden, H, W)
-        return torch.einsum("bchw,bc->bhw", h, self.weight(arg)) + self.bias(arg)[:, :, None]
+    # Many finds per image: read every value out of each image once, then pick (image, value) maps.
+    indexes_context = True
+
+    def compute(self, *, arg: Tensor | None = None, examples: Tensor | None = None, features: Tensor) -> Tensor:
+        if examples is None:
+            return torch.einsum("bchw,bc->bhw", features, self.weight(arg)) + self.bias(arg)[:, :, None]
+        n_values = self.weight.num_embeddings
+        maps = torch.einsum("bchw,vc->bvhw", features, self.weight.weight) + self.bias.weight[None, :, :, None]
+        return maps.flatten(0, 1).index_select(0, examples * n_values + arg)  # (n, H, W)
 
 
 class Relate(TypedModule):
     """``relate[relation](mask)``: move attention to the cells in a spatial relation to the attended ones.
 
-    Each relation owns a kernel over every relative offset ((2H-1) x (2W-1)), applied as a convolution
-    of the input map (a per-example kernel, so all relations run in one batch); an objectness term from
-    the features keeps the result on objects.
+    Each relation owns a kernel over every relative offset ((2H-1) x (2W-1)), applied as a full-size
+    convolution of the input map, plus a linear read-out of the features at each cell that keeps the
+    result on objects. The convolution is one matrix product with the kernels laid out as
+    (H*W, H*W) Toeplitz matrices, for all relations at once, so calls with different relations batch.
     """
 
-    def __init__(
-        self, relations: Sequence[str], *, channels: int, hidden: int, grid: tuple[int, int], mask: DataType
-    ) -> None:
+    def __init__(self, relations: Sequence[str], *, channels: int, grid: tuple[int, int], mask: DataType) -> None:
         super().__init__(
             Signature(inputs={"mask": mask}, output=mask, context={"features": FeatureMap(channels)}),
             arguments=relations,
         )
         self.grid = grid
-        kh, kw = 2 * grid[0] - 1, 2 * grid[1] - 1
-        self.kernels = nn.Embedding(len(relations), kh * kw)
-        nn.init.normal_(self.kernels.weight, std=0.05)
-        self.objectness = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, 1, 1))
-        nn.init.zeros_(self.objectness[2].bias)
+        h, w = grid
+        self.kernels = nn.Parameter(torch.randn(len(relations), (2 * h - 1) * (2 * w - 1)) * 0.05)
+        # offset[p, q]: index of the kernel entry that carries cell q's mass to cell p.
+        ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        ys, xs = ys.flatten(), xs.flatten()
+        dy = ys[:, None] - ys[None, :] + h - 1
+        dx = xs[:, None] - xs[None, :] + w - 1
+        self.register_buffer("offset", dy * (2 * w - 1) + dx, persistent=False)
+        self.weight = nn.Embedding(len(relations), channels)
+        nn.init.normal_(self.weight.weight, std=channels**-0.5)
         self.bias = nn.Embedding(len(relations), 1)
         nn.init.zeros_(self.bias.weight)
 
     def compute(self, mask: Tensor, *, arg: Tensor | None = None, features: Tensor) -> Tensor:
         h, w = self.grid
-        padded = F.pad(mask.unsqueeze(1), (w - 1, w - 1, h - 1, h - 1))
-        patches = F.unfold(padded, (2 * h - 1, 2 * w - 1))  # (B, kh*kw, H*W)
-        moved = torch.einsum("bkn,bk->bn", patches, self.kernels(arg)).view(-1, h, w)
-        return moved + self.objectness(features).squeeze(1) + self.bias(arg)[:, :, None]
+        n_rel, cells = self.kernels.shape[0], h * w
+        toeplitz = self.kernels[:, self.offset]  # (R, HW, HW)
+        moved_all = mask.flatten(1) @ toeplitz.permute(2, 0, 1).reshape(cells, n_rel * cells)  # (B, R*HW)
+        moved = moved_all.view(-1, n_rel, cells).gather(1, arg.view(-1, 1, 1).expand(-1, 1, cells))
+        local = torch.einsum("bchw,bc->bhw", features, self.weight(arg))
+        return moved.view(-1, h, w) + local + self.bias(arg)[:, :, None]
 
 
 class Combine(TypedModule):

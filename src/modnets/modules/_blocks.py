@@ -88,7 +88,7 @@ class CNNStem(nn.Module):
             layers.append(nn.Conv2d(prev, c, 3, stride=stride, padding=1, bias=not norm))
             layers += [nn.BatchNorm2d(c), nn.ReLU()] if norm else [nn.ReLU()]
             prev = c
-        layers.append(nn.Conv2d(prev, prev, 1))
+        layers += [nn.Conv2d(prev, prev, 1), nn.ReLU()]
         self.net = nn.Sequential(*layers)
         self.in_channels = in_channels
         self.coords = coords

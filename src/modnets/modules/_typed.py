@@ -60,6 +60,11 @@ class TypedModule(nn.Module, ABC):
     #: computation already stays in the output domain (e.g. ``min`` of two masks) set this to ``False``.
     constrains_output: bool = True
 
+    #: Whether ``compute`` accepts ``examples`` and the whole batch's context: then the module picks
+    #: the context rows of its calls itself (e.g. computes a read-out for the whole batch once and
+    #: gathers small results), instead of being handed gathered copies of large context tensors.
+    indexes_context: bool = False
+
     @abstractmethod
     def compute(self, *inputs: Tensor, arg: Tensor | None = None, **context: Tensor) -> Tensor:
         """The raw output, before the output type's ``constrain``.
@@ -85,8 +90,17 @@ class TypedModule(nn.Module, ABC):
                 f"module {self.label!r} has no argument {value!r}; known: {', '.join(self.arguments)}"
             ) from None
 
-    def forward(self, *inputs: Tensor, arg: Tensor | None = None, **context: Tensor) -> Tensor:
+    def forward(
+        self, *inputs: Tensor, arg: Tensor | None = None, examples: Tensor | None = None, **context: Tensor
+    ) -> Tensor:
         """Run the module: ``constrain(compute(...))``, validating every interface when checking is on.
+
+        Args:
+            inputs: one ``(n, ...)`` tensor per signature input.
+            arg: ``(n,)`` embedded argument indices, when the module embeds its argument.
+            examples: ``(n,)`` row of the context that belongs to each call; ``None`` when the context
+                rows already correspond to the calls one to one.
+            context: ``(batch, ...)`` tensors named as in the signature.
 
         Raises:
             InterfaceError: wrong number of inputs or context entries, or (with checking on) a value
@@ -105,7 +119,12 @@ class TypedModule(nn.Module, ABC):
             for name, t in sig.context:
                 t.validate(context[name], where=f"module {self.label!r} context {name!r}")
         ctx = {n: context[n] for n, _ in sig.context}
-        out = self.compute(*inputs, arg=arg, **ctx)
+        if self.indexes_context:
+            out = self.compute(*inputs, arg=arg, examples=examples, **ctx)
+        else:
+            if examples is not None:
+                ctx = {n: v.index_select(0, examples) for n, v in ctx.items()}  # (n, ...) rows of the calls
+            out = self.compute(*inputs, arg=arg, **ctx)
         if self.constrains_output:
             out = sig.output.constrain(out)
         if check:

@@ -1,0 +1,46 @@
+"""Row gathers whose backward pass is one fast ``index_add_``.
+
+``index_select``'s own backward accumulates through a general scatter; for the row-wise gathers of
+batched execution (thousands of rows of a few kilobytes each) a row-wise ``index_add_`` into a flat
+buffer is several times faster on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["gather_rows"]
+
+
+class _GatherRows(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, index: Tensor) -> Tensor:
+        ctx.save_for_backward(index)
+        ctx.rows = x.shape[0]
+        return x.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, None]:
+        (index,) = ctx.saved_tensors
+        width = math.prod(grad.shape[1:])
+        flat = grad.new_zeros((ctx.rows, width))
+        flat.index_add_(0, index, grad.reshape(grad.shape[0], width))
+        return flat.view(ctx.rows, *grad.shape[1:]), None
+
+
+def gather_rows(x: Tensor, index: Tensor) -> Tensor:
+    """``x.index_select(0, index)`` with a faster backward.
+
+    Args:
+        x: ``(rows, ...)``.
+        index: ``(n,)`` long row indices (repeats allowed).
+
+    Returns:
+        ``(n, ...)``.
+    """
+    if not x.requires_grad:
+        return x.index_select(0, index)
+    return _GatherRows.apply(x, index)
