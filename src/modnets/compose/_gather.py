@@ -25,10 +25,12 @@ class _GatherRows(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, None]:
         (index,) = ctx.saved_tensors
-        width = math.prod(grad.shape[1:])
-        flat = grad.new_zeros((ctx.rows, width))
-        flat.index_add_(0, index, grad.reshape(grad.shape[0], width))
-        return flat.view(ctx.rows, *grad.shape[1:]), None
+        if grad.is_contiguous():
+            width = math.prod(grad.shape[1:])
+            flat = grad.new_zeros((ctx.rows, width))
+            flat.index_add_(0, index, grad.view(grad.shape[0], width))
+            return flat.view(ctx.rows, *grad.shape[1:]), None
+        return grad.new_zeros((ctx.rows, *grad.shape[1:])).index_add_(0, index, grad), None
 
 
 def gather_rows(x: Tensor, index: Tensor) -> Tensor:

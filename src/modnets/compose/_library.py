@@ -55,6 +55,9 @@ class Library(nn.Module):
             else:
                 module.label = name
         self.table = nn.ModuleDict(dict(modules))
+        # Checked calls -> output type, valid while the registered modules stay the same objects.
+        self._types: dict[Program, DataType] = {}
+        self._types_for: tuple[int, ...] = ()
 
     # ------------------------------------------------------------------ lookup
     @property
@@ -108,12 +111,11 @@ class Library(nn.Module):
             TypeMismatchError: wrong number of inputs, or an input type that does not accept the output
                 feeding it (the message names the call, the input position and both types).
         """
-        return self._check(program, {})
-
-    def _check(self, program: Program, types: dict[Program, DataType]) -> DataType:
-        """:meth:`check` with a memo of already-checked calls (shared across a batch)."""
         if not isinstance(program, Program):
             raise TypeMismatchError(f"expected a Program, got {type(program).__name__}")
+        types = self._checked_types()
+        if program in types:
+            return types[program]
         for call in program.unique_calls():
             if call in types:
                 continue
@@ -134,6 +136,16 @@ class Library(nn.Module):
                 )
             types[call] = sig.output
         return types[program]
+
+    def _checked_types(self) -> dict[Program, DataType]:
+        """The memo of checked calls, emptied when a module has been replaced since it was filled."""
+        current = tuple(id(m) for m in self.table.values())
+        if current != self._types_for:
+            self._types = {}
+            self._types_for = current
+        if len(self._types) > 100_000:  # programs from an unbounded generator: keep memory bounded
+            self._types.clear()
+        return self._types
 
     # ------------------------------------------------------------------ execution
     def plan(self, programs: Sequence[Program]) -> ExecutionPlan:

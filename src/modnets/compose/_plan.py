@@ -3,6 +3,7 @@
 A batch holds one program per example, all different. The plan finds every call of every program,
 groups the calls that are the same module (and, for per-instance arguments, the same argument) at the
 same height (distance from the leaves), and runs each group once over all the examples that need it.
+Roots wait for the last height, so each answer module runs once per batch whatever the depths.
 Groups run by height, so every call's inputs are ready when its group runs. Outputs are appended to one
 *pool* per output type; inputs are gathered from the pools with one ``index_select`` per input position.
 Context tensors (image features ...) are gathered once for all groups and split into views, so their
@@ -127,17 +128,19 @@ class ExecutionPlan:
             raise ShapeError("programs must hold at least one program")
         self.library = library
         self.batch = len(programs)
-        checked: dict[Program, DataType] = {}
         for p in programs:
-            if p not in checked:
-                library._check(p, checked)
+            library.check(p)
 
         # Collect calls: key (height, group key) -> list of (example, call).
         per_instance = {name: isinstance(library[name], PerArgument) for name in library.names}
         buckets: dict[tuple[int, str, str | None], list[tuple[int, Program]]] = {}
+        # A call runs at its height (leaves at 1), so its inputs are ready; roots, which nothing waits
+        # for, all run at the last height, so each answer module runs once per batch.
+        last = max(p.depth for p in programs)
         for b, program in enumerate(programs):
             for call in program.unique_calls():
-                key = (call.depth, call.name, call.arg if per_instance[call.name] else None)
+                height = last if call is program else call.depth
+                key = (height, call.name, call.arg if per_instance[call.name] else None)
                 bucket = buckets.get(key)
                 if bucket is None:
                     buckets[key] = bucket = []

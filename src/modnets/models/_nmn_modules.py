@@ -45,9 +45,9 @@ class Find(TypedModule):
     def compute(self, *, arg: Tensor | None = None, examples: Tensor | None = None, features: Tensor) -> Tensor:
         if examples is None:
             return torch.einsum("bchw,bc->bhw", features, self.weight(arg)) + self.bias(arg)[:, :, None]
-        n_values = self.weight.num_embeddings
-        maps = torch.einsum("bchw,vc->bvhw", features, self.weight.weight) + self.bias.weight[None, :, :, None]
-        return maps.flatten(0, 1).index_select(0, examples * n_values + arg)  # (n, H, W)
+        n_values, (h, w) = self.weight.num_embeddings, features.shape[2:]
+        maps = torch.matmul(self.weight.weight, features.flatten(2)) + self.bias.weight  # (B, V, HW)
+        return maps.flatten(0, 1).index_select(0, examples * n_values + arg).view(-1, h, w)
 
 
 class Relate(TypedModule):
