@@ -18,3 +18,12 @@ def test_gather_rows_matches_index_select_in_values_and_gradients(rows, n, seed)
     (g,) = torch.autograd.grad((y * w).sum(), x)
     (g_ref,) = torch.autograd.grad((y_ref * w).sum(), x)
     torch.testing.assert_close(g, g_ref)
+
+
+def test_gather_rows_gradient_in_another_memory_layout():
+    x = torch.randn(5, 3, 4, 4, requires_grad=True)
+    index = torch.tensor([4, 0, 0, 2])
+    w = torch.randn(4, 3, 4, 4).contiguous(memory_format=torch.channels_last)
+    (g,) = torch.autograd.grad((gather_rows(x, index) * w).sum(), x)
+    (g_ref,) = torch.autograd.grad((x.index_select(0, index) * w).sum(), x)
+    torch.testing.assert_close(g, g_ref)

@@ -83,3 +83,19 @@ def test_bad_programs_and_nan_interfaces_are_reported(data):
     with modnets.checking_interfaces():
         with pytest.raises(InterfaceError, match=r"module 'find' context 'features': FeatureMap\(66\) value .* NaN"):
             model(bad, [Program.parse("exist(find[red])")] * 2)
+
+
+def test_relate_is_a_full_size_convolution_of_the_map_plus_a_feature_read_out():
+    import torch.nn.functional as F
+
+    from modnets.models import Relate
+
+    torch.manual_seed(0)
+    r = Relate(["left", "right"], channels=4, grid=(3, 4), mask=Mask())
+    m, f = torch.rand(5, 3, 4), torch.randn(5, 4, 3, 4)
+    arg = torch.tensor([0, 1, 1, 0, 1])
+    h, w = 3, 4
+    patches = F.unfold(F.pad(m.unsqueeze(1), (w - 1, w - 1, h - 1, h - 1)), (2 * h - 1, 2 * w - 1))
+    conv = torch.einsum("bkn,bk->bn", patches, r.kernels[arg].flip(1)).view(-1, h, w)
+    local = torch.einsum("bchw,bc->bhw", f, r.weight(arg)) + r.bias(arg)[:, :, None]
+    torch.testing.assert_close(r.compute(m, arg=arg, features=f), conv + local)

@@ -25,12 +25,17 @@ class _GatherRows(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, None]:
         (index,) = ctx.saved_tensors
-        if grad.is_contiguous():
-            width = math.prod(grad.shape[1:])
-            flat = grad.new_zeros((ctx.rows, width))
-            flat.index_add_(0, index, grad.view(grad.shape[0], width))
-            return flat.view(ctx.rows, *grad.shape[1:]), None
-        return grad.new_zeros((ctx.rows, *grad.shape[1:])).index_add_(0, index, grad), None
+        # Gradients often arrive in another memory layout (channels-last from convolutions and
+        # einsums): permute to the layout they are dense in rather than copying them.
+        order = [0, *sorted(range(1, grad.dim()), key=lambda d: -grad.stride(d))]
+        dense = grad.permute(order)
+        if not dense.is_contiguous():
+            dense = dense.contiguous()
+        width = math.prod(dense.shape[1:])
+        flat = grad.new_zeros((ctx.rows, width))
+        flat.index_add_(0, index, dense.view(dense.shape[0], width))
+        inverse = sorted(range(grad.dim()), key=order.__getitem__)
+        return flat.view(ctx.rows, *dense.shape[1:]).permute(inverse), None
 
 
 def gather_rows(x: Tensor, index: Tensor) -> Tensor:

@@ -44,7 +44,7 @@ class Find(TypedModule):
 
     def compute(self, *, arg: Tensor | None = None, examples: Tensor | None = None, features: Tensor) -> Tensor:
         if examples is None:
-            return torch.einsum("bchw,bc->bhw", features, self.weight(arg)) + self.bias(arg)[:, :, None]
+            return _read_out(features, self.weight(arg)) + self.bias(arg)[:, :, None]
         n_values, (h, w) = self.weight.num_embeddings, features.shape[2:]
         maps = torch.matmul(self.weight.weight, features.flatten(2)) + self.bias.weight  # (B, V, HW)
         return maps.flatten(0, 1).index_select(0, examples * n_values + arg).view(-1, h, w)
@@ -67,12 +67,14 @@ class Relate(TypedModule):
         self.grid = grid
         h, w = grid
         self.kernels = nn.Parameter(torch.randn(len(relations), (2 * h - 1) * (2 * w - 1)) * 0.05)
-        # offset[p, q]: index of the kernel entry that carries cell q's mass to cell p.
+        # layout[q, r * HW + p]: position in the flattened kernels of the entry of relation r that carries
+        # cell q's mass to cell p, so one gather lays all kernels out as a (HW, R * HW) matrix.
         ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
         ys, xs = ys.flatten(), xs.flatten()
-        dy = ys[:, None] - ys[None, :] + h - 1
-        dx = xs[:, None] - xs[None, :] + w - 1
-        self.register_buffer("offset", dy * (2 * w - 1) + dx, persistent=False)
+        offset = (ys[None, :] - ys[:, None] + h - 1) * (2 * w - 1) + (xs[None, :] - xs[:, None] + w - 1)  # [q, p]
+        size = (2 * h - 1) * (2 * w - 1)
+        layout = torch.cat([offset + r * size for r in range(len(relations))], dim=1)
+        self.register_buffer("layout", layout.flatten(), persistent=False)
         self.weight = nn.Embedding(len(relations), channels)
         nn.init.normal_(self.weight.weight, std=channels**-0.5)
         self.bias = nn.Embedding(len(relations), 1)
@@ -81,10 +83,10 @@ class Relate(TypedModule):
     def compute(self, mask: Tensor, *, arg: Tensor | None = None, features: Tensor) -> Tensor:
         h, w = self.grid
         n_rel, cells = self.kernels.shape[0], h * w
-        toeplitz = self.kernels[:, self.offset]  # (R, HW, HW)
-        moved_all = mask.flatten(1) @ toeplitz.permute(2, 0, 1).reshape(cells, n_rel * cells)  # (B, R*HW)
+        toeplitz = self.kernels.flatten().index_select(0, self.layout).view(cells, n_rel * cells)
+        moved_all = mask.flatten(1) @ toeplitz  # (B, R*HW)
         moved = moved_all.view(-1, n_rel, cells).gather(1, arg.view(-1, 1, 1).expand(-1, 1, cells))
-        local = torch.einsum("bchw,bc->bhw", features, self.weight(arg))
+        local = _read_out(features, self.weight(arg))
         return moved.view(-1, h, w) + local + self.bias(arg)[:, :, None]
 
 
@@ -158,6 +160,15 @@ class Describe(TypedModule):
     def compute(self, mask: Tensor, *, arg: Tensor | None = None, features: Tensor) -> Tensor:
         h = self.inp(torch.cat([self.attend(features, mask), _map_stats(mask)], dim=1)) + self.embed(arg)
         return self.mlp(F.relu(h))
+
+
+def _read_out(features: Tensor, weight: Tensor) -> Tensor:
+    """``features: (B, C, H, W)``, ``weight: (B, C)`` -> ``(B, H, W)``: each example's own 1x1 read-out.
+
+    A batched matrix product over the channel-first layout (no transposed copy of the features).
+    """
+    b, c, h, w = features.shape
+    return torch.bmm(weight.unsqueeze(1), features.reshape(b, c, h * w)).view(b, h, w)
 
 
 def _map_stats(mask: Tensor) -> Tensor:

@@ -135,4 +135,4 @@ class FeatureAttention(nn.Module):
             a = F.softmax(a, dim=1)
         elif self.normalize == "sum":
             a = a / (a.sum(1, keepdim=True) + self.eps)
-        return torch.einsum("bn,bcn->bc", a, features.flatten(2))
+        return torch.bmm(features.flatten(2), a.unsqueeze(2)).squeeze(2)  # (B, C, HW) @ (B, HW, 1)
