@@ -15,7 +15,7 @@ def test_list_names_experiments_and_benchmarks(capsys):
     "argv, message",
     [
         (["run", "nope"], "unknown experiment 'nope'; known experiments: nmn"),
-        (["bench", "nope"], "unknown benchmark 'nope'; known benchmarks: layouts"),
+        (["bench", "nope"], "unknown benchmark 'nope'; known benchmarks: layouts, dispatch, scaling"),
         (["run", "nmn", "--bogus"], "No such option: --bogus"),
         (["run"], "Missing argument"),
         (["run", "nmn", "--seed", "abc"], "Invalid value"),

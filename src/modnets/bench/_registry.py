@@ -15,6 +15,14 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "modnets.bench._layouts",
         "batched execution of 256 heterogeneous NMN layouts vs running each example on its own",
     ),
+    "dispatch": (
+        "modnets.bench._dispatch",
+        "ModularLayer forward+backward (top-1, E=8 and 32) vs a dense MLP of equal FLOPs and the mask loop",
+    ),
+    "scaling": (
+        "modnets.bench._scaling",
+        "ModularLayer cost per example as the number of modules grows (E = 8, 32, 128)",
+    ),
 }
 
 

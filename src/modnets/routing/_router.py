@@ -1,0 +1,329 @@
+"""Routers: policies p(a | x, phi) over module choices, factorised over layers (note seed 000).
+
+A router scores the M modules of a layer with logits, from a learned table (static routing) or from the
+layer's input ``z_t`` (dynamic routing), and turns them into a choice:
+
+- ``"sample"``: k modules drawn from ``softmax(logits)`` without replacement (Gumbel-top-k);
+- ``"argmax"`` / ``"topk"``: the k most probable modules (deterministic; ``"argmax"`` is the k = 1 name);
+- ``"soft"``: every module, weighted by its probability (a dense weighted sum, differentiable);
+- ``"gumbel"``: straight-through Gumbel-softmax: a sampled hard choice whose weights are exactly 1 in
+  the forward pass and carry the gradient of ``softmax((logits + g) / tau)`` in the backward pass.
+
+Conventions (shared by every training algorithm and diagnostic):
+
+- ``choice``: (B, L, k) long module ids, ``L`` = number of layers in the result (1 for one
+  :meth:`Router.forward` call; :func:`stack_routes` joins per-layer results);
+- ``log_prob``: (B,) log-probability of the whole choice under the policy, summed over layers; for k > 1
+  the ordered picks are scored by the sequential (Plackett-Luce) probability of drawing them without
+  replacement; 0 for ``"soft"`` (nothing is drawn);
+- ``probs``: (B, L, M) the full distribution ``softmax(logits)`` (temperature-free);
+- ``weights``: (B, L, k) the weight of each pick, or ``None`` for unweighted hard picks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import ConfigError, ShapeError
+
+__all__ = ["MODES", "RouteResult", "Router", "plackett_luce_log_prob", "stack_routes"]
+
+MODES = ("sample", "argmax", "topk", "soft", "gumbel")
+
+
+class RouteResult(NamedTuple):
+    """A routing decision for a batch.
+
+    Attributes:
+        choice: (B, L, k) long module ids per layer (k = M in soft mode: every module, in order).
+        log_prob: (B,) log p(choice | x) summed over layers and picks (0 in soft mode).
+        probs: (B, L, M) the router's distribution over modules per layer.
+        weights: (B, L, k) weight of each pick (soft: the probabilities; gumbel: straight-through
+            weights, 1 in value), or ``None`` when the picks are unweighted.
+    """
+
+    choice: Tensor
+    log_prob: Tensor
+    probs: Tensor
+    weights: Tensor | None = None
+
+    def dense(self) -> Tensor:
+        """The choice as a dense weight per module: (B, L, M), zero for modules not picked."""
+        w = self.weights if self.weights is not None else torch.ones_like(self.choice, dtype=self.probs.dtype)
+        return torch.zeros_like(self.probs).scatter_add(-1, self.choice, w.to(self.probs.dtype))
+
+    def layer(self, index: int) -> RouteResult:
+        """The result of one layer (L = 1). ``log_prob`` stays the total over all layers."""
+        sl = slice(index, index + 1)
+        w = None if self.weights is None else self.weights[:, sl]
+        return RouteResult(self.choice[:, sl], self.log_prob, self.probs[:, sl], w)
+
+
+def stack_routes(routes: Sequence[RouteResult]) -> RouteResult:
+    """Join per-layer results along the layer axis; log-probabilities add up.
+
+    Args:
+        routes: results with the same B and k, e.g. one per layer.
+
+    Returns:
+        choice (B, sum L, k), log_prob (B,), probs (B, sum L, M), weights (B, sum L, k) or ``None``.
+    """
+    if not routes:
+        raise ConfigError("stack_routes needs at least one RouteResult, got none")
+    weights = None
+    if any(r.weights is not None for r in routes):
+        weights = torch.cat(
+            [r.weights if r.weights is not None else torch.ones_like(r.choice, dtype=r.probs.dtype) for r in routes],
+            dim=1,
+        )
+    return RouteResult(
+        torch.cat([r.choice for r in routes], dim=1),
+        torch.stack([r.log_prob for r in routes]).sum(0),
+        torch.cat([r.probs for r in routes], dim=1),
+        weights,
+    )
+
+
+def plackett_luce_log_prob(logits: Tensor, choice: Tensor) -> Tensor:
+    """Log-probability of drawing the ordered picks ``choice`` without replacement from ``softmax(logits)``.
+
+    ``log p = sum_j [logits[c_j] - logsumexp(logits over modules not yet picked)]``; for k = 1 this is
+    ``log_softmax(logits)[c_1]``.
+
+    Args:
+        logits: (..., M).
+        choice: (..., k) long, distinct ids per row.
+
+    Returns:
+        (...) the log-probability of each row's ordered picks.
+    """
+    picked = logits.gather(-1, choice)  # (..., k)
+    total = picked.new_zeros(picked.shape[:-1])
+    remaining = logits
+    for j in range(choice.shape[-1]):
+        total = total + picked[..., j] - torch.logsumexp(remaining, dim=-1)
+        if j + 1 < choice.shape[-1]:
+            remaining = remaining.scatter(-1, choice[..., j : j + 1], float("-inf"))
+    return total
+
+
+def _gumbel(shape: torch.Size, like: Tensor, generator: torch.Generator | None) -> Tensor:
+    u = torch.rand(shape, dtype=like.dtype, device=like.device, generator=generator)
+    tiny = torch.finfo(like.dtype).tiny
+    neg_log_u = (-torch.log(u.clamp_min(tiny))).clamp_min(tiny)  # in (0, inf)
+    return -torch.log(neg_log_u)
+
+
+class Router(nn.Module):
+    """A policy over the M modules of each of L layers.
+
+    Static routers learn a logits table per layer (and per task when ``n_tasks`` is given); dynamic
+    routers compute the logits of layer ``l`` from that layer's input ``z_l`` with their own linear map
+    (``hidden=None``) or two-layer MLP, plus a learned per-task bias when ``n_tasks`` is given.
+
+    Args:
+        n_modules: M, modules per layer.
+        n_layers: L, layers routed by this router.
+        d_in: input features of the dynamic router (the same for every layer); ignored when static.
+        mode: ``"sample"``, ``"argmax"``, ``"topk"``, ``"soft"`` or ``"gumbel"`` (see module docstring).
+        k: modules picked per example and layer, 1 <= k <= M (ignored by ``"soft"``, which uses all M).
+        static: input-independent routing (a logits table).
+        tau: Gumbel-softmax temperature (``"gumbel"`` mode only); may be set or annealed during training.
+        n_tasks: number of task ids, to route per task (static: one table per task; dynamic: a bias).
+        hidden: hidden width of the dynamic router's MLP, or ``None`` for a linear map.
+        tau_min: floor of :meth:`anneal_tau`.
+        anneal_rate: decay rate r of :meth:`anneal_tau`: ``tau = max(tau_min, tau0 * exp(-r * step))``.
+
+    Example:
+        >>> router = Router(n_modules=4, n_layers=2, d_in=8, mode="sample", k=2)
+        >>> r = router(torch.randn(5, 8), layer=1)
+        >>> r.choice.shape, r.log_prob.shape, r.probs.shape
+        (torch.Size([5, 1, 2]), torch.Size([5]), torch.Size([5, 1, 4]))
+    """
+
+    def __init__(
+        self,
+        *,
+        n_modules: int,
+        n_layers: int = 1,
+        d_in: int | None = None,
+        mode: str = "sample",
+        k: int = 1,
+        static: bool = False,
+        tau: float = 1.0,
+        n_tasks: int | None = None,
+        hidden: int | None = None,
+        tau_min: float = 0.1,
+        anneal_rate: float = 1e-4,
+    ):
+        super().__init__()
+        for name, value in (("n_modules", n_modules), ("n_layers", n_layers)):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive int, got {value!r}")
+        if mode not in MODES:
+            raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
+        if not isinstance(k, int) or not 1 <= k <= n_modules:
+            raise ConfigError(f"k must satisfy 1 <= k <= M (n_modules={n_modules}), got k={k!r}")
+        if not static and (not isinstance(d_in, int) or d_in < 1):
+            raise ConfigError(f"a dynamic router (static=False) needs d_in, a positive int; got d_in={d_in!r}")
+        if n_tasks is not None and (not isinstance(n_tasks, int) or n_tasks < 1):
+            raise ConfigError(f"n_tasks must be None or a positive int, got {n_tasks!r}")
+        if hidden is not None and (not isinstance(hidden, int) or hidden < 1):
+            raise ConfigError(f"hidden must be None or a positive int, got {hidden!r}")
+        if not tau > 0 or not tau_min > 0:
+            raise ConfigError(f"tau and tau_min must be > 0, got tau={tau!r}, tau_min={tau_min!r}")
+        self.n_modules, self.n_layers, self.mode, self.k = n_modules, n_layers, mode, k
+        self.static, self.n_tasks = static, n_tasks
+        self.d_in = None if static else d_in
+        self.tau, self.tau0, self.tau_min, self.anneal_rate = float(tau), float(tau), float(tau_min), anneal_rate
+        if static:
+            # (tasks, L, M); zeros = uniform routing at the start
+            self.logits = nn.Parameter(torch.zeros(n_tasks or 1, n_layers, n_modules))
+            self.nets = None
+            self.task_bias = None
+        else:
+            assert d_in is not None
+            self.logits = None
+            self.nets = nn.ModuleList(
+                [
+                    nn.Linear(d_in, n_modules)
+                    if hidden is None
+                    else nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, n_modules))
+                    for _ in range(n_layers)
+                ]
+            )
+            self.task_bias = nn.Parameter(torch.zeros(n_tasks, n_layers, n_modules)) if n_tasks else None
+
+    # ------------------------------------------------------------------ temperature
+    def anneal_tau(self, step: int) -> float:
+        """Set and return ``tau = max(tau_min, tau0 * exp(-anneal_rate * step))`` (Jang et al. 2017)."""
+        self.tau = max(self.tau_min, self.tau0 * math.exp(-self.anneal_rate * step))
+        return self.tau
+
+    # ------------------------------------------------------------------ logits
+    def layer_logits(self, x: Tensor | None = None, *, layer: int = 0, task: Tensor | None = None) -> Tensor:
+        """Logits of one layer.
+
+        Args:
+            x: (B, d_in) the layer's input z_l; required by dynamic routers; a static router only reads
+                its batch size (any shape (B, ...)).
+            layer: layer index in [0, n_layers).
+            task: (B,) long task ids in [0, n_tasks), when the router has ``n_tasks``.
+
+        Returns:
+            (B, M); B = 1 for a static router given neither ``x`` nor ``task``.
+
+        Raises:
+            ShapeError: x or task of the wrong shape.
+            ConfigError: layer or task ids out of range, task given to a router without ``n_tasks``.
+        """
+        if not isinstance(layer, int) or not 0 <= layer < self.n_layers:
+            raise ConfigError(f"layer must be an int in [0, {self.n_layers}) (n_layers={self.n_layers}), got {layer!r}")
+        batch = self._check_inputs(x, task)
+        if self.static:
+            assert self.logits is not None
+            table = self.logits[:, layer]  # (tasks, M)
+            if task is None:
+                return table[0].expand(batch, self.n_modules)
+            return table.index_select(0, task)
+        assert self.nets is not None and x is not None
+        logits = self.nets[layer](x)
+        if self.task_bias is not None and task is not None:
+            logits = logits + self.task_bias[:, layer].index_select(0, task)
+        return logits
+
+    def _check_inputs(self, x: Tensor | None, task: Tensor | None) -> int:
+        batch = None
+        if x is not None:
+            if not isinstance(x, Tensor) or x.dim() < 1:
+                raise ShapeError(f"x must be a tensor of shape (batch, d_in), got {type(x).__name__}")
+            if not self.static and (x.dim() != 2 or x.shape[1] != self.d_in):
+                raise ShapeError(f"x must have shape (batch, d_in={self.d_in}), got {tuple(x.shape)}")
+            batch = x.shape[0]
+        elif not self.static:
+            raise ShapeError(f"a dynamic router needs x of shape (batch, d_in={self.d_in}), got None")
+        if task is not None:
+            if self.n_tasks is None:
+                raise ConfigError("task ids were given, but this router was built without n_tasks")
+            if not isinstance(task, Tensor) or task.dim() != 1 or (batch is not None and task.shape[0] != batch):
+                shape = tuple(task.shape) if isinstance(task, Tensor) else type(task).__name__
+                raise ShapeError(f"task must have shape (batch={batch if batch is not None else 'B'},), got {shape}")
+            if task.dtype != torch.long or (task.numel() and (int(task.min()) < 0 or int(task.max()) >= self.n_tasks)):
+                raise ConfigError(f"task must hold long ids in [0, {self.n_tasks}) (n_tasks={self.n_tasks})")
+            batch = task.shape[0]
+        return 1 if batch is None else batch
+
+    # ------------------------------------------------------------------ routing
+    def forward(
+        self,
+        x: Tensor | None = None,
+        *,
+        layer: int = 0,
+        task: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        choice: Tensor | None = None,
+    ) -> RouteResult:
+        """Route one layer.
+
+        Args:
+            x: (B, d_in) the layer's input z_l (dynamic routers); static routers only read its batch size.
+            layer: layer index in [0, n_layers).
+            task: (B,) long task ids (routers built with ``n_tasks``).
+            generator: random source for ``"sample"`` and ``"gumbel"``.
+            choice: (B, k') or (B, 1, k') long ids to score instead of choosing (for EM and for evaluating a
+                given assignment); ``log_prob`` is then the policy's log-probability of these picks and
+                ``weights`` is ``None`` (``"soft"``: the probabilities of the given picks).
+
+        Returns:
+            :class:`RouteResult` with L = 1: choice (B, 1, k), log_prob (B,), probs (B, 1, M),
+            weights (B, 1, k) or ``None``.
+        """
+        logits = self.layer_logits(x, layer=layer, task=task)  # (B, M)
+        log_p = F.log_softmax(logits, dim=-1)
+        probs = log_p.exp()
+        batch = logits.shape[0]
+        if choice is not None:
+            return self._score(logits, probs, choice, batch)
+        if self.mode == "soft":
+            picks = torch.arange(self.n_modules, device=logits.device).expand(batch, self.n_modules)
+            return RouteResult(picks[:, None], logits.new_zeros(batch), probs[:, None], probs[:, None])
+        weights = None
+        if self.mode in ("argmax", "topk"):
+            picks = logits.topk(self.k, dim=-1).indices
+        else:
+            # Gumbel-top-k: an exact draw of k picks without replacement from softmax(logits)
+            perturbed = logits + _gumbel(logits.shape, logits, generator)
+            picks = perturbed.detach().topk(self.k, dim=-1).indices
+            if self.mode == "gumbel":
+                picked = torch.softmax(perturbed / self.tau, dim=-1).gather(-1, picks)
+                weights = (picked - picked.detach() + 1.0)[:, None]  # 1 in value, soft gradient
+        log_prob = plackett_luce_log_prob(logits, picks)
+        return RouteResult(picks[:, None], log_prob, probs[:, None], weights)
+
+    def _score(self, logits: Tensor, probs: Tensor, choice: Tensor, batch: int) -> RouteResult:
+        if not isinstance(choice, Tensor) or choice.dtype != torch.long:
+            raise ConfigError(f"choice must be a long tensor of module ids, got {type(choice).__name__}")
+        if choice.dim() == 3 and choice.shape[1] == 1:
+            choice = choice[:, 0]
+        if choice.dim() != 2 or choice.shape[0] != batch or not 1 <= choice.shape[1] <= self.n_modules:
+            raise ShapeError(
+                f"choice must have shape (batch={batch}, k) or (batch={batch}, 1, k) with 1 <= k <= "
+                f"M={self.n_modules}, got {tuple(choice.shape)}"
+            )
+        if int(choice.min()) < 0 or int(choice.max()) >= self.n_modules:
+            raise ConfigError(f"choice must hold module ids in [0, {self.n_modules}) (n_modules={self.n_modules})")
+        if self.mode == "soft":
+            return RouteResult(
+                choice[:, None], logits.new_zeros(batch), probs[:, None], probs.gather(-1, choice)[:, None]
+            )
+        return RouteResult(choice[:, None], plackett_luce_log_prob(logits, choice), probs[:, None], None)
+
+    def extra_repr(self) -> str:
+        kind = "static" if self.static else f"dynamic, d_in={self.d_in}"
+        return f"n_modules={self.n_modules}, n_layers={self.n_layers}, mode={self.mode!r}, k={self.k}, {kind}"

@@ -1,0 +1,167 @@
+"""Routers: result shapes, log-probabilities, sampling, straight-through Gumbel, errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from modnets.errors import ConfigError, ShapeError
+from modnets.routing import Router, RouteResult, plackett_luce_log_prob, stack_routes
+
+MODES = ["sample", "argmax", "topk", "soft", "gumbel"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("static", [False, True])
+@pytest.mark.parametrize("k", [1, 2])
+def test_route_result_shapes(mode, static, k):
+    router = Router(n_modules=5, n_layers=3, d_in=6, mode=mode, k=k, static=static, hidden=None if static else 7)
+    r = router(torch.randn(4, 6), layer=2)
+    width = 5 if mode == "soft" else k
+    assert isinstance(r, RouteResult)
+    assert r.choice.shape == (4, 1, width) and r.choice.dtype == torch.long
+    assert r.log_prob.shape == (4,)
+    assert r.probs.shape == (4, 1, 5)
+    torch.testing.assert_close(r.probs.sum(-1), torch.ones(4, 1))
+    if mode in ("soft", "gumbel"):
+        assert r.weights is not None and r.weights.shape == (4, 1, width)
+    else:
+        assert r.weights is None
+    if mode != "soft":  # k distinct modules per row
+        assert all(len(set(row.tolist())) == k for row in r.choice[:, 0])
+
+
+@pytest.mark.parametrize("mode", ["sample", "argmax", "gumbel"])
+def test_log_prob_is_log_of_probs_at_choice_summed_over_layers(mode):
+    router = Router(n_modules=4, n_layers=3, d_in=5, mode=mode)
+    x = torch.randn(6, 5)
+    routes = [router(x, layer=i) for i in range(3)]
+    for r in routes:
+        want = r.probs[:, 0].gather(-1, r.choice[:, 0]).log().sum(-1)
+        torch.testing.assert_close(r.log_prob, want)
+    both = stack_routes(routes)
+    assert both.choice.shape == (6, 3, 1) and both.probs.shape == (6, 3, 4)
+    torch.testing.assert_close(both.log_prob, both.probs.gather(-1, both.choice).log().sum((1, 2)))
+
+
+def test_top2_log_prob_is_sequential_without_replacement():
+    logits = torch.tensor([[2.0, 0.0, 1.0, -1.0]])
+    p = torch.softmax(logits, -1)[0]
+    choice = torch.tensor([[0, 2]])
+    want = math.log(p[0]) + math.log(p[2] / (1 - p[0]))
+    assert plackett_luce_log_prob(logits, choice).item() == pytest.approx(want, rel=1e-5)
+    router = Router(n_modules=4, static=True, mode="topk", k=2)
+    with torch.no_grad():
+        router.logits.copy_(logits.view(1, 1, 4))
+    r = router(torch.randn(1, 3))
+    assert r.choice[0, 0].tolist() == [0, 2]
+    assert r.log_prob.item() == pytest.approx(want, rel=1e-5)
+
+
+def test_sampling_follows_probs_and_generator_is_reproducible():
+    router = Router(n_modules=3, static=True, mode="sample")
+    with torch.no_grad():
+        router.logits.copy_(torch.tensor([0.0, 1.0, 2.0]).view(1, 1, 3))
+    x = torch.empty(20000, 0)
+    r = router(x, generator=torch.Generator().manual_seed(0))
+    freq = torch.bincount(r.choice.view(-1), minlength=3).float() / 20000
+    torch.testing.assert_close(freq, r.probs[0, 0], atol=0.02, rtol=0)
+    again = router(x, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(r.choice, again.choice)
+
+
+def test_argmax_picks_the_most_probable_module():
+    router = Router(n_modules=4, d_in=3, mode="argmax")
+    r = router(torch.randn(7, 3))
+    assert torch.equal(r.choice[:, 0, 0], r.probs[:, 0].argmax(-1))
+
+
+def test_soft_returns_the_distribution_as_weights():
+    router = Router(n_modules=4, d_in=3, mode="soft")
+    r = router(torch.randn(7, 3))
+    assert r.choice[0, 0].tolist() == [0, 1, 2, 3]
+    torch.testing.assert_close(r.weights, r.probs)
+    assert torch.equal(r.log_prob, torch.zeros(7))
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_gumbel_straight_through_is_one_hot_forward_with_gradient_to_logits(k):
+    router = Router(n_modules=5, d_in=4, mode="gumbel", k=k, tau=0.5)
+    r = router(torch.randn(8, 4))
+    assert torch.equal(r.weights, torch.ones(8, 1, k))
+    dense = r.dense()
+    assert torch.equal(dense.sum(-1), torch.full((8, 1), float(k)))
+    assert set(dense.unique().tolist()) <= {0.0, 1.0}
+    (r.weights * torch.randn(8, 1, k)).sum().backward()
+    grad = router.nets[0].weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+
+
+def test_tau_can_be_set_and_annealed():
+    router = Router(n_modules=3, d_in=2, mode="gumbel", tau=2.0, tau_min=0.5, anneal_rate=0.01)
+    assert router.anneal_tau(0) == 2.0
+    assert router.anneal_tau(100) == pytest.approx(2.0 * math.exp(-1.0))
+    assert router.anneal_tau(10**6) == 0.5 and router.tau == 0.5
+    router.tau = 0.3
+    assert router(torch.randn(2, 2)).weights is not None
+
+
+def test_static_router_per_task():
+    router = Router(n_modules=3, n_layers=2, static=True, n_tasks=2, mode="argmax")
+    with torch.no_grad():
+        router.logits[0, 1] = torch.tensor([5.0, 0.0, 0.0])
+        router.logits[1, 1] = torch.tensor([0.0, 0.0, 5.0])
+    r = router(layer=1, task=torch.tensor([0, 1, 1]))
+    assert r.choice[:, 0, 0].tolist() == [0, 2, 2]
+    assert router().choice.shape == (1, 1, 1)  # no batch given: one row
+
+
+def test_dynamic_router_routes_each_layer_from_its_own_input():
+    router = Router(n_modules=4, n_layers=2, d_in=3, mode="argmax")
+    z = torch.randn(5, 3)
+    assert not torch.equal(router.layer_logits(z, layer=0), router.layer_logits(z, layer=1))
+
+
+def test_scoring_a_given_choice():
+    router = Router(n_modules=4, d_in=3, mode="sample")
+    x = torch.randn(5, 3)
+    choice = torch.tensor([[0], [1], [2], [3], [0]])
+    r = router(x, choice=choice)
+    assert torch.equal(r.choice[:, 0], choice)
+    torch.testing.assert_close(r.log_prob, torch.log_softmax(router.layer_logits(x), -1).gather(-1, choice)[:, 0])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"n_modules": 3, "k": 4, "d_in": 2}, ["k=4", "M", "n_modules=3"]),
+        ({"n_modules": 3, "k": 0, "d_in": 2}, ["k=0", "M"]),
+        ({"n_modules": 3, "mode": "greedy", "d_in": 2}, ["mode", "greedy"]),
+        ({"n_modules": 3}, ["d_in"]),
+        ({"n_modules": 0, "d_in": 2}, ["n_modules"]),
+        ({"n_modules": 3, "d_in": 2, "tau": 0.0}, ["tau"]),
+    ],
+)
+def test_bad_config_raises_config_error(kwargs, words):
+    with pytest.raises(ConfigError) as info:
+        Router(**kwargs)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_bad_input_raises_named_errors():
+    router = Router(n_modules=3, n_layers=2, d_in=4, n_tasks=2)
+    with pytest.raises(ShapeError, match=r"d_in=4.*\(5, 3\)"):
+        router(torch.randn(5, 3))
+    with pytest.raises(ShapeError, match="d_in=4"):
+        router(None)
+    with pytest.raises(ConfigError, match="layer"):
+        router(torch.randn(5, 4), layer=2)
+    with pytest.raises(ConfigError, match="n_tasks=2"):
+        router(torch.randn(5, 4), task=torch.full((5,), 2))
+    with pytest.raises(ShapeError, match="task"):
+        router(torch.randn(5, 4), task=torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ShapeError, match="choice"):
+        router(torch.randn(5, 4), choice=torch.zeros(4, 1, dtype=torch.long))
