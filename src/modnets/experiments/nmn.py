@@ -36,12 +36,12 @@ class Config:
     quick: bool = False
     seed: int = 0
     image_size: int = 48
-    n_train: int = 30000
+    n_train: int = 60000
     max_train_depth: int = 5
     max_test_depth: int = 12
     n_test_per_depth: int = 400
     hidden: int = 64
-    fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=10, batch_size=64, lr=2e-3))
+    fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=12, batch_size=64, lr=2e-3))
     variants: tuple[str, ...] = VARIANTS
 
     def __post_init__(self) -> None:
@@ -65,12 +65,12 @@ class Config:
                 quick=True,
                 seed=seed,
                 image_size=32,
-                n_train=8000,
+                n_train=16000,
                 max_test_depth=10,
-                n_test_per_depth=120,
+                n_test_per_depth=150,
                 fit=FitConfig(epochs=5, batch_size=64, lr=2e-3, seed=seed),
             )
-        return cls(seed=seed, fit=FitConfig(epochs=10, batch_size=64, lr=2e-3, seed=seed))
+        return cls(seed=seed, fit=FitConfig(epochs=12, batch_size=64, lr=2e-3, seed=seed))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -96,6 +96,9 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True) -> Report
     data_seconds = time.perf_counter() - t0
 
     by_depth: dict[str, dict[int, float]] = {}
+    by_kind: dict[str, dict[str, float]] = {}
+    kinds = sorted({_kind(p) for p in test.programs})
+    kind_ids = torch.tensor([kinds.index(_kind(p)) for p in test.programs])
     summary_rows = []
     metrics: dict = {"config": config.to_dict(), "data_seconds": data_seconds}
     for variant in config.variants:
@@ -108,6 +111,7 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True) -> Report
         correct = pred == test.answers
         acc = accuracy_by(correct, test.depths)
         by_depth[variant] = acc
+        by_kind[variant] = {kinds[k]: a for k, a in accuracy_by(correct, kind_ids).items()}
         seen = test.depths <= config.max_train_depth
         row = {
             "test_accuracy_seen_depths": float(correct[seen].float().mean()),
@@ -123,6 +127,9 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True) -> Report
     prior = _majority_baseline(train, test)
     by_depth_prior = accuracy_by(prior, test.depths)
     metrics["accuracy_by_depth"] = {v: {str(d): a for d, a in acc.items()} for v, acc in by_depth.items()}
+    metrics["accuracy_by_question_type"] = by_kind
+    prior_by_kind = {kinds[k]: a for k, a in accuracy_by(prior, kind_ids).items()}
+    metrics["majority_baseline_accuracy_by_question_type"] = prior_by_kind
     metrics["majority_baseline_accuracy_by_depth"] = {str(d): a for d, a in by_depth_prior.items()}
 
     figure = "error_by_depth.png"
@@ -132,7 +139,22 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True) -> Report
         title=f"NMN error by program depth (trained on depth <= {config.max_train_depth})",
         trained_up_to=config.max_train_depth,
     )
-    return _report(config, metrics, summary_rows, by_depth, by_depth_prior, train, test, figure)
+    report = _report(config, metrics, summary_rows, by_depth, by_depth_prior, train, test, figure)
+    kind_table = markdown_table(
+        ["question type", *[f"{v} accuracy" for v in by_kind], "majority-answer accuracy", "test examples"],
+        [
+            (k, *[percent(by_kind[v][k]) for v in by_kind], percent(prior_by_kind[k]),
+             int((kind_ids == i).sum()))
+            for i, k in enumerate(kinds)
+        ],
+    )
+    report.sections.insert(1, ("Accuracy by question type", kind_table))
+    return report
+
+
+def _kind(program) -> str:
+    """Question type of a program: its root module, with the attribute for ``describe``."""
+    return program.key if program.name == "describe" else program.name
 
 
 def _majority_baseline(train, test) -> torch.Tensor:

@@ -36,9 +36,10 @@ def nmn_library(
     The two variants differ only in their interface types (thesis Table 4.3): typed modules exchange
     sigmoid :class:`~modnets.types.Mask` maps combined with min / max and answer with softmax
     :class:`~modnets.types.Probs`; untyped ones exchange ReLU :class:`~modnets.types.HeatMap` maps
-    combined with product / sum and answer with :class:`~modnets.types.Logits`. The only other
-    difference follows from the types: ``find`` starts its sigmoid masks nearly empty (bias -2) and its
-    ReLU heat maps at zero bias (a negative start would leave them without gradient).
+    combined with product / sum and answer with :class:`~modnets.types.Logits`. The other differences
+    follow from the types: ``find`` starts its sigmoid masks nearly empty (bias -2) and its ReLU heat
+    maps at zero bias (a negative start would leave them without gradient), and ``describe`` pools
+    features with the softmax of a mask's logits but with a heat map's plain weighted average.
 
     Args:
         typed: typed (neural data types) or untyped interfaces.

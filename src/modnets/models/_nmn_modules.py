@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..modules import MLP, FeatureAttention, Signature, TypedModule
-from ..types import Algebra, DataType, FeatureMap
+from ..types import Algebra, DataType, FeatureMap, Mask
 
 __all__ = ["Combine", "Describe", "Find", "Measure", "Relate"]
 
@@ -134,8 +134,10 @@ class Measure(TypedModule):
 class Describe(TypedModule):
     """``describe[attribute](mask)``: answer a question about the attended object's attribute.
 
-    Pools the features under the map (weighted average), adds the embedded attribute and the map's
-    summary statistics, and maps them through an MLP to one score per answer.
+    Pools the features under the map, adds the embedded attribute and the map's summary statistics,
+    and maps them through an MLP to one score per answer. A sigmoid mask pools with the softmax of its
+    logits (``FeatureAttention("odds")``: the cells the mask is surest of dominate, so a faint
+    background cannot swamp one small object); a ReLU heat map pools with its plain weighted average.
     """
 
     def __init__(
@@ -152,7 +154,7 @@ class Describe(TypedModule):
             Signature(inputs={"mask": mask}, output=answer, context={"features": FeatureMap(channels)}),
             arguments=attributes,
         )
-        self.attend = FeatureAttention("sum")
+        self.attend = FeatureAttention("odds" if isinstance(mask, Mask) else "sum")
         self.embed = nn.Embedding(len(attributes), hidden)
         self.inp = nn.Linear(channels + 3, hidden)
         self.mlp = MLP(hidden, n_answers, (hidden,))

@@ -109,9 +109,10 @@ class FeatureAttention(nn.Module):
     """Attend over a feature map with an attention map and return one feature vector per example.
 
     Args:
-        normalize: ``"sum"`` divides by the total attention (a weighted average, for masks),
-            ``"softmax"`` normalises the map with a softmax over positions first, ``"none"`` returns the
-            plain weighted sum (for unnormalised heat maps, as in the original NMN).
+        normalize: ``"sum"`` divides by the total attention (a weighted average), ``"softmax"``
+            normalises the map with a softmax over positions first, ``"odds"`` weights each cell by
+            ``a / (1 - a)`` normalised (for a sigmoid mask, the softmax of its logits: the most certain
+            cells dominate), ``"none"`` returns the plain weighted sum.
 
     Shapes:
         ``features: (batch, C, H, W)``, ``attention: (batch, H, W)`` -> ``(batch, C)``.
@@ -119,8 +120,8 @@ class FeatureAttention(nn.Module):
 
     def __init__(self, normalize: str = "sum", *, eps: float = 1e-6) -> None:
         super().__init__()
-        if normalize not in ("sum", "softmax", "none"):
-            raise ConfigError(f"normalize must be 'sum', 'softmax' or 'none', got {normalize!r}")
+        if normalize not in ("sum", "softmax", "odds", "none"):
+            raise ConfigError(f"normalize must be 'sum', 'softmax', 'odds' or 'none', got {normalize!r}")
         self.normalize = normalize
         self.eps = eps
 
@@ -133,6 +134,9 @@ class FeatureAttention(nn.Module):
         a = attention.flatten(1)  # (B, HW)
         if self.normalize == "softmax":
             a = F.softmax(a, dim=1)
+        elif self.normalize == "odds":
+            logit = torch.logit(a.clamp(self.eps, 1 - self.eps))
+            a = F.softmax(logit, dim=1)
         elif self.normalize == "sum":
             a = a / (a.sum(1, keepdim=True) + self.eps)
         return torch.bmm(features.flatten(2), a.unsqueeze(2)).squeeze(2)  # (B, C, HW) @ (B, HW, 1)

@@ -89,6 +89,7 @@ class DataType(ABC):
         """What is wrong with ``x``, or ``None``."""
         if not isinstance(x, Tensor):
             return f"is a {type(x).__name__}, not a Tensor"
+        x = x.detach()
         if not x.is_floating_point():
             return f"has dtype {x.dtype}, expected a floating dtype"
         if x.dim() < 1:
