@@ -36,7 +36,7 @@ class Library(nn.Module):
         >>> from modnets.models import nmn_library
         >>> lib = nmn_library(typed=True)
         >>> lib.check(Program.parse("exist(find[red])"))
-        Probs(...)
+        Probs(size=26)
     """
 
     def __init__(self, modules: Mapping[str, TypedModule | PerArgument]) -> None:

@@ -54,7 +54,7 @@ def nmn_library(
     Example:
         >>> lib = nmn_library(typed=True, grid=(8, 8))
         >>> lib.check(Program.parse("count(and(find[red], relate[left](find[cube])))"))
-        Probs(size=30)
+        Probs(size=26)
     """
     mask = Mask() if typed else HeatMap()
     answer = Probs(n_answers) if typed else Logits(n_answers)

@@ -390,6 +390,7 @@ def dispatch(
         ConfigError: module ids out of range, unknown aggregate or strategy, a strategy the bank lacks.
 
     Example:
+        >>> from modnets.routing import MLPExperts
         >>> bank = MLPExperts(4, 8, 16, 8)
         >>> dispatch(torch.randn(10, 8), torch.randint(0, 4, (10, 1)), bank).shape
         torch.Size([10, 8])

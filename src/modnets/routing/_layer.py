@@ -48,6 +48,7 @@ class ModularLayer(nn.Module):
             (see :func:`modnets.routing._dispatch.choose_strategy`).
 
     Example:
+        >>> from modnets.routing import MLPExperts, Router
         >>> layer = ModularLayer(modules=MLPExperts(4, 8, 16, 8),
         ...                      router=Router(n_modules=4, d_in=8, mode="sample"))
         >>> out = layer(torch.randn(32, 8))
