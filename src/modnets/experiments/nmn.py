@@ -159,12 +159,12 @@ def _kind(program) -> str:
 
 def _majority_baseline(train, test) -> torch.Tensor:
     """``(n_test,)`` bool: correct when answering the most frequent training answer of the question type."""
+    train_kinds = [_kind(p) for p in train.programs]
     best = {}
-    roots = [p.name for p in train.programs]
-    for name in set(roots):
-        answers = train.answers[torch.tensor([r == name for r in roots])]
-        best[name] = int(torch.bincount(answers, minlength=len(ANSWERS)).argmax())
-    guess = torch.tensor([best.get(p.name, 0) for p in test.programs])
+    for kind in set(train_kinds):
+        answers = train.answers[torch.tensor([k == kind for k in train_kinds])]
+        best[kind] = int(torch.bincount(answers, minlength=len(ANSWERS)).argmax())
+    guess = torch.tensor([best.get(_kind(p), 0) for p in test.programs])
     return guess == test.answers
 
 
