@@ -98,4 +98,6 @@ def test_relate_is_a_full_size_convolution_of_the_map_plus_a_feature_read_out():
     patches = F.unfold(F.pad(m.unsqueeze(1), (w - 1, w - 1, h - 1, h - 1)), (2 * h - 1, 2 * w - 1))
     conv = torch.einsum("bkn,bk->bn", patches, r.kernels[arg].flip(1)).view(-1, h, w)
     local = torch.einsum("bchw,bc->bhw", f, r.weight(arg)) + r.bias(arg)[:, :, None]
-    torch.testing.assert_close(r.compute(m, arg=arg, features=f), conv + local)
+    out = r.compute(m, arg=arg, examples=torch.arange(5), shared=r.share(features=f), features=f)
+    torch.testing.assert_close(out, conv + local)
+    torch.testing.assert_close(r(m, arg=arg, features=f), torch.sigmoid(conv + local))

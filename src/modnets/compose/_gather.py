@@ -48,6 +48,10 @@ def gather_rows(x: Tensor, index: Tensor) -> Tensor:
     Returns:
         ``(n, ...)``.
     """
-    if not x.requires_grad:
+    if not x.requires_grad or index.numel() * math.prod(x.shape[1:]) < _CUSTOM_MIN_ELEMENTS:
         return x.index_select(0, index)
     return _GatherRows.apply(x, index)
+
+
+# Below this many gathered elements the built-in backward is cheaper than a Python autograd function.
+_CUSTOM_MIN_ELEMENTS = 1 << 16

@@ -111,9 +111,12 @@ class Library(nn.Module):
             TypeMismatchError: wrong number of inputs, or an input type that does not accept the output
                 feeding it (the message names the call, the input position and both types).
         """
+        return self._check(program, self._checked_types())
+
+    def _check(self, program: Program, types: dict[Program, DataType]) -> DataType:
+        """:meth:`check` against a memo of checked calls (see :meth:`_checked_types`)."""
         if not isinstance(program, Program):
             raise TypeMismatchError(f"expected a Program, got {type(program).__name__}")
-        types = self._checked_types()
         if program in types:
             return types[program]
         for call in program.unique_calls():

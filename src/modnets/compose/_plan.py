@@ -128,51 +128,58 @@ class ExecutionPlan:
             raise ShapeError("programs must hold at least one program")
         self.library = library
         self.batch = len(programs)
+        types = library._checked_types()
         for p in programs:
-            library.check(p)
+            if p not in types:
+                library._check(p, types)
 
         # Collect calls: key (height, group key) -> list of (example, call).
         per_instance = {name: isinstance(library[name], PerArgument) for name in library.names}
-        buckets: dict[tuple[int, str, str | None], list[tuple[int, Program]]] = {}
+        # Each entry: (example, position of the call in its program's structure, call, input positions).
+        buckets: dict[tuple[int, str, str | None], list[tuple[int, int, Program, tuple[int, ...]]]] = {}
         # A call runs at its height (leaves at 1), so its inputs are ready; roots, which nothing waits
         # for, all run at the last height, so each answer module runs once per batch.
         last = max(p.depth for p in programs)
+        location: list[list[tuple[int, int]]] = []  # (pool, row) of each call, by example and position
         for b, program in enumerate(programs):
-            for call in program.unique_calls():
-                height = last if call is program else call.depth
+            structure = program.structure()
+            root = len(structure) - 1
+            location.append([(0, 0)] * len(structure))
+            for i, (call, kids) in enumerate(structure):
+                height = last if i == root else call.depth
                 key = (height, call.name, call.arg if per_instance[call.name] else None)
                 bucket = buckets.get(key)
                 if bucket is None:
                     buckets[key] = bucket = []
-                bucket.append((b, call))
+                bucket.append((b, i, call, kids))
 
         pool_ids: dict[DataType, int] = {}
         pool_rows: list[int] = []
-        location: list[dict[Program, tuple[int, int]]] = [{} for _ in programs]  # (pool, row) per call
         groups: list[_Group] = []
         group_examples: list[list[int]] = []
         for key in sorted(buckets, key=lambda k: (k[0], k[1], k[2] or "")):
             calls = buckets[key]
-            first = calls[0][1]
+            first = calls[0][2]
             module, _ = library.resolve(first)
             out_type = module.signature.output
             pool = pool_ids.setdefault(out_type, len(pool_ids))
             if pool == len(pool_rows):
                 pool_rows.append(0)
             inputs = tuple(
-                _Gather.build([location[b][call.children[j]] for b, call in calls])
-                for j in range(module.signature.arity)
+                _Gather.build([location[b][kids[j]] for b, _, _, kids in calls]) for j in range(module.signature.arity)
             )
             arg = None
             if module.arguments is not None:
-                arg = torch.tensor([module.arg_index(call.arg) for _, call in calls], dtype=torch.long)
+                arg = torch.tensor([module.arg_index(call.arg) for _, _, call, _ in calls], dtype=torch.long)
             label = first.key if per_instance[first.name] else first.name
             group = _Group(label, module, arg, inputs, pool, tuple(n for n, _ in module.signature.context))
             groups.append(group)
-            group_examples.append([b for b, _ in calls])
-            for b, call in calls:
-                location[b][call] = (pool, pool_rows[pool])
-                pool_rows[pool] += 1
+            group_examples.append([b for b, _, _, _ in calls])
+            row = pool_rows[pool]
+            for b, i, _, _ in calls:
+                location[b][i] = (pool, row)
+                row += 1
+            pool_rows[pool] = row
         everyone = list(range(self.batch))
 
         def index(ex: list[int]) -> Tensor | None:
@@ -193,7 +200,7 @@ class ExecutionPlan:
                     groups=tuple(users),
                 )
         self.pool_types = list(pool_ids)
-        self.roots = _Gather.build([location[b][p] for b, p in enumerate(programs)])
+        self.roots = _Gather.build([rows[-1] for rows in location])
         self.context_names = sorted({n for g in groups for n in g.context})
         self.n_calls = sum(len(calls) for calls in buckets.values())
         self.n_groups = len(groups)
@@ -227,6 +234,7 @@ class ExecutionPlan:
                 value = gather_rows(value, cg.examples.to(value.device))
             for i, part in zip(cg.groups, value.split(cg.sizes) if len(cg.sizes) > 1 else (value,), strict=True):
                 gathered[i][name] = part
+        shared: dict[int, dict[str, Tensor]] = {}  # per module, its share() of this batch
         for i, g in enumerate(self.groups):
             inputs = [pools.read(gather) for gather in g.inputs]
             ctx = {n: context[n] for n in g.context} if g.module.indexes_context else gathered[i]
@@ -235,8 +243,13 @@ class ExecutionPlan:
             arg = None if g.arg is None else g.arg.to(device)
             examples = self.group_examples[i]
             examples = None if examples is None else examples.to(device)
+            common = None
+            if g.module.indexes_context:
+                common = shared.get(id(g.module))
+                if common is None:
+                    common = shared[id(g.module)] = g.module.share(**ctx)
             try:
-                out = g.module(*inputs, arg=arg, examples=examples, **ctx)
+                out = g.module(*inputs, arg=arg, examples=examples, shared=common, **ctx)
             except InterfaceError as e:
                 if f"'{g.label}'" in str(e):
                     raise

@@ -43,6 +43,9 @@ class Program:
     size: int = field(init=False, compare=False, repr=False)
     _hash: int = field(init=False, compare=False, repr=False)
     _unique: tuple[Program, ...] | None = field(init=False, default=None, compare=False, repr=False)
+    _structure: tuple[tuple[Program, tuple[int, ...]], ...] | None = field(
+        init=False, default=None, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
@@ -234,6 +237,19 @@ class Program:
                 seen.setdefault(call, None)
             object.__setattr__(self, "_unique", tuple(seen))
         return self._unique
+
+    def structure(self) -> tuple[tuple[Program, tuple[int, ...]], ...]:
+        """:meth:`unique_calls` with, for each call, the positions of its inputs in that tuple; cached.
+
+        The root is last. Lets executors wire a program with list indexing instead of hashing calls.
+        """
+        if self._structure is None:
+            calls = self.unique_calls()
+            position = {call: i for i, call in enumerate(calls)}
+            object.__setattr__(
+                self, "_structure", tuple((c, tuple(position[k] for k in c.children)) for c in calls)
+            )
+        return self._structure
 
     @property
     def key(self) -> str:

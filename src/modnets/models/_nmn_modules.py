@@ -42,12 +42,15 @@ class Find(TypedModule):
     # Many finds per image: read every value out of each image once, then pick (image, value) maps.
     indexes_context = True
 
-    def compute(self, *, arg: Tensor | None = None, examples: Tensor | None = None, features: Tensor) -> Tensor:
-        if examples is None:
-            return _read_out(features, self.weight(arg)) + self.bias(arg)[:, :, None]
-        n_values, (h, w) = self.weight.num_embeddings, features.shape[2:]
-        maps = torch.matmul(self.weight.weight, features.flatten(2)) + self.bias.weight  # (B, V, HW)
-        return maps.flatten(0, 1).index_select(0, examples * n_values + arg).view(-1, h, w)
+    def share(self, *, features: Tensor) -> dict[str, Tensor]:
+        """``maps: (B, V, H, W)``, every value's map of every image."""
+        b, c, h, w = features.shape
+        maps = torch.matmul(self.weight.weight, features.reshape(b, c, h * w)) + self.bias.weight
+        return {"maps": maps.view(b, -1, h, w)}
+
+    def compute(self, *, arg: Tensor, examples: Tensor, shared: dict[str, Tensor], features: Tensor) -> Tensor:
+        maps = shared["maps"]
+        return maps.flatten(0, 1).index_select(0, examples * maps.shape[1] + arg)  # (n, H, W)
 
 
 class Relate(TypedModule):
@@ -80,14 +83,26 @@ class Relate(TypedModule):
         self.bias = nn.Embedding(len(relations), 1)
         nn.init.zeros_(self.bias.weight)
 
-    def compute(self, mask: Tensor, *, arg: Tensor | None = None, features: Tensor) -> Tensor:
+    # Relate calls run at every depth: read every relation out of each image once per batch and pick
+    # (image, relation) maps, rather than gathering a copy of the features for every call.
+    indexes_context = True
+
+    def share(self, *, features: Tensor) -> dict[str, Tensor]:
+        """``local: (B, R, H, W)``, every relation's feature read-out of every image."""
+        b, c, h, w = features.shape
+        local = torch.matmul(self.weight.weight, features.reshape(b, c, h * w)) + self.bias.weight
+        return {"local": local.view(b, -1, h, w)}
+
+    def compute(
+        self, mask: Tensor, *, arg: Tensor, examples: Tensor, shared: dict[str, Tensor], features: Tensor
+    ) -> Tensor:
         h, w = self.grid
         n_rel, cells = self.kernels.shape[0], h * w
         toeplitz = self.kernels.flatten().index_select(0, self.layout).view(cells, n_rel * cells)
         moved_all = mask.flatten(1) @ toeplitz  # (B, R*HW)
         moved = moved_all.view(-1, n_rel, cells).gather(1, arg.view(-1, 1, 1).expand(-1, 1, cells))
-        local = _read_out(features, self.weight(arg))
-        return moved.view(-1, h, w) + local + self.bias(arg)[:, :, None]
+        local = shared["local"].flatten(0, 1).index_select(0, examples * n_rel + arg)
+        return moved.view(-1, h, w) + local
 
 
 class Combine(TypedModule):
@@ -162,15 +177,6 @@ class Describe(TypedModule):
     def compute(self, mask: Tensor, *, arg: Tensor | None = None, features: Tensor) -> Tensor:
         h = self.inp(torch.cat([self.attend(features, mask), _map_stats(mask)], dim=1)) + self.embed(arg)
         return self.mlp(F.relu(h))
-
-
-def _read_out(features: Tensor, weight: Tensor) -> Tensor:
-    """``features: (B, C, H, W)``, ``weight: (B, C)`` -> ``(B, H, W)``: each example's own 1x1 read-out.
-
-    A batched matrix product over the channel-first layout (no transposed copy of the features).
-    """
-    b, c, h, w = features.shape
-    return torch.bmm(weight.unsqueeze(1), features.reshape(b, c, h * w)).view(b, h, w)
 
 
 def _map_stats(mask: Tensor) -> Tensor:

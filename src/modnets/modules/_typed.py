@@ -60,10 +60,25 @@ class TypedModule(nn.Module, ABC):
     #: computation already stays in the output domain (e.g. ``min`` of two masks) set this to ``False``.
     constrains_output: bool = True
 
-    #: Whether ``compute`` accepts ``examples`` and the whole batch's context: then the module picks
-    #: the context rows of its calls itself (e.g. computes a read-out for the whole batch once and
-    #: gathers small results), instead of being handed gathered copies of large context tensors.
+    #: Whether ``compute`` accepts ``examples`` and ``shared`` with the whole batch's context: the
+    #: module then picks the rows of its calls itself from ``shared``, work that :meth:`share` does
+    #: once per batch for every call of the module (e.g. a read-out of every argument value at every
+    #: cell), instead of being handed gathered copies of large context tensors at every call.
     indexes_context: bool = False
+
+    def share(self, **context: Tensor) -> dict[str, Tensor]:
+        """Work on the whole batch's context that every call of this module can share.
+
+        Only used when :attr:`indexes_context` is true. The executor calls it once per batch and hands
+        the result to every call's ``compute`` as ``shared``.
+
+        Args:
+            context: ``(batch, ...)`` tensors named as in the signature.
+
+        Returns:
+            ``(batch, ...)`` tensors by name.
+        """
+        return {}
 
     @abstractmethod
     def compute(self, *inputs: Tensor, arg: Tensor | None = None, **context: Tensor) -> Tensor:
@@ -91,7 +106,12 @@ class TypedModule(nn.Module, ABC):
             ) from None
 
     def forward(
-        self, *inputs: Tensor, arg: Tensor | None = None, examples: Tensor | None = None, **context: Tensor
+        self,
+        *inputs: Tensor,
+        arg: Tensor | None = None,
+        examples: Tensor | None = None,
+        shared: dict[str, Tensor] | None = None,
+        **context: Tensor,
     ) -> Tensor:
         """Run the module: ``constrain(compute(...))``, validating every interface when checking is on.
 
@@ -100,6 +120,7 @@ class TypedModule(nn.Module, ABC):
             arg: ``(n,)`` embedded argument indices, when the module embeds its argument.
             examples: ``(n,)`` row of the context that belongs to each call; ``None`` when the context
                 rows already correspond to the calls one to one.
+            shared: the result of :meth:`share` on this context, when the caller computed it already.
             context: ``(batch, ...)`` tensors named as in the signature.
 
         Raises:
@@ -120,7 +141,11 @@ class TypedModule(nn.Module, ABC):
                 t.validate(context[name], where=f"module {self.label!r} context {name!r}")
         ctx = {n: context[n] for n, _ in sig.context}
         if self.indexes_context:
-            out = self.compute(*inputs, arg=arg, examples=examples, **ctx)
+            if shared is None:
+                shared = self.share(**ctx)
+            if examples is None:
+                examples = torch.arange(next(iter(ctx.values())).shape[0], device=next(iter(ctx.values())).device)
+            out = self.compute(*inputs, arg=arg, examples=examples, shared=shared, **ctx)
         else:
             if examples is not None:
                 ctx = {n: v.index_select(0, examples) for n, v in ctx.items()}  # (n, ...) rows of the calls
