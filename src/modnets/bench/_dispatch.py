@@ -122,7 +122,23 @@ def run(quick: bool = False) -> dict:
             results[f"E={n_modules}"]["iid"] = per_routing["iid"]
     finally:
         torch.set_num_threads(threads)
-    config = {
+    config = layer_config(batch, d, hidden, n_modules_list, repeats, warmup, quick)
+    config["dense"] = f"one MLP {d}->{hidden}->{d} over all rows (same FLOPs)"
+    config["mask_loop"] = "per module: (choice == e).nonzero(), index_select rows, run, index_copy back"
+    config["timing"] = "median; all contenders of one E interleaved round-robin in one process"
+    ratio = min(r["ratio_to_dense"] for r in results.values())
+    return {
+        "bench": NAME,
+        "config": config,
+        "results": results,
+        "ratio": ratio,
+        "ratio_is": "dense MLP time / ModularLayer time (min over E)",
+    }
+
+
+def layer_config(batch: int, d: int, hidden: int, n_modules_list, repeats: int, warmup: int, quick: bool) -> dict:
+    """The ``config`` entries that the ``dispatch`` and ``scaling`` benchmarks share."""
+    return {
         "batch": batch,
         "d": d,
         "hidden": hidden,
@@ -132,20 +148,9 @@ def run(quick: bool = False) -> dict:
         "routing": "fixed, seeded, passed as a RouteResult (router cost excluded); headline: balanced "
         "(B/E rows per module at random positions); results[...]['iid']: i.i.d. uniform choice",
         "step": "forward + backward, grads to x and all parameters (set to None before each step)",
-        "dense": f"one MLP {d}->{hidden}->{d} over all rows (same FLOPs)",
-        "mask_loop": "per module: (choice == e).nonzero(), index_select rows, run, index_copy back",
         "threads": 2,
         "dtype": "float32",
         "repeats": repeats,
         "warmup": warmup,
-        "timing": "median; all contenders of one E interleaved round-robin in one process",
         "quick": quick,
-    }
-    ratio = min(r["ratio_to_dense"] for r in results.values())
-    return {
-        "bench": NAME,
-        "config": config,
-        "results": results,
-        "ratio": ratio,
-        "ratio_is": "dense MLP time / ModularLayer time (min over E)",
     }

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from ..routing import choose_strategy, make_groups
-from ._dispatch import ROUTINGS, fixed_choice, fixed_route, make_layer, step_fn
+from ._dispatch import ROUTINGS, fixed_choice, fixed_route, layer_config, make_layer, step_fn
 from ._timing import median_times
 
 __all__ = ["run"]
@@ -73,23 +73,8 @@ def run(quick: bool = False) -> dict:
     }
     first, last = n_modules_list[0], n_modules_list[-1]
     results["ratio_iid"] = round(t[f"{last}/iid"] / t[f"{first}/iid"], 3)
-    config = {
-        "batch": batch,
-        "d": d,
-        "hidden": hidden,
-        "module": f"MLP {d}->{hidden}->{d} (ReLU), stacked weights (MLPExperts)",
-        "n_modules": list(n_modules_list),
-        "k": 1,
-        "routing": "fixed, seeded, passed as a RouteResult (router cost excluded); headline: balanced "
-        "(B/E rows per module at random positions); results[...]['iid']: i.i.d. uniform choice",
-        "step": "forward + backward, grads to x and all parameters (set to None before each step)",
-        "threads": 2,
-        "dtype": "float32",
-        "repeats": repeats,
-        "warmup": warmup,
-        "timing": "median; all E values and routings interleaved round-robin in one process",
-        "quick": quick,
-    }
+    config = layer_config(batch, d, hidden, n_modules_list, repeats, warmup, quick)
+    config["timing"] = "median; all E values and routings interleaved round-robin in one process"
     return {
         "bench": NAME,
         "config": config,

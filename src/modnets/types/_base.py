@@ -118,5 +118,14 @@ class DataType(ABC):
         return type(self).__name__ if self.size is None else f"{type(self).__name__}({self.size})"
 
 
+def _channels_first_problem(x: Tensor, size: int | None) -> str | None:
+    """Shape check of ``(batch, channels, height, width)`` values whose ``size`` is the channel count."""
+    if x.dim() != 4:
+        return "must have 4 dimensions (batch, channels, height, width)"
+    if size is not None and x.shape[1] != size:
+        return f"has {x.shape[1]} channels, expected {size}"
+    return None
+
+
 def _sizes_agree(a: int | None, b: int | None) -> bool:
     return a is None or b is None or a == b

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
-from ._base import DataType, _sizes_agree
+from ._base import DataType, _channels_first_problem, _sizes_agree
 
 __all__ = ["Bounded", "HeatMap", "Image", "Mask", "Pointer", "uniform_noise"]
 
@@ -165,11 +165,7 @@ class Image(Bounded):
         DataType.__post_init__(self)
 
     def _shape_problem(self, x: Tensor) -> str | None:
-        if x.dim() != 4:
-            return "must have 4 dimensions (batch, channels, height, width)"
-        if self.size is not None and x.shape[1] != self.size:
-            return f"has {x.shape[1]} channels, expected {self.size}"
-        return None
+        return _channels_first_problem(x, self.size)
 
     def constrain(self, raw: Tensor) -> Tensor:
         return torch.sigmoid(raw)

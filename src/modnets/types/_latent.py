@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from ._base import DataType
+from ._base import DataType, _channels_first_problem
 
 __all__ = ["FeatureMap", "Latent", "Logits"]
 
@@ -42,8 +42,4 @@ class FeatureMap(Latent):
     """
 
     def _shape_problem(self, x: Tensor) -> str | None:
-        if x.dim() != 4:
-            return "must have 4 dimensions (batch, channels, height, width)"
-        if self.size is not None and x.shape[1] != self.size:
-            return f"has {x.shape[1]} channels, expected {self.size}"
-        return None
+        return _channels_first_problem(x, self.size)
