@@ -26,7 +26,8 @@ class RunLogger:
     def __init__(self, directory: str | Path, *, tensorboard: bool = True) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._jsonl = open(self.directory / "scalars.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        # Line-buffered, so that a long run can be followed while it trains.
+        self._jsonl = open(self.directory / "scalars.jsonl", "a", encoding="utf-8", buffering=1)  # noqa: SIM115
         self._writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
