@@ -134,8 +134,9 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True) -> Report
 
     figure = "error_by_depth.png"
     plot_error_curves(
-        {f"NMN {v}": acc for v, acc in by_depth.items()} | {"majority answer per question type": by_depth_prior},
+        {f"NMN {v}": acc for v, acc in by_depth.items()},
         out / figure,
+        references={"majority answer per question type": by_depth_prior},
         title=f"NMN error by program depth (trained on depth <= {config.max_train_depth})",
         trained_up_to=config.max_train_depth,
     )
