@@ -206,13 +206,15 @@ def _report(config, metrics, summary_rows, by_depth, by_depth_prior, train, test
          "our error, deeper", "thesis code (CLEVR), deeper"],
         paper_rows,
     )
-    gap = {v: metrics[v]["test_accuracy_seen_depths"] - metrics[v]["test_accuracy_unseen_depths"] for v in by_depth}
+    gap = {v: metrics[v]["test_accuracy_unseen_depths"] - metrics[v]["test_accuracy_seen_depths"] for v in by_depth}
     summary = (
         f"NMN modules trained end to end with the programs given by the data on {len(train):,} generated "
         f"CLEVR-like questions of depth 2-{config.max_train_depth}, then tested on fresh scenes with programs "
         f"of depth 2-{config.max_test_depth} ({'quick mode' if config.quick else 'full mode'}, seed "
-        f"{config.seed}). The two variants differ only in their interface types. Accuracy drop from seen to "
-        f"unseen depths: " + ", ".join(f"{v} {100 * g:+.1f} points" for v, g in gap.items()) + "."
+        f"{config.seed}). The two variants differ only in their interface types and what follows from them "
+        f"(`nmn_library`: find's initial bias, and describe pooling a sigmoid mask by the softmax of its "
+        f"logits but a ReLU heat map by its weighted average). Change in accuracy from seen to unseen "
+        f"depths: " + ", ".join(f"{v} {100 * g:+.1f} points" for v, g in gap.items()) + "."
     )
     comparison = (
         paper_table
