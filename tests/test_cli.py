@@ -36,3 +36,12 @@ def test_bench_prints_one_json_line_last(capsys):
     result = json.loads(last)
     assert result["bench"] == "layouts" and result["ratio"] > 0
     assert set(result) == {"bench", "config", "results", "ratio", "ratio_is"}
+
+
+@pytest.mark.slow
+def test_reproduce_quick_writes_a_combined_report(tmp_path, capsys):
+    assert main(["reproduce", "--quick", "--out", str(tmp_path), "--no-progress"]) == 0
+    report = (tmp_path / "report.md").read_text()
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert "NMN" in report and set(metrics) == {"nmn"}
+    assert (tmp_path / "nmn" / "error_by_depth.png").exists()
