@@ -1,14 +1,17 @@
 """Batched execution of heterogeneous layouts.
 
-A batch holds one program per example, all different. The plan finds every call of every program,
+A batch holds one program per example, all different. The plan finds every call of every program and
 groups the calls that are the same module (and, for per-instance arguments, the same argument) at the
-same height (distance from the leaves), and runs each group once over all the examples that need it.
-Roots wait for the last height, so each answer module runs once per batch whatever the depths.
-Groups run by height, so every call's inputs are ready when its group runs. Outputs are appended to one
-*pool* per output type; inputs are gathered from the pools with one ``index_select`` per input position.
-Context tensors (image features ...) are gathered once for all groups and split into views, so their
-backward pass accumulates one gradient, not one per group. Identical
-sub-programs within one example run once.
+same height (distance from the leaves); each group runs once over all the examples that need it.
+Groups run by height, so every call's inputs are ready when its group runs; roots wait for the last
+height, so each answer module runs once per batch whatever the depths. Identical sub-programs within
+one example run once.
+
+Outputs are appended to one *pool* per output type; inputs are gathered from the pools with one row
+gather per input position. Context tensors (image features ...) are gathered once for all groups and
+split into views, so their backward pass accumulates one gradient, not one per group; modules that
+index the context themselves (``TypedModule.indexes_context``) instead receive the whole batch, the
+rows of their calls, and their ``share()`` of the batch, computed once for all their groups.
 """
 
 from __future__ import annotations
