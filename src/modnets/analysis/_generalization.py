@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ..errors import ShapeError
 
-__all__ = ["accuracy_by", "plot_error_curves"]
+__all__ = ["accuracy_by", "majority_baseline", "plot_error_curves"]
 
 
 def accuracy_by(correct: Tensor, groups: Tensor) -> dict[int, float]:
@@ -78,3 +78,28 @@ def plot_error_curves(
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def majority_baseline(
+    train_answers: Tensor, train_groups: Sequence[Hashable], test_answers: Tensor, test_groups: Sequence[Hashable]
+) -> Tensor:
+    """Correctness of answering every test example with the most frequent training answer of its group.
+
+    The floor a model must beat to show it uses its input (the answer prior of each question type).
+
+    Args:
+        train_answers: ``(n_train,)`` long answers.
+        train_groups: ``n_train`` group keys (question types).
+        test_answers: ``(n_test,)`` long answers.
+        test_groups: ``n_test`` group keys; a group unseen in training is answered with answer 0.
+
+    Returns:
+        ``(n_test,)`` bool.
+    """
+    if len(train_groups) != train_answers.shape[0] or len(test_groups) != test_answers.shape[0]:
+        raise ShapeError("each answer needs exactly one group key")
+    best = {}
+    for key in set(train_groups):
+        answers = train_answers[torch.tensor([g == key for g in train_groups])]
+        best[key] = int(torch.bincount(answers).argmax())
+    return torch.tensor([best.get(g, 0) for g in test_groups]) == test_answers

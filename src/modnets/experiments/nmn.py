@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from ..analysis import accuracy_by, plot_error_curves
-from ..data import ANSWERS, ClevrLikeConfig, make_clevr_like
+from ..analysis import accuracy_by, majority_baseline, plot_error_curves
+from ..data import ClevrLikeConfig, make_clevr_like
 from ..data import collate_clevr_like as collate
 from ..errors import ConfigError
 from ..models import nmn
@@ -124,7 +124,9 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True) -> Report
         metrics[variant] = row
         summary_rows.append((variant, row))
 
-    prior = _majority_baseline(train, test)
+    prior = majority_baseline(
+        train.answers, [_kind(p) for p in train.programs], test.answers, [_kind(p) for p in test.programs]
+    )
     by_depth_prior = accuracy_by(prior, test.depths)
     metrics["accuracy_by_depth"] = {v: {str(d): a for d, a in acc.items()} for v, acc in by_depth.items()}
     metrics["accuracy_by_question_type"] = by_kind
@@ -156,17 +158,6 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True) -> Report
 def _kind(program) -> str:
     """Question type of a program: its root module, with the attribute for ``describe``."""
     return program.key if program.name == "describe" else program.name
-
-
-def _majority_baseline(train, test) -> torch.Tensor:
-    """``(n_test,)`` bool: correct when answering the most frequent training answer of the question type."""
-    train_kinds = [_kind(p) for p in train.programs]
-    best = {}
-    for kind in set(train_kinds):
-        answers = train.answers[torch.tensor([k == kind for k in train_kinds])]
-        best[kind] = int(torch.bincount(answers, minlength=len(ANSWERS)).argmax())
-    guess = torch.tensor([best.get(_kind(p), 0) for p in test.programs])
-    return guess == test.answers
 
 
 def _report(config, metrics, summary_rows, by_depth, by_depth_prior, train, test, figure) -> Report:

@@ -144,7 +144,10 @@ class TypedModule(nn.Module, ABC):
             if shared is None:
                 shared = self.share(**ctx)
             if examples is None:
-                examples = torch.arange(next(iter(ctx.values())).shape[0], device=next(iter(ctx.values())).device)
+                if not ctx:
+                    raise InterfaceError(f"module {self.label!r} indexes its context but has none {sig}")
+                first = next(iter(ctx.values()))
+                examples = torch.arange(first.shape[0], device=first.device)
             out = self.compute(*inputs, arg=arg, examples=examples, shared=shared, **ctx)
         else:
             if examples is not None:
