@@ -91,3 +91,9 @@ def test_blocks_shapes_and_errors():
         att(feats, torch.zeros(2, 3, 3))
     with pytest.raises(ConfigError):
         FeatureAttention("mean")
+
+
+def test_per_argument_refuses_an_empty_batch():
+    pa = PerArgument(lambda v: Typed(nn.Linear(3, 3), Signature(inputs={"x": Latent(3)}, output=Latent(3))), ["a"])
+    with pytest.raises(ShapeError, match="non-empty"):
+        pa(torch.zeros(0, 3), arg=torch.zeros(0, dtype=torch.long))

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from ..modules import MLP, FeatureAttention, Signature, TypedModule
 from ..types import Algebra, DataType, FeatureMap, Mask
 
@@ -114,7 +115,7 @@ class Combine(TypedModule):
     def __init__(self, op: str, *, algebra: Algebra, mask: DataType) -> None:
         super().__init__(Signature(inputs={"a": mask, "b": mask}, output=mask))
         if op not in ("and", "or"):
-            raise ValueError(f"op must be 'and' or 'or', got {op!r}")
+            raise ConfigError(f"op must be 'and' or 'or', got {op!r}")
         self.op = op
         self.algebra = algebra
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError, InterfaceError, UnknownNameError
+from ..errors import ConfigError, InterfaceError, ShapeError, UnknownNameError
 from ..types import interfaces_checked
 from ._signature import Signature
 
@@ -245,6 +245,9 @@ class PerArgument(nn.Module):
             inputs: ``(batch, ...)`` tensors.
             arg: ``(batch,)`` long argument indices.
         """
+        if arg.dim() != 1 or arg.shape[0] == 0:
+            shape = tuple(arg.shape)
+            raise ShapeError(f"module {self.label!r} needs a non-empty (batch,) argument tensor, got {shape}")
         out: Tensor | None = None
         for value in torch.unique(arg).tolist():
             rows = (arg == value).nonzero().squeeze(1)
@@ -252,5 +255,4 @@ class PerArgument(nn.Module):
             if out is None:
                 out = y.new_empty((arg.shape[0], *y.shape[1:]))
             out = out.index_copy(0, rows, y)
-        assert out is not None, "empty batch"
         return out
