@@ -16,3 +16,9 @@ from ._router import Router as Router
 from ._router import RouteResult as RouteResult
 from ._router import plackett_luce_log_prob as plackett_luce_log_prob
 from ._router import stack_routes as stack_routes
+from ._stack import ModularStack as ModularStack
+from ._stack import RoutedModel as RoutedModel
+from ._stack import RoutedOutput as RoutedOutput
+from ._stats import RoutingStats as RoutingStats
+from ._stats import entropy as entropy
+from ._stats import routing_stats as routing_stats

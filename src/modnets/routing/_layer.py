@@ -99,6 +99,7 @@ class ModularLayer(nn.Module):
         *,
         task: Tensor | None = None,
         generator: torch.Generator | None = None,
+        mode: str | None = None,
     ) -> LayerOutput:
         """Route and run.
 
@@ -109,6 +110,7 @@ class ModularLayer(nn.Module):
                 ``log_prob`` is returned) and the layer evaluates.
             task: (B,) long task ids, passed to the router.
             generator: random source passed to the router.
+            mode: routing mode for this call instead of the router's own (see :meth:`Router.forward`).
 
         Returns:
             :class:`LayerOutput` ``(output, route)``: output (B, d_out) for ``"sum"``, (B, k' * d_out) for
@@ -125,9 +127,9 @@ class ModularLayer(nn.Module):
         if bank.d_in is not None and (x.dim() != 2 or x.shape[1] != bank.d_in):
             raise ShapeError(f"x must have shape (batch, d_in={bank.d_in}), got {tuple(x.shape)}")
         if route is None:
-            route = self.router(x, layer=self.layer, task=task, generator=generator)
+            route = self.router(x, layer=self.layer, task=task, generator=generator, mode=mode)
         elif isinstance(route, Tensor):
-            route = self.router(x, layer=self.layer, task=task, choice=route)
+            route = self.router(x, layer=self.layer, task=task, choice=route, mode=mode)
         elif not isinstance(route, RouteResult):
             raise ConfigError(f"route must be None, a RouteResult or a long choice tensor, got {type(route).__name__}")
         choice = route.choice

@@ -268,6 +268,7 @@ class Router(nn.Module):
         task: Tensor | None = None,
         generator: torch.Generator | None = None,
         choice: Tensor | None = None,
+        mode: str | None = None,
     ) -> RouteResult:
         """Route one layer.
 
@@ -279,34 +280,39 @@ class Router(nn.Module):
             choice: (B, k') or (B, 1, k') long ids to score instead of choosing (for EM and for evaluating a
                 given assignment); ``log_prob`` is then the policy's log-probability of these picks and
                 ``weights`` is ``None`` (``"soft"``: the probabilities of the given picks).
+            mode: route this call in another mode than ``self.mode`` (e.g. ``"argmax"`` to evaluate a
+                router trained by sampling); ``None`` keeps the router's own.
 
         Returns:
             :class:`RouteResult` with L = 1: choice (B, 1, k), log_prob (B,), probs (B, 1, M),
             weights (B, 1, k) or ``None``.
         """
+        if mode is not None and mode not in MODES:
+            raise ConfigError(f"mode must be None or one of {MODES}, got {mode!r}")
+        mode = self.mode if mode is None else mode
         logits = self.layer_logits(x, layer=layer, task=task)  # (B, M)
         log_p = F.log_softmax(logits, dim=-1)
         probs = log_p.exp()
         batch = logits.shape[0]
         if choice is not None:
-            return self._score(logits, probs, choice, batch)
-        if self.mode == "soft":
+            return self._score(logits, probs, choice, batch, mode)
+        if mode == "soft":
             picks = torch.arange(self.n_modules, device=logits.device).expand(batch, self.n_modules)
             return RouteResult(picks[:, None], logits.new_zeros(batch), probs[:, None], probs[:, None])
         weights = None
-        if self.mode in ("argmax", "topk"):
+        if mode in ("argmax", "topk"):
             picks = logits.topk(self.k, dim=-1).indices
         else:
             # Gumbel-top-k: an exact draw of k picks without replacement from softmax(logits)
             perturbed = logits + _gumbel(logits.shape, logits, generator)
             picks = perturbed.detach().topk(self.k, dim=-1).indices
-            if self.mode == "gumbel":
+            if mode == "gumbel":
                 picked = torch.softmax(perturbed / self.tau, dim=-1).gather(-1, picks)
                 weights = (picked - picked.detach() + 1.0)[:, None]  # 1 in value, soft gradient
         log_prob = plackett_luce_log_prob(logits, picks)
         return RouteResult(picks[:, None], log_prob, probs[:, None], weights)
 
-    def _score(self, logits: Tensor, probs: Tensor, choice: Tensor, batch: int) -> RouteResult:
+    def _score(self, logits: Tensor, probs: Tensor, choice: Tensor, batch: int, mode: str) -> RouteResult:
         if not isinstance(choice, Tensor) or choice.dtype != torch.long:
             raise ConfigError(f"choice must be a long tensor of module ids, got {type(choice).__name__}")
         if choice.dim() == 3 and choice.shape[1] == 1:
@@ -318,7 +324,7 @@ class Router(nn.Module):
             )
         if int(choice.min()) < 0 or int(choice.max()) >= self.n_modules:
             raise ConfigError(f"choice must hold module ids in [0, {self.n_modules}) (n_modules={self.n_modules})")
-        if self.mode == "soft":
+        if mode == "soft":
             return RouteResult(
                 choice[:, None], logits.new_zeros(batch), probs[:, None], probs.gather(-1, choice)[:, None]
             )

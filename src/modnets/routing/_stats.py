@@ -17,7 +17,7 @@ from torch import Tensor
 
 from ..errors import ConfigError, ShapeError
 
-__all__ = ["RoutingStats", "routing_stats"]
+__all__ = ["RoutingStats", "entropy", "routing_stats"]
 
 _JOINT_LIMIT = 1 << 16  # largest number of joint routings whose marginal is computed exactly
 
@@ -70,7 +70,8 @@ class RoutingStats:
         return out
 
 
-def _entropy(p: Tensor, dim: int = -1) -> Tensor:
+def entropy(p: Tensor, dim: int = -1) -> Tensor:
+    """Entropy in nats of the distributions ``p`` along ``dim`` (0 log 0 = 0); differentiable."""
     return -(p * torch.log(p.clamp_min(1e-30))).sum(dim)
 
 
@@ -107,18 +108,18 @@ def routing_stats(probs: Tensor, *, choice: Tensor | None = None, collapse_fract
     if p.min() < 0 or not torch.allclose(p.sum(-1), torch.ones(b, n_layers, dtype=p.dtype), atol=1e-4):
         raise ShapeError("probs must be probability distributions over modules (non-negative, summing to 1)")
 
-    layer_cond = _entropy(p).mean(0)  # (L,)
+    layer_cond = entropy(p).mean(0)  # (L,)
     marginal = p.mean(0)  # (L, M)
-    layer_ent = _entropy(marginal)  # (L,)
+    layer_ent = entropy(marginal)  # (L,)
     conditional = float(layer_cond.sum())
     joint_exact = m**n_layers <= _JOINT_LIMIT
     if joint_exact:
         joint = p[:, 0]
         for layer in range(1, n_layers):
             joint = (joint.unsqueeze(2) * p[:, layer].unsqueeze(1)).flatten(1)  # (B, M^(l+1))
-        entropy = float(_entropy(joint.mean(0)))
+        joint_entropy = float(entropy(joint.mean(0)))
     else:
-        entropy = float(layer_ent.sum())
+        joint_entropy = float(layer_ent.sum())
 
     usage = marginal
     if choice is not None:
@@ -131,9 +132,9 @@ def routing_stats(probs: Tensor, *, choice: Tensor | None = None, collapse_fract
         usage = counts.double() / counts.sum(1, keepdim=True).clamp_min(1)
     collapsed = tuple(i for i, h in enumerate(layer_ent.tolist()) if h < collapse_fraction * math.log(m) - 1e-12)
     return RoutingStats(
-        entropy=entropy,
+        entropy=joint_entropy,
         conditional_entropy=conditional,
-        mutual_information=entropy - conditional,
+        mutual_information=joint_entropy - conditional,
         joint_exact=joint_exact,
         layer_entropy=layer_ent.float(),
         layer_conditional_entropy=layer_cond.float(),

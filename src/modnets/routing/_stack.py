@@ -1,0 +1,138 @@
+"""``ModularStack``: modular layers one after another, between an optional encoder and head.
+
+The stack is the routed model every router-training algorithm of :mod:`modnets.train` works with: given an
+input it samples (or is given) one routing per layer, and returns the output together with the whole
+routing, so that ``log p(y | x, a)`` and ``log p(a | x)`` are both at hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import ConfigError, ShapeError
+from ._layer import ModularLayer
+from ._router import RouteResult, stack_routes
+
+__all__ = ["ModularStack", "RoutedModel", "RoutedOutput"]
+
+
+class RoutedOutput(NamedTuple):
+    """What a routed model returns.
+
+    Attributes:
+        output: (B, ...) the head's output (logits, a regression estimate, ...).
+        route: the routing of all layers, choice (B, L, k), log_prob (B,), probs (B, L, M); ``None`` for a
+            model without routing (a dense baseline).
+    """
+
+    output: Tensor
+    route: RouteResult | None
+
+
+class RoutedModel(Protocol):
+    """The call signature the router-training algorithms rely on (``ModularStack`` has it)."""
+
+    def __call__(
+        self,
+        x: Tensor,
+        route: Tensor | None = None,
+        *,
+        task: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        mode: str | None = None,
+    ) -> RoutedOutput: ...
+
+
+class ModularStack(nn.Module):
+    """``head(layer_L(... act(layer_1(encoder(x)))))``: L modular layers, each routed by its own router (or
+    by one shared multi-layer router, through each layer's ``layer`` index).
+
+    Args:
+        layers: the :class:`ModularLayer` s, applied in order; they must all pick the same number of
+            modules per example (k for hard routers, all M for soft ones), so that their routings stack.
+        encoder: applied to the input first (``None``: identity).
+        head: applied to the last layer's output (``None``: identity).
+        activation: applied between consecutive modular layers (``None``: nothing).
+
+    Example:
+        >>> from modnets.routing import MLPExperts, ModularLayer, Router
+        >>> net = ModularStack(layers=[
+        ...     ModularLayer(modules=MLPExperts(4, 8, 16, 8), router=Router(n_modules=4, d_in=8)),
+        ...     ModularLayer(modules=MLPExperts(4, 8, 16, 8), router=Router(n_modules=4, d_in=8)),
+        ... ], head=nn.Linear(8, 3))
+        >>> out = net(torch.randn(5, 8))
+        >>> out.output.shape, out.route.choice.shape, out.route.log_prob.shape
+        (torch.Size([5, 3]), torch.Size([5, 2, 1]), torch.Size([5]))
+        >>> again = net(torch.randn(5, 8), route=out.route.choice)  # score and run a given routing
+    """
+
+    def __init__(
+        self,
+        *,
+        layers: Sequence[ModularLayer],
+        encoder: nn.Module | None = None,
+        head: nn.Module | None = None,
+        activation: nn.Module | None = None,
+    ):
+        super().__init__()
+        layers = list(layers)
+        if not layers:
+            raise ConfigError("ModularStack needs at least one ModularLayer, got none")
+        bad = [type(layer).__name__ for layer in layers if not isinstance(layer, ModularLayer)]
+        if bad:
+            raise ConfigError(f"layers must be ModularLayer instances, got {', '.join(bad)}")
+        picks = {layer.n_modules if layer.router.mode == "soft" else layer.k for layer in layers}
+        if len(picks) > 1:
+            raise ConfigError(f"every layer must pick the same number of modules per example, got {sorted(picks)}")
+        self.layers = nn.ModuleList(layers)
+        self.encoder = encoder if encoder is not None else nn.Identity()
+        self.head = head if head is not None else nn.Identity()
+        self.activation = activation
+
+    @property
+    def n_layers(self) -> int:
+        """L, the number of routed layers."""
+        return len(self.layers)
+
+    def forward(
+        self,
+        x: Tensor,
+        route: Tensor | None = None,
+        *,
+        task: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        mode: str | None = None,
+    ) -> RoutedOutput:
+        """Run the stack, routing every layer or following a given routing.
+
+        Args:
+            x: (B, ...) inputs of the encoder.
+            route: ``None`` to let the routers choose; or (B, L, k) long module ids, one row of picks per
+                layer, which the routers score (the returned ``log_prob`` is log p(route | x)).
+            task: (B,) long task ids for routers built with ``n_tasks``.
+            generator: random source of the routers.
+            mode: routing mode for every layer instead of the routers' own (e.g. ``"argmax"`` at test time).
+
+        Returns:
+            :class:`RoutedOutput`: output (B, ...), route with choice (B, L, k), log_prob (B,), probs (B, L, M).
+
+        Raises:
+            ShapeError: ``route`` is not (B, L, k) long.
+        """
+        if route is not None:
+            if not isinstance(route, Tensor) or route.dim() != 3 or route.shape[:2] != (x.shape[0], self.n_layers):
+                shape = tuple(route.shape) if isinstance(route, Tensor) else type(route).__name__
+                raise ShapeError(f"route must have shape (batch={x.shape[0]}, layers={self.n_layers}, k), got {shape}")
+        h = self.encoder(x)
+        routes = []
+        for index, layer in enumerate(self.layers):
+            if index and self.activation is not None:
+                h = self.activation(h)
+            given = None if route is None else route[:, index : index + 1]
+            h, r = layer(h, given, task=task, generator=generator, mode=mode)
+            routes.append(r)
+        return RoutedOutput(self.head(h), stack_routes(routes))

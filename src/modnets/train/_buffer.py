@@ -1,0 +1,302 @@
+"""Generalised EM (Kirsch et al. 2018) and its top-K buffer generalisation (research note, "Other kinds of
+training"; priority-queue training, Abolafia et al. 2018).
+
+Each training example n keeps a buffer A*_n of the K best routings seen so far. A step on a minibatch:
+
+1. **Sample** S fresh routings Ã_n ~ p(a | x_n) per example.
+2. **E-step** (every ``e_step_every``-th step, and always for examples whose buffer is still empty): score
+   the buffer entries and the fresh samples with the current parameters by
+   ``log p(y_n | x_n, a) + log p(a | x_n)`` (buffer scores are recomputed: the target moves as the
+   parameters change), and keep the K best distinct routings.
+3. **M-step**: with A_n = A*_n (plus Ã_n when ``sample_gradient``), minimise
+   ``(1/|B|) sum_n (1/|A_n|) [ sum_{a in A*_n} -(log p(y|x,a) + log p(a|x))
+   + sum_{a in Ã_n} -(log p(y|x,a) + (R(a) - b) log p(a|x)) ]``:
+   buffer entries are fitted by maximum likelihood (modules and router), fresh samples contribute the
+   REINFORCE terms.
+
+K = 1 without fresh samples in the gradient is Kirsch et al.'s EM (M-step on the incumbent, which the
+E-step replaces only by a strictly better sample); an empty buffer (K = 0) is REINFORCE with S samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+from ..routing import ModularStack, RoutedModel
+from ._likelihood import LogLikelihood
+from ._objective import Baseline, Batch, RoutingObjective, check_reward, make_reward, repeat_rows
+from ._regularizers import RoutingRegularizers
+
+__all__ = ["RoutingBuffer", "TopKBuffer", "TopKBufferConfig", "generalized_em"]
+
+
+class RoutingBuffer(nn.Module):
+    """The per-example table of the K best routings seen (the incumbents, for K = 1).
+
+    Kept in buffers, so that it is saved and restored with the objective's ``state_dict``.
+
+    Args:
+        dataset_size: N, the number of training examples (ids 0 .. N-1).
+        size: K, routings kept per example.
+        n_layers: L, routed layers.
+        k: modules picked per layer.
+
+    Attributes:
+        choice: (N, K, L, k) long routings.
+        valid: (N, K) bool, which slots hold a routing.
+        score: (N, K) their scores when last computed, log p(y|x,a) + log p(a|x).
+    """
+
+    def __init__(self, dataset_size: int, size: int, n_layers: int, k: int):
+        super().__init__()
+        for name, value in (("dataset_size", dataset_size), ("n_layers", n_layers), ("k", k)):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"RoutingBuffer {name} must be a positive int, got {value!r}")
+        if not isinstance(size, int) or size < 1:
+            raise ConfigError(f"RoutingBuffer size must be a positive int, got {size!r}")
+        self.dataset_size, self.size = dataset_size, size
+        self.register_buffer("choice", torch.zeros(dataset_size, size, n_layers, k, dtype=torch.long))
+        self.register_buffer("valid", torch.zeros(dataset_size, size, dtype=torch.bool))
+        self.register_buffer("score", torch.full((dataset_size, size), float("-inf")))
+
+    def check_ids(self, index: Tensor) -> None:
+        """Raises ConfigError unless ``index`` holds long ids in [0, N)."""
+        if index.dtype != torch.long or (
+            index.numel() and (int(index.min()) < 0 or int(index.max()) >= self.dataset_size)
+        ):
+            raise ConfigError(
+                f"example ids must be long ints in [0, dataset_size={self.dataset_size}), got dtype {index.dtype} "
+                f"and range [{int(index.min()) if index.numel() else '-'}, "
+                f"{int(index.max()) if index.numel() else '-'}]"
+            )
+
+
+def best_distinct(choice: Tensor, score: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The ``size`` best distinct routings of each row; earlier candidates win ties.
+
+    Args:
+        choice: (B, C, L, k) candidate routings.
+        score: (B, C) their scores; ``-inf`` (or NaN) marks an empty candidate.
+        size: K <= C.
+
+    Returns:
+        choice (B, K, L, k), score (B, K) and valid (B, K), best first.
+    """
+    b, c = score.shape
+    score = torch.nan_to_num(score, nan=float("-inf"))
+    order = score.argsort(dim=1, descending=True, stable=True)
+    score = score.gather(1, order)
+    choice = choice.gather(1, order.view(b, c, 1, 1).expand_as(choice))
+    flat = choice.flatten(2)  # (B, C, L*k)
+    same = (flat[:, :, None, :] == flat[:, None, :, :]).all(-1)  # (B, C, C)
+    earlier = torch.ones(c, c, dtype=torch.bool, device=score.device).tril(-1)
+    score = score.masked_fill((same & earlier).any(-1), float("-inf"))  # a repeat of a better candidate
+    keep = score.argsort(dim=1, descending=True, stable=True)[:, :size]
+    score = score.gather(1, keep)
+    choice = choice.gather(1, keep.view(b, size, 1, 1).expand(b, size, *choice.shape[2:]))
+    return choice, score, score > float("-inf")
+
+
+@dataclass
+class TopKBufferConfig:
+    """Settings of :class:`TopKBuffer`.
+
+    Attributes:
+        buffer_size: K, routings kept per example (0: no buffer, plain REINFORCE).
+        samples: S, fresh routings sampled per example and step.
+        sample_gradient: whether the fresh samples also enter the gradient (as REINFORCE terms); without
+            it they only compete for a place in the buffer.
+        e_step_every: run the E-step on every n-th step (the E-step : M-step schedule is 1 : n); examples
+            with an empty buffer always get one.
+        reward: ``"log_likelihood"`` or ``"likelihood"`` (of the fresh samples' REINFORCE terms).
+        baseline: ``"moving_average"``, ``"learned"`` or ``"none"`` (ditto).
+        baseline_decay: decay of the moving-average baseline.
+        regularizers: entropy bonus, load balancing, I(A;X) weights (on the router's probabilities).
+    """
+
+    buffer_size: int = 4
+    samples: int = 4
+    sample_gradient: bool = True
+    e_step_every: int = 1
+    reward: str = "log_likelihood"
+    baseline: str = "moving_average"
+    baseline_decay: float = 0.9
+    regularizers: RoutingRegularizers = field(default_factory=RoutingRegularizers)
+
+    def __post_init__(self) -> None:
+        for name in ("buffer_size", "samples"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"TopKBufferConfig.{name} must be an int >= 0, got {value!r}")
+        if not isinstance(self.e_step_every, int) or self.e_step_every < 1:
+            raise ConfigError(f"TopKBufferConfig.e_step_every must be an int >= 1, got {self.e_step_every!r}")
+        if self.samples == 0:
+            raise ConfigError("TopKBufferConfig.samples must be >= 1: fresh samples are what fills the buffer")
+        if self.buffer_size == 0 and not self.sample_gradient:
+            raise ConfigError("with buffer_size=0 the fresh samples are the only routings: set sample_gradient=True")
+        check_reward(self.reward)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class TopKBuffer(RoutingObjective):
+    """The top-K buffer algorithm (see the module docstring); :func:`generalized_em` is its K = 1 case.
+
+    Loss terms: ``loss_task`` (-log p(y|x,a), buffer entries and fresh samples), ``loss_router``
+    (-log p(a|x) of the buffer entries, -(R - b) log p(a|x) of the fresh samples), the regularisers, and the
+    logged ``reward``, ``buffer_score`` (mean best score) and ``e_step`` (1 when an E-step ran).
+
+    Args:
+        model: the routed model.
+        dataset_size: N; batches must carry ``"index"`` ids in [0, N).
+        config: settings.
+        likelihood: log p(y | x, a) per example (default: categorical).
+        route_shape: (L, k) of the model's routings; read from a :class:`ModularStack` when not given.
+        baseline_net: network of a learned baseline.
+
+    Raises:
+        ConfigError: ``route_shape`` missing for a model that is not a ModularStack; at ``loss`` time, a batch
+            without ``"index"`` or with ids outside [0, N).
+
+    Example:
+        >>> import torch
+        >>> from modnets.routing import MLPExperts, ModularLayer, ModularStack, Router
+        >>> net = ModularStack(layers=[ModularLayer(modules=MLPExperts(4, 6, 8, 3),
+        ...                                         router=Router(n_modules=4, d_in=6))])
+        >>> em = generalized_em(net, dataset_size=100, samples=3)
+        >>> batch = {"x": torch.randn(8, 6), "y": torch.randint(0, 3, (8,)), "index": torch.arange(8)}
+        >>> em.loss(batch)["loss"].backward()
+        >>> int(em.buffer.valid[:8].sum()), int(em.buffer.valid[8:].sum())
+        (8, 0)
+    """
+
+    def __init__(
+        self,
+        model: RoutedModel,
+        *,
+        dataset_size: int,
+        config: TopKBufferConfig | None = None,
+        likelihood: LogLikelihood | None = None,
+        route_shape: tuple[int, int] | None = None,
+        baseline_net: nn.Module | None = None,
+        eval_mode: str = "auto",
+    ):
+        self.config = config or TopKBufferConfig()
+        super().__init__(model, likelihood=likelihood, regularizers=self.config.regularizers, eval_mode=eval_mode)
+        if route_shape is None:
+            if not isinstance(model, ModularStack):
+                raise ConfigError("route_shape=(layers, k) is needed for a model that is not a ModularStack")
+            route_shape = (model.n_layers, model.layers[0].k)
+        if not isinstance(dataset_size, int) or dataset_size < 1:
+            raise ConfigError(f"dataset_size must be a positive int, got {dataset_size!r}")
+        self.dataset_size = dataset_size
+        self.baseline = Baseline(self.config.baseline, decay=self.config.baseline_decay, net=baseline_net)
+        k_size = self.config.buffer_size
+        self.buffer = RoutingBuffer(dataset_size, k_size, *route_shape) if k_size else None
+
+    def loss(self, batch: Batch) -> dict[str, Tensor]:
+        cfg = self.config
+        x, y, task, index = self._inputs(batch, need_index=True)
+        assert index is not None
+        if self.buffer is not None:
+            self.buffer.check_ids(index)
+        b, s, k_size = x.shape[0], cfg.samples, cfg.buffer_size
+        terms: dict[str, Tensor] = {}
+        # 1. fresh samples, (S * B) rows sample-major; with a gradient only when they enter it
+        with torch.set_grad_enabled(cfg.sample_gradient and torch.is_grad_enabled()):
+            fresh, ll_fresh = self._run(repeat_rows(x, s), repeat_rows(y, s), repeat_rows(task, s))
+        task_rows, router_rows, weight_rows, route = [], [], [], fresh.route
+        per_example = torch.full((b,), float(s if cfg.sample_gradient else 0), device=x.device)
+        if self.buffer is not None:
+            entries, valid = self._e_step(x, y, task, index, fresh.route.choice, fresh.route.log_prob, ll_fresh)
+            terms["e_step"] = torch.tensor(float(self._e_step_due()))
+            terms["buffer_score"] = self.buffer.score[index, 0].mean()
+            # 3. M-step on the buffer entries, (K * B) rows entry-major
+            rows = entries.transpose(0, 1).reshape(k_size * b, *entries.shape[2:])
+            out, ll = self._run(repeat_rows(x, k_size), repeat_rows(y, k_size), repeat_rows(task, k_size), rows)
+            mask = valid.transpose(0, 1).reshape(-1).to(ll.dtype)
+            per_example = per_example + valid.sum(1)
+            task_rows.append(ll * mask)
+            router_rows.append(out.route.log_prob * mask)
+            weight_rows.append(repeat_rows(torch.arange(b, device=x.device), k_size))
+            route = out.route if not cfg.sample_gradient else route
+        if cfg.sample_gradient:
+            reward = make_reward(ll_fresh, cfg.reward)
+            advantage, baseline_terms = self.baseline.advantage(reward, x)
+            terms.update(baseline_terms, reward=reward.mean())
+            task_rows.append(ll_fresh)
+            router_rows.append(advantage * fresh.route.log_prob)
+            weight_rows.append(repeat_rows(torch.arange(b, device=x.device), s))
+        # every example's routings weigh 1 / |A_n|, and the batch is averaged
+        example = torch.cat(weight_rows)
+        weight = 1.0 / (per_example.clamp_min(1)[example] * b)
+        terms["loss_task"] = -(torch.cat(task_rows) * weight).sum()
+        terms["loss_router"] = -(torch.cat(router_rows) * weight).sum()
+        return self._finish(terms, route)
+
+    def _e_step_due(self) -> bool:
+        return int(self.steps) % self.config.e_step_every == 0
+
+    @torch.no_grad()
+    def _e_step(
+        self, x: Tensor, y: Tensor, task: Tensor | None, index: Tensor, fresh: Tensor, fresh_log_prob: Tensor,
+        fresh_ll: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        """Update the buffer of the batch's examples; returns their entries (B, K, L, k) and valid (B, K)."""
+        assert self.buffer is not None
+        buf, b, s = self.buffer, x.shape[0], self.config.samples
+        stored, valid = buf.choice[index], buf.valid[index]  # (B, K, L, k), (B, K)
+        update = valid.new_full((b,), self._e_step_due()) | ~valid.any(1)
+        if not bool(update.any()):
+            return stored, valid
+        rows = update.nonzero().squeeze(1)
+        k_size = buf.size
+        stored_u, valid_u = stored[rows], valid[rows]
+        score_stored = torch.full(valid_u.shape, float("-inf"), device=x.device)
+        if bool(valid_u.any()):
+            n = rows.shape[0]
+            flat = stored_u.transpose(0, 1).reshape(k_size * n, *stored_u.shape[2:])
+            xs, ys = repeat_rows(x[rows], k_size), repeat_rows(y[rows], k_size)
+            ts = repeat_rows(None if task is None else task[rows], k_size)
+            out, ll = self._run(xs, ys, ts, flat)
+            score_stored = (ll + out.route.log_prob).view(k_size, n).t().masked_fill(~valid_u, float("-inf"))
+        fresh_choice = fresh.view(s, b, *fresh.shape[1:]).transpose(0, 1)[rows]  # (n, S, L, k)
+        fresh_score = (fresh_ll + fresh_log_prob).detach().view(s, b).t()[rows]  # (n, S)
+        choice, score, ok = best_distinct(
+            torch.cat([stored_u, fresh_choice], 1), torch.cat([score_stored, fresh_score], 1), k_size
+        )
+        ids = index[rows]
+        buf.choice[ids], buf.score[ids], buf.valid[ids] = choice, score, ok
+        return buf.choice[index], buf.valid[index]
+
+
+def generalized_em(
+    model: RoutedModel,
+    *,
+    dataset_size: int,
+    samples: int = 4,
+    e_step_every: int = 1,
+    likelihood: LogLikelihood | None = None,
+    regularizers: RoutingRegularizers | None = None,
+    route_shape: tuple[int, int] | None = None,
+) -> TopKBuffer:
+    """Kirsch et al.'s generalised EM: one incumbent routing per example, replaced in the E-step by the best
+    of S fresh samples when that scores strictly higher, and an M-step on the incumbents (modules by
+    log p(y|x,a*), router by log p(a*|x)).
+
+    The :class:`TopKBuffer` with ``buffer_size=1`` and ``sample_gradient=False``.
+    """
+    config = TopKBufferConfig(
+        buffer_size=1,
+        samples=samples,
+        sample_gradient=False,
+        e_step_every=e_step_every,
+        baseline="none",
+        regularizers=regularizers or RoutingRegularizers(),
+    )
+    return TopKBuffer(model, dataset_size=dataset_size, config=config, likelihood=likelihood, route_shape=route_shape)
