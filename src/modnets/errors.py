@@ -11,6 +11,7 @@ __all__ = [
     "ModnetsError",
     "ConfigError",
     "DataUnavailableError",
+    "HubError",
     "InterfaceError",
     "ProgramSyntaxError",
     "ShapeError",
@@ -29,6 +30,14 @@ class ConfigError(ModnetsError, ValueError):
 
 class DataUnavailableError(ModnetsError, FileNotFoundError):
     """A data set is missing or malformed; the message says how to obtain it."""
+
+
+class HubError(ModnetsError):
+    """The module hub refused an operation: a bad entry name or version, or an entry that is corrupt,
+    tampered with or not loadable (wrong hash, truncated file, unknown class, mismatching signature).
+
+    The message names the entry (``name@version``), the file at fault and what was expected.
+    """
 
 
 class InterfaceError(ModnetsError, ValueError):

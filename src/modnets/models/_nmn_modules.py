@@ -39,6 +39,12 @@ class Find(TypedModule):
         self.bias = nn.Embedding(len(values), 1)
         nn.init.normal_(self.weight.weight, std=channels**-0.5)
         nn.init.constant_(self.bias.weight, initial_bias)
+        self.initial_bias = initial_bias
+
+    def hub_config(self) -> dict:
+        """The constructor's keyword arguments (what :mod:`modnets.hub` stores to rebuild the module)."""
+        return {"values": list(self.arguments), "channels": self.weight.embedding_dim,
+                "mask": self.signature.output, "initial_bias": self.initial_bias}
 
     # Many finds per image: read every value out of each image once, then pick (image, value) maps.
     indexes_context = True
@@ -83,6 +89,11 @@ class Relate(TypedModule):
         nn.init.normal_(self.weight.weight, std=channels**-0.5)
         self.bias = nn.Embedding(len(relations), 1)
         nn.init.zeros_(self.bias.weight)
+
+    def hub_config(self) -> dict:
+        """The constructor's keyword arguments (what :mod:`modnets.hub` stores to rebuild the module)."""
+        return {"relations": list(self.arguments), "channels": self.weight.embedding_dim,
+                "grid": list(self.grid), "mask": self.signature.output}
 
     # Relate calls run at every depth: read every relation out of each image once per batch and pick
     # (image, relation) maps, rather than gathering a copy of the features for every call.
@@ -139,7 +150,14 @@ class Measure(TypedModule):
     def __init__(self, *, top: int = 8, hidden: int, n_answers: int, mask: DataType, answer: DataType) -> None:
         super().__init__(Signature(inputs={"mask": mask}, output=answer))
         self.top = top
+        self.hidden, self.n_answers = hidden, n_answers
         self.mlp = MLP(top + 2, n_answers, (hidden,))
+
+    def hub_config(self) -> dict:
+        """The constructor's keyword arguments (what :mod:`modnets.hub` stores to rebuild the module)."""
+        sig = self.signature
+        return {"top": self.top, "hidden": self.hidden, "n_answers": self.n_answers,
+                "mask": sig.inputs[0][1], "answer": sig.output}
 
     def compute(self, mask: Tensor, *, arg: Tensor | None = None) -> Tensor:
         flat = mask.flatten(1)
@@ -174,6 +192,13 @@ class Describe(TypedModule):
         self.embed = nn.Embedding(len(attributes), hidden)
         self.inp = nn.Linear(channels + 3, hidden)
         self.mlp = MLP(hidden, n_answers, (hidden,))
+        self.channels, self.hidden, self.n_answers = channels, hidden, n_answers
+
+    def hub_config(self) -> dict:
+        """The constructor's keyword arguments (what :mod:`modnets.hub` stores to rebuild the module)."""
+        sig = self.signature
+        return {"attributes": list(self.arguments), "channels": self.channels, "hidden": self.hidden,
+                "n_answers": self.n_answers, "mask": sig.inputs[0][1], "answer": sig.output}
 
     def compute(self, mask: Tensor, *, arg: Tensor | None = None, features: Tensor) -> Tensor:
         h = self.inp(torch.cat([self.attend(features, mask), _map_stats(mask)], dim=1)) + self.embed(arg)

@@ -93,6 +93,12 @@ class CNNStem(nn.Module):
         self.in_channels = in_channels
         self.coords = coords
         self.out_channels = prev + (2 if coords else 0)
+        self.channels, self.norm, self.width = tuple(channels), norm, width
+
+    def hub_config(self) -> dict:
+        """The constructor's keyword arguments (what :mod:`modnets.hub` stores to rebuild the module)."""
+        return {"in_channels": self.in_channels, "channels": list(self.channels), "coords": self.coords,
+                "norm": self.norm, "width": self.width}
 
     def forward(self, images: Tensor) -> Tensor:
         if images.dim() != 4 or images.shape[1] != self.in_channels:

@@ -1,0 +1,31 @@
+"""The module hub (thesis 5.3): a local store of trained modules, searchable by signature.
+
+Each entry is a folder with ``module.safetensors`` (the weights) and ``module.json`` (class, constructor
+config, signature, provenance, sha256 of the weights), listed in an SQLite index. ``save``, ``load``,
+``search``, ``verify`` and ``remove`` work on the default hub (``$MODNETS_HUB`` or the user's data
+folder) or on the one given as ``root``; :class:`Hub` is the same on one folder.
+"""
+
+from ._api import entries as entries
+from ._api import load as load
+from ._api import remove as remove
+from ._api import save as save
+from ._api import search as search
+from ._api import verify as verify
+from ._codec import parse_type as parse_type
+from ._location import ENV_VAR as ENV_VAR
+from ._location import default_root as default_root
+from ._manifest import HubEntry as HubEntry
+from ._manifest import Manifest as Manifest
+from ._manifest import Provenance as Provenance
+from ._names import EntryRef as EntryRef
+from ._names import parse_ref as parse_ref
+from ._names import validate_name as validate_name
+from ._names import validate_version as validate_version
+from ._query import SignatureQuery as SignatureQuery
+from ._registry import register_module as register_module
+from ._registry import register_type as register_type
+from ._registry import registered_names as registered_names
+from ._store import Hub as Hub
+from ._store import Problem as Problem
+from ._store import VerifyReport as VerifyReport
