@@ -1,4 +1,4 @@
-"""The ``modnets`` command: list, run, reproduce and bench.
+"""The ``modnets`` command: list, run, reproduce, bench and hub.
 
 Exit codes: 0 success, 2 bad usage or bad input (one line on stderr, no traceback), 1 failure.
 """
@@ -105,6 +105,175 @@ def bench(
         for key, value in result["results"].items():
             typer.echo(f"  {key}: {value}")
     typer.echo(json.dumps(result))
+
+
+# ---------------------------------------------------------------------------------------------- modnets hub
+hub_app = typer.Typer(
+    no_args_is_help=True,
+    help="The module hub: list, search, show, verify and remove stored modules.",
+)
+app.add_typer(hub_app, name="hub")
+
+_HUB_HELP = "hub folder (default: $MODNETS_HUB, else ~/.local/share/modnets/hub)"
+
+
+def _hub(root: Path | None):
+    from .hub import Hub
+
+    return Hub(root)
+
+
+def _print_table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    for line in [headers, ["-" * w for w in widths], *rows]:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+
+
+def _entry_rows(entries) -> list[list[str]]:
+    def metrics(m) -> str:
+        return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items())
+
+    return [[e.ref, e.class_name, str(e.signature), e.created[:19].replace("T", " "), metrics(e.metrics)]
+            for e in entries]
+
+
+def _print_entries(entries, as_json: bool, empty: str) -> None:
+    if as_json:
+        typer.echo(json.dumps([e.to_dict() for e in entries], indent=2))
+    elif not entries:
+        typer.echo(empty)
+    else:
+        _print_table(["entry", "class", "signature", "created (UTC)", "metrics"], _entry_rows(entries))
+
+
+@hub_app.command("list")
+def hub_list(
+    name: str | None = typer.Argument(None, help="only the versions of this name"),
+    hub: Path | None = typer.Option(None, "--hub", help=_HUB_HELP),
+    as_json: bool = typer.Option(False, "--json", help="print a JSON list"),
+) -> None:
+    """List the stored modules."""
+    store = _hub(hub)
+    _print_entries(store.entries(name), as_json, f"no modules in the hub at {store.root}")
+
+
+@hub_app.command("search")
+def hub_search(
+    inputs: list[str] | None = typer.Option(None, "--input", help="a type you feed, in order (repeat): Mask, Image(3)"),
+    no_inputs: bool = typer.Option(False, "--no-inputs", help="only modules that take no program inputs"),
+    output: str | None = typer.Option(None, "--output", help="the type you need: Mask, Probs(26)"),
+    context: list[str] | None = typer.Option(
+        None, "--context", help="NAME=TYPE you supply (repeat): features=FeatureMap(66)"
+    ),
+    all_versions: bool = typer.Option(False, "--all-versions", help="search every version, not only the latest"),
+    hub: Path | None = typer.Option(None, "--hub", help=_HUB_HELP),
+    as_json: bool = typer.Option(False, "--json", help="print a JSON list"),
+) -> None:
+    """Find modules by signature: inputs that accept what you feed, an output that you accept."""
+    from .errors import HubError
+    from .hub import parse_type
+
+    if inputs and no_inputs:
+        raise HubError("give --input or --no-inputs, not both")
+    ctx = None
+    if context:
+        ctx = {}
+        for item in context:
+            key, sep, text = item.partition("=")
+            if not sep or not key:
+                raise HubError(f"invalid --context {item!r}; accepted: NAME=TYPE, e.g. features=FeatureMap(66)")
+            ctx[key.strip()] = parse_type(text)
+    store = _hub(hub)
+    found = store.search(
+        inputs=[] if no_inputs else ([parse_type(t) for t in inputs] if inputs else None),
+        output=parse_type(output) if output is not None else None,
+        context=ctx,
+        all_versions=all_versions,
+    )
+    _print_entries(found, as_json, "no matching modules")
+
+
+@hub_app.command("show")
+def hub_show(
+    ref: str = typer.Argument(..., help="NAME or NAME@VERSION (default: the latest version)"),
+    hub: Path | None = typer.Option(None, "--hub", help=_HUB_HELP),
+    as_json: bool = typer.Option(False, "--json", help="print the manifest as JSON"),
+) -> None:
+    """Show one entry's manifest: class, config, signature, provenance, weights."""
+    from .hub import parse_ref
+
+    entry = parse_ref(ref)
+    manifest = _hub(hub).manifest(entry.name, entry.version)
+    if as_json:
+        typer.echo(json.dumps(manifest.to_dict(), indent=2, sort_keys=True))
+        return
+    prov = manifest.provenance
+    fields = [
+        ("entry", manifest.ref),
+        ("class", manifest.class_name),
+        ("signature", str(manifest.signature)),
+        ("created", manifest.created),
+        ("description", manifest.description or "-"),
+        ("weights", f"module.safetensors, {manifest.weights_bytes:,} bytes, sha256 {manifest.weights_sha256}"),
+        ("config", json.dumps(manifest.config, sort_keys=True)),
+        ("data", json.dumps(prov.data, sort_keys=True)),
+        ("seed", str(prov.seed)),
+        ("metrics", ", ".join(f"{k}={v}" for k, v in prov.metrics.items()) or "-"),
+        ("parents", ", ".join(prov.parents) or "-"),
+        ("saved with", ", ".join(f"{k} {v}" for k, v in manifest.versions.items())),
+    ]
+    for key, value in fields:
+        typer.echo(f"{key + ':':<13}{value}")
+
+
+@hub_app.command("verify")
+def hub_verify(
+    name: str | None = typer.Argument(None, help="only the versions of this name"),
+    rebuild: bool = typer.Option(False, "--rebuild", help="rebuild the index from the entry folders first"),
+    hub: Path | None = typer.Option(None, "--hub", help=_HUB_HELP),
+    as_json: bool = typer.Option(False, "--json", help="print a JSON object"),
+) -> None:
+    """Check every entry (hashes, manifests, classes, signatures, index); exit code 1 on any problem."""
+    store = _hub(hub)
+    rebuilt = store.rebuild_index() if rebuild else None
+    report = store.verify(name)
+    if as_json:
+        result = {"ok": report.ok, "checked": report.checked, "temporary": report.temporary,
+                  "problems": [p._asdict() for p in report.problems]}
+        if rebuilt is not None:
+            result["rebuild_left_out"] = [p._asdict() for p in rebuilt.problems]
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        if rebuilt is not None:
+            typer.echo(f"index rebuilt from {rebuilt.checked} entry folders ({len(rebuilt.problems)} left out)")
+        typer.echo(f"checked {report.checked} entries in {store.root}: "
+                   + ("all fine" if report.ok else f"{len(report.problems)} problems"))
+        if report.problems:
+            _print_table(["entry", "problem"], [[p.ref, p.problem] for p in report.problems])
+        if report.temporary:
+            typer.echo(f"{report.temporary} staging folders of interrupted saves under {store.staging_dir}")
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
+@hub_app.command("remove")
+def hub_remove(
+    ref: str = typer.Argument(..., help="NAME@VERSION, or NAME with --all"),
+    all_versions: bool = typer.Option(False, "--all", help="remove every version of NAME"),
+    hub: Path | None = typer.Option(None, "--hub", help=_HUB_HELP),
+    as_json: bool = typer.Option(False, "--json", help="print the removed entries as a JSON list"),
+) -> None:
+    """Remove one version of an entry (or all with --all); version numbers are never reused."""
+    from .errors import HubError
+    from .hub import parse_ref
+
+    entry = parse_ref(ref)
+    if entry.version is None and not all_versions:
+        raise HubError(f"give a version ({entry.name}@N) or --all to remove every version of {entry.name!r}")
+    if entry.version is not None and all_versions:
+        raise HubError(f"give {entry.name}@{entry.version} or --all, not both")
+    removed = _hub(hub).remove(entry.name, entry.version, all_versions=all_versions)
+    typer.echo(json.dumps(removed) if as_json else "removed " + ", ".join(removed))
 
 
 def main(argv: list[str] | None = None) -> int:
