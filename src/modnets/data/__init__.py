@@ -19,7 +19,11 @@ from ._clevr_scene import SIZES as SIZES
 from ._clevr_scene import Scene as Scene
 from ._clevr_scene import render_scenes as render_scenes
 from ._clevr_scene import sample_scene as sample_scene
+from ._compositions import CompositionConfig as CompositionConfig
+from ._compositions import CompositionTask as CompositionTask
+from ._compositions import make_composition_task as make_composition_task
 from ._images import ImageClassification as ImageClassification
+from ._images import collate_images as collate_images
 from ._images import load_fashion_mnist as load_fashion_mnist
 from ._images import load_image_classification as load_image_classification
 from ._images import load_mnist_5k as load_mnist_5k

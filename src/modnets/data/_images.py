@@ -20,7 +20,14 @@ from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DataUnavailableError
 
-__all__ = ["ImageClassification", "load_fashion_mnist", "load_image_classification", "load_mnist_5k", "read_idx"]
+__all__ = [
+    "ImageClassification",
+    "collate_images",
+    "load_fashion_mnist",
+    "load_image_classification",
+    "load_mnist_5k",
+    "read_idx",
+]
 
 FASHION_MNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = (
@@ -55,6 +62,26 @@ class ImageClassification(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         return {"index": i, "image": self.images[i], "label": int(self.labels[i])}
+
+    def subset(self, n: int, *, seed: int = 0) -> ImageClassification:
+        """``n`` images drawn without replacement by a seeded shuffle (all of them when n >= N)."""
+        if not isinstance(n, int) or n < 1:
+            raise ConfigError(f"n must be a positive int, got {n!r}")
+        if n >= len(self):
+            return self
+        rows = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
+        return ImageClassification(self.images[rows], self.labels[rows], self.classes,
+                                   f"{self.source}, a seeded subset of {n:,}")
+
+
+def collate_images(items: list[dict]) -> dict[str, Tensor]:
+    """Batch :class:`ImageClassification` items as ``{"index": (B,), "x": (B, C, H, W), "y": (B,)}``, the
+    batch layout of the router-training algorithms."""
+    return {
+        "index": torch.tensor([it["index"] for it in items]),
+        "x": torch.stack([it["image"] for it in items]),
+        "y": torch.tensor([it["label"] for it in items]),
+    }
 
 
 def read_idx(path: str | Path) -> np.ndarray:

@@ -8,3 +8,5 @@ from ._nmn_modules import Describe as Describe
 from ._nmn_modules import Find as Find
 from ._nmn_modules import Measure as Measure
 from ._nmn_modules import Relate as Relate
+from ._routed import dense_mlp as dense_mlp
+from ._routed import modular_mlp as modular_mlp

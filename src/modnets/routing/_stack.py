@@ -48,8 +48,8 @@ class RoutedModel(Protocol):
 
 
 class ModularStack(nn.Module):
-    """``head(layer_L(... act(layer_1(encoder(x)))))``: L modular layers, each routed by its own router (or
-    by one shared multi-layer router, through each layer's ``layer`` index).
+    """``head(layer_L(... act(layer_1(encoder(x) [+ task_embedding(task)]))))``: L modular layers, each routed
+    by its own router (or by one shared multi-layer router, through each layer's ``layer`` index).
 
     Args:
         layers: the :class:`ModularLayer` s, applied in order; they must all pick the same number of
@@ -57,6 +57,8 @@ class ModularStack(nn.Module):
         encoder: applied to the input first (``None``: identity).
         head: applied to the last layer's output (``None``: identity).
         activation: applied between consecutive modular layers (``None``: nothing).
+        task_embedding: maps (B,) task ids to (B, d) vectors added to the encoder's output, for models whose
+            modules (not only routers) should see the task, such as a dense multi-task baseline.
 
     Example:
         >>> from modnets.routing import MLPExperts, ModularLayer, Router
@@ -77,6 +79,7 @@ class ModularStack(nn.Module):
         encoder: nn.Module | None = None,
         head: nn.Module | None = None,
         activation: nn.Module | None = None,
+        task_embedding: nn.Module | None = None,
     ):
         super().__init__()
         layers = list(layers)
@@ -92,6 +95,7 @@ class ModularStack(nn.Module):
         self.encoder = encoder if encoder is not None else nn.Identity()
         self.head = head if head is not None else nn.Identity()
         self.activation = activation
+        self.task_embedding = task_embedding
 
     @property
     def n_layers(self) -> int:
@@ -128,6 +132,10 @@ class ModularStack(nn.Module):
                 shape = tuple(route.shape) if isinstance(route, Tensor) else type(route).__name__
                 raise ShapeError(f"route must have shape (batch={x.shape[0]}, layers={self.n_layers}, k), got {shape}")
         h = self.encoder(x)
+        if self.task_embedding is not None:
+            if task is None:
+                raise ConfigError("this ModularStack has a task_embedding and needs task ids (task=...)")
+            h = h + self.task_embedding(task)
         routes = []
         for index, layer in enumerate(self.layers):
             if index and self.activation is not None:

@@ -22,3 +22,4 @@ from ._supervised import FitConfig as FitConfig
 from ._supervised import FitResult as FitResult
 from ._supervised import fit as fit
 from ._supervised import predict as predict
+from ._supervised import predict_routed as predict_routed

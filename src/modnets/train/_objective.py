@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError, ShapeError
-from ..routing import RoutedModel, RoutedOutput, RouteResult, Router, routing_stats
+from ..routing import RoutedModel, RoutedOutput, Router, RouteResult, routing_stats
 from ._likelihood import LogLikelihood, categorical_log_likelihood
 from ._regularizers import RoutingRegularizers
 
@@ -108,7 +108,9 @@ class RoutingObjective(nn.Module, ABC):
                 raise ShapeError(f"batch['index'] must have shape (batch={x.shape[0]},), got {shape}")
         return _Inputs(x, y, task, index)
 
-    def _run(self, x: Tensor, y: Tensor, task: Tensor | None, route: Tensor | None = None) -> tuple[RoutedOutput, Tensor]:
+    def _run(
+        self, x: Tensor, y: Tensor, task: Tensor | None, route: Tensor | None = None
+    ) -> tuple[RoutedOutput, Tensor]:
         out = self.model(x, route, task=task)
         return out, self.likelihood(out.output, y)
 

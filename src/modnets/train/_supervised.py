@@ -13,9 +13,10 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError
+from ..routing import RoutedOutput, RouteResult
 from ._logging import RunLogger
 
-__all__ = ["FitConfig", "FitResult", "fit", "predict"]
+__all__ = ["FitConfig", "FitResult", "fit", "predict", "predict_routed"]
 
 Batch = Mapping[str, Any]
 LossFn = Callable[[Batch], Mapping[str, Tensor]]
@@ -164,3 +165,40 @@ def predict(
     out = torch.cat([model.predict(batch) for batch in loader])
     model.train(was_training)
     return out
+
+
+@torch.no_grad()
+def predict_routed(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    collate: Callable[[list], Batch],
+    mode: str | None = "argmax",
+    batch_size: int = 512,
+) -> RoutedOutput:
+    """A routed model's outputs and routings over a whole data set, in order, in eval mode.
+
+    Args:
+        model: a routed model (:class:`~modnets.routing.ModularStack` call signature); batches give ``"x"``
+            and, optionally, ``"task"``.
+        dataset: the examples.
+        collate: turns a list of examples into a batch.
+        mode: routing mode (``"argmax"``: each router's most probable modules; ``None``: the routers' own).
+        batch_size: examples per forward pass.
+
+    Returns:
+        output (N, ...) and the route with choice (N, L, k), log_prob (N,), probs (N, L, M) (``None`` for a
+        model without routing).
+    """
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    outs = [model(b["x"], task=b.get("task"), mode=mode) for b in loader]
+    model.train(was_training)
+    route = None
+    if outs[0].route is not None:
+        r = [o.route for o in outs]
+        weights = None if r[0].weights is None else torch.cat([x.weights for x in r])
+        route = RouteResult(torch.cat([x.choice for x in r]), torch.cat([x.log_prob for x in r]),
+                            torch.cat([x.probs for x in r]), weights)
+    return RoutedOutput(torch.cat([o.output for o in outs]), route)
