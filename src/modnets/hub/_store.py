@@ -201,7 +201,10 @@ class Hub:
         provenance = Provenance(data=data, seed=seed, metrics=dict(metrics or {}), parents=tuple(parents))
         for parent in provenance.parents:
             ref = parse_ref(parent)
-            self._resolve(ref.name, ref.version)
+            try:
+                self._resolve(ref.name, ref.version)
+            except HubError as e:
+                raise HubError(f"parent {parent}: {e}") from None
         spec = module_class_of(module)
         signature = spec.signature(module)
         config = encode_config(spec.config(module), owner=spec.name)
@@ -285,9 +288,6 @@ class Hub:
         if path.stat().st_size > _MAX_MANIFEST_BYTES:
             raise HubError(f"{ref}: {MANIFEST_FILE} is larger than {_MAX_MANIFEST_BYTES} bytes")
         text = path.read_bytes()
-        manifest = Manifest.from_json(text, where=f"{ref}: {MANIFEST_FILE}")
-        if (manifest.name, manifest.version) != (name, version):
-            raise HubError(f"{ref}: {MANIFEST_FILE} describes {manifest.ref}, not the entry of its folder")
         digest = sha256_hex(text)
         if against_index:
             row = self.index.entry(name, version)
@@ -296,6 +296,9 @@ class Hub:
                     f"{ref}: {MANIFEST_FILE} changed since it was saved (sha256 {digest[:12]}..., "
                     f"the index recorded {row.manifest_sha256[:12]}...)"
                 )
+        manifest = Manifest.from_json(text, where=f"{ref}: {MANIFEST_FILE}")
+        if (manifest.name, manifest.version) != (name, version):
+            raise HubError(f"{ref}: {MANIFEST_FILE} describes {manifest.ref}, not the entry of its folder")
         return manifest, digest
 
     def _open(self, name: str, version: int, *, against_index: bool = True) -> _Opened:

@@ -1,0 +1,61 @@
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import torch
+
+from modnets.hub import Hub
+
+WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    import torch
+    from modnets.hub import Hub
+    from modnets.models import Measure
+    from modnets.types import Mask, Probs
+
+    root, writer, n, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
+    hub = Hub(root)
+    module = Measure(hidden=4, n_answers=3, mask=Mask(), answer=Probs(3))
+    while not go.exists():
+        time.sleep(0.002)
+    for i in range(n):
+        tag = 1000 * writer + i
+        with torch.no_grad():
+            module.mlp.net[0].bias.fill_(tag)  # each save stores different weights
+        hub.save(module, "shared", seed=tag, metrics={"writer": writer})
+    """
+)
+
+
+def test_two_processes_saving_at_the_same_time_lose_nothing(tmp_path):
+    root, go, n = tmp_path / "hub", tmp_path / "go", 50
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(root), str(w), str(n), str(go)], env=env,
+                         stderr=subprocess.PIPE)
+        for w in (1, 2)
+    ]
+    time.sleep(0.5)
+    go.touch()  # both start saving at once
+    for p in writers:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err.decode()[-3000:]
+
+    hub = Hub(root)
+    entries = hub.entries()
+    assert [e.version for e in entries] == list(range(1, 2 * n + 1))  # every save got its own version
+    assert hub.versions("shared") == list(range(1, 2 * n + 1))
+    tags = [hub.manifest("shared", e.version).provenance.seed for e in entries]
+    assert sorted(tags) == [1000 * w + i for w in (1, 2) for i in range(n)]  # nothing lost, nothing doubled
+    for e, tag in zip(entries, tags, strict=True):  # and each version holds the weights of its own save
+        bias = hub.load("shared", e.version).mlp.net[0].bias
+        assert torch.equal(bias, torch.full_like(bias, tag))
+    writer_of = [t // 1000 for t in tags]
+    switches = sum(a != b for a, b in zip(writer_of, writer_of[1:], strict=False))
+    assert switches >= 2  # the writers really did interleave
+    report = hub.verify()
+    assert report.ok and report.checked == 2 * n and report.temporary == 0
