@@ -15,6 +15,10 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
         "modnets.experiments.nmn",
         "Neural Module Networks on generated CLEVR-like scenes: typed vs untyped interfaces, error by depth",
     ),
+    "routing": (
+        "modnets.experiments.routing",
+        "Routers and modules trained together: EM, top-K buffer, REINFORCE, soft, Gumbel; structure recovery",
+    ),
     "reuse": (
         "modnets.experiments.reuse",
         "Modules stored in the hub, found by signature and reused frozen in a new question family vs scratch",

@@ -1,0 +1,53 @@
+import json
+
+import pytest
+
+from modnets.data import CompositionConfig
+from modnets.errors import ConfigError
+from modnets.experiments import get_experiment
+from modnets.train import FitConfig
+
+
+def test_routing_experiment_smoke(tmp_path):
+    exp = get_experiment("routing")
+    config = exp.Config(
+        quick=True,
+        samples=2,
+        buffer_size=2,
+        compositions=exp.CompositionPart(data=CompositionConfig(n_train=256, n_test=64), d_hidden=8,
+                                         fit=FitConfig(epochs=1, batch_size=64)),
+        images=exp.ImagePart(n_train=256, n_test=64, d_model=16, d_hidden=16, n_modules=4,
+                             fit=FitConfig(epochs=1, batch_size=64)),
+    )
+    report = exp.run(config, tmp_path, progress=False)
+    text = report.write(tmp_path).read_text()
+    assert "Compositions" in text and "Images" in text and "REINFORCE" in text
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    for part in ("compositions", "images"):
+        assert set(metrics[part]) == set(exp.METHODS)
+        for method, m in metrics[part].items():
+            assert 0.0 <= m["test_accuracy"] <= 1.0
+            if method != "dense":
+                assert len(m["modules_used"]) == 2 and m["mutual_information"] >= -1e-9
+                assert ("recovery" in m) == (part == "compositions")
+    assert "Fashion-MNIST" in metrics["image_source"] or "MNIST 5k" in metrics["image_source"]
+    for name in ("routing_curves_compositions.png", "usage_images.png"):
+        assert (tmp_path / name).stat().st_size > 1000
+    assert (tmp_path / "tensorboard" / "compositions-em" / "scalars.jsonl").read_text().count("I(A;X)") > 0
+
+
+def test_routing_config_rejects_unknown_methods():
+    exp = get_experiment("routing")
+    with pytest.raises(ConfigError, match="methods"):
+        exp.Config(methods=("em", "annealing"))
+
+
+@pytest.mark.slow
+def test_quick_run_recovers_the_structure_better_than_chance(tmp_path):
+    exp = get_experiment("routing")
+    config = exp.Config.for_mode(quick=True)
+    config.methods = ("em", "topk", "reinforce")
+    metrics = exp.run(config, tmp_path, progress=False).metrics
+    best = max(metrics["compositions"][m]["recovery"] for m in ("em", "topk"))
+    assert best > 0.3  # AMI: 0 is chance
+    assert max(metrics["compositions"][m]["test_accuracy"] for m in ("em", "topk")) > 3 * (1 / 16)
