@@ -116,6 +116,20 @@ def test_the_index_can_be_rebuilt_from_the_folders(stored):
     assert stored.entries() == before
 
 
+def test_an_unreadable_index_is_reported_and_rebuilt(stored):
+    before = stored.entries()
+    stored.index.reset()
+    stored.index.path.write_bytes(b"this is not an SQLite database" * 100)
+    with pytest.raises(HubError, match="the hub index .* is unreadable"):
+        stored.entries()
+    with pytest.raises(HubError, match="cannot write the hub index"):
+        stored.remove("find", 1)
+    with pytest.raises(HubError, match="rebuild it from the folders"):
+        stored.load("find")  # loading cannot confirm the manifest against the index
+    assert stored.rebuild_index().ok and stored.entries() == before
+    stored.load("find")
+
+
 # ---------------------------------------------------------------------------------------------- names
 BAD_NAMES = ["../evil", "..", ".", "", "/etc/passwd", "a/b", "a\\b", "Find", "with space", "x" * 101, "a\x00b",
              "-dash", "~user"]

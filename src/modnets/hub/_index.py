@@ -66,18 +66,28 @@ class HubIndex:
         Commits when the block ends normally, rolls back when it raises.
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as conn:
-            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("BEGIN IMMEDIATE")
+        with closing(self._connect()) as conn:  # closing an open transaction rolls it back
             try:
+                if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = FULL")
+                conn.execute("BEGIN IMMEDIATE")
                 self._ensure_schema(conn)
+            except sqlite3.DatabaseError as e:
+                raise HubError(f"cannot write the hub index {self.path} ({e}); rebuild it from the folders") from None
+            try:
                 yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+            except sqlite3.DatabaseError as e:
+                raise HubError(f"cannot write the hub index {self.path} ({e})") from None
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.DatabaseError as e:
+                raise HubError(f"cannot commit to the hub index {self.path} ({e})") from None
+
+    def reset(self) -> None:
+        """Delete the index files (the database and its WAL and shared-memory files)."""
+        for suffix in ("", "-wal", "-shm"):
+            self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection | None]:

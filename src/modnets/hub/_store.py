@@ -409,11 +409,16 @@ class Hub:
         return VerifyReport(checked, tuple(problems), temporary=len(self._staging_folders()))
 
     def rebuild_index(self) -> VerifyReport:
-        """Rebuild the index from the entry folders; folders that fail their checks are left out.
+        """Rebuild the index from the entry folders; folders that fail their checks are left out. An
+        index file that SQLite cannot read at all is deleted and made anew.
 
         Returns:
             the folders examined and one :class:`Problem` per folder left out.
         """
+        try:
+            self.index.entries()
+        except HubError:
+            self.index.reset()
         problems, found, checked = [], [], 0
         with self.index.write() as conn:
             folders = sorted(self.modules_dir.iterdir()) if self.modules_dir.is_dir() else []
