@@ -114,7 +114,7 @@ hub_app = typer.Typer(
 )
 app.add_typer(hub_app, name="hub")
 
-_HUB_HELP = "hub folder (default: $MODNETS_HUB, else ~/.local/share/modnets/hub)"
+_HUB_HELP = "hub folder (default: $MODNETS_HUB, else $XDG_DATA_HOME/modnets/hub or ~/.local/share/modnets/hub)"
 
 
 def _hub(root: Path | None):

@@ -98,7 +98,8 @@ class Hub:
         >>> from modnets.hub import Hub
         >>> from modnets.models import Find
         >>> from modnets.types import Mask
-        >>> hub = Hub(tempfile.mkdtemp())
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> hub = Hub(folder.name)
         >>> find = Find(["red", "cube"], channels=8, mask=Mask())
         >>> hub.save(find, "find", metrics={"accuracy": 0.9}).ref
         'find@1'
@@ -107,6 +108,7 @@ class Hub:
         >>> again = hub.load("find")
         >>> torch.equal(again.weight.weight, find.weight.weight)
         True
+        >>> folder.cleanup()
     """
 
     def __init__(self, root: str | Path | None = None, *, index: str | Path | None = None) -> None:
