@@ -23,6 +23,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "modnets.bench._scaling",
         "ModularLayer cost per example as the number of modules grows (E = 8, 32, 128)",
     ),
+    "em": (
+        "modnets.bench._em",
+        "one batched EM E-step over S sampled routings vs S separate forward passes",
+    ),
 }
 
 

@@ -44,6 +44,7 @@ class RoutedModel(Protocol):
         task: Tensor | None = None,
         generator: torch.Generator | None = None,
         mode: str | None = None,
+        samples: int = 1,
     ) -> RoutedOutput: ...
 
 
@@ -110,32 +111,46 @@ class ModularStack(nn.Module):
         task: Tensor | None = None,
         generator: torch.Generator | None = None,
         mode: str | None = None,
+        samples: int = 1,
     ) -> RoutedOutput:
         """Run the stack, routing every layer or following a given routing.
 
         Args:
             x: (B, ...) inputs of the encoder.
-            route: ``None`` to let the routers choose; or (B, L, k) long module ids, one row of picks per
+            route: ``None`` to let the routers choose; or (S * B, L, k) long module ids, one row of picks per
                 layer, which the routers score (the returned ``log_prob`` is log p(route | x)).
             task: (B,) long task ids for routers built with ``n_tasks``.
             generator: random source of the routers.
             mode: routing mode for every layer instead of the routers' own (e.g. ``"argmax"`` at test time).
+            samples: S, routings per example: the encoder runs once, then its output is repeated S times
+                (sample-major: row s * B + n is example n) and each copy is routed on its own, as the E-step
+                of EM and REINFORCE with several samples need.
 
         Returns:
-            :class:`RoutedOutput`: output (B, ...), route with choice (B, L, k), log_prob (B,), probs (B, L, M).
+            :class:`RoutedOutput`: output (S * B, ...), route with choice (S * B, L, k), log_prob (S * B,),
+            probs (S * B, L, M).
 
         Raises:
-            ShapeError: ``route`` is not (B, L, k) long.
+            ShapeError: ``route`` is not (S * B, L, k) long.
+            ConfigError: ``samples`` < 1; task ids missing for a model with a task embedding.
         """
+        if not isinstance(samples, int) or samples < 1:
+            raise ConfigError(f"samples must be a positive int, got {samples!r}")
+        rows = samples * x.shape[0]
         if route is not None:
-            if not isinstance(route, Tensor) or route.dim() != 3 or route.shape[:2] != (x.shape[0], self.n_layers):
+            if not isinstance(route, Tensor) or route.dim() != 3 or route.shape[:2] != (rows, self.n_layers):
                 shape = tuple(route.shape) if isinstance(route, Tensor) else type(route).__name__
-                raise ShapeError(f"route must have shape (batch={x.shape[0]}, layers={self.n_layers}, k), got {shape}")
+                raise ShapeError(
+                    f"route must have shape (samples * batch={rows}, layers={self.n_layers}, k), got {shape}"
+                )
         h = self.encoder(x)
         if self.task_embedding is not None:
             if task is None:
                 raise ConfigError("this ModularStack has a task_embedding and needs task ids (task=...)")
             h = h + self.task_embedding(task)
+        if samples > 1:
+            h = h.repeat(samples, *([1] * (h.dim() - 1)))
+            task = None if task is None else task.repeat(samples)
         routes = []
         for index, layer in enumerate(self.layers):
             if index and self.activation is not None:

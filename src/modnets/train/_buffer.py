@@ -209,7 +209,7 @@ class TopKBuffer(RoutingObjective):
         terms: dict[str, Tensor] = {}
         # 1. fresh samples, (S * B) rows sample-major; with a gradient only when they enter it
         with torch.set_grad_enabled(cfg.sample_gradient and torch.is_grad_enabled()):
-            fresh, ll_fresh = self._run(repeat_rows(x, s), repeat_rows(y, s), repeat_rows(task, s))
+            fresh, ll_fresh = self._run(x, y, task, samples=s)
         task_rows, router_rows, weight_rows, route = [], [], [], fresh.route
         per_example = torch.full((b,), float(s if cfg.sample_gradient else 0), device=x.device)
         if self.buffer is not None:
@@ -218,7 +218,7 @@ class TopKBuffer(RoutingObjective):
             terms["buffer_score"] = self.buffer.score[index, 0].mean()
             # 3. M-step on the buffer entries, (K * B) rows entry-major
             rows = entries.transpose(0, 1).reshape(k_size * b, *entries.shape[2:])
-            out, ll = self._run(repeat_rows(x, k_size), repeat_rows(y, k_size), repeat_rows(task, k_size), rows)
+            out, ll = self._run(x, y, task, rows, samples=k_size)
             mask = valid.transpose(0, 1).reshape(-1).to(ll.dtype)
             per_example = per_example + valid.sum(1)
             task_rows.append(ll * mask)
@@ -261,9 +261,7 @@ class TopKBuffer(RoutingObjective):
         if bool(valid_u.any()):
             n = rows.shape[0]
             flat = stored_u.transpose(0, 1).reshape(k_size * n, *stored_u.shape[2:])
-            xs, ys = repeat_rows(x[rows], k_size), repeat_rows(y[rows], k_size)
-            ts = repeat_rows(None if task is None else task[rows], k_size)
-            out, ll = self._run(xs, ys, ts, flat)
+            out, ll = self._run(x[rows], y[rows], None if task is None else task[rows], flat, samples=k_size)
             score_stored = (ll + out.route.log_prob).view(k_size, n).t().masked_fill(~valid_u, float("-inf"))
         fresh_choice = fresh.view(s, b, *fresh.shape[1:]).transpose(0, 1)[rows]  # (n, S, L, k)
         fresh_score = (fresh_ll + fresh_log_prob).detach().view(s, b).t()[rows]  # (n, S)

@@ -109,10 +109,11 @@ class RoutingObjective(nn.Module, ABC):
         return _Inputs(x, y, task, index)
 
     def _run(
-        self, x: Tensor, y: Tensor, task: Tensor | None, route: Tensor | None = None
+        self, x: Tensor, y: Tensor, task: Tensor | None, route: Tensor | None = None, samples: int = 1
     ) -> tuple[RoutedOutput, Tensor]:
-        out = self.model(x, route, task=task)
-        return out, self.likelihood(out.output, y)
+        """The model on ``samples`` copies of the batch (sample-major) and log p(y | x, a) of each row."""
+        out = self.model(x, route, task=task, samples=samples)
+        return out, self.likelihood(out.output, repeat_rows(y, samples))
 
     def _finish(self, terms: dict[str, Tensor], route: RouteResult | None) -> dict[str, Tensor]:
         """Add the regularisers, the total ``loss`` and the (detached) routing diagnostics."""

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from ..errors import ConfigError
 from ..routing import RoutedModel
 from ._likelihood import LogLikelihood
-from ._objective import Baseline, Batch, RoutingObjective, check_reward, make_reward, repeat_rows
+from ._objective import Baseline, Batch, RoutingObjective, check_reward, make_reward
 from ._regularizers import RoutingRegularizers
 
 __all__ = ["Reinforce", "ReinforceConfig"]
@@ -88,7 +88,7 @@ class Reinforce(RoutingObjective):
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         x, y, task, _ = self._inputs(batch, need_index=False)
         s = self.config.samples
-        out, ll = self._run(repeat_rows(x, s), repeat_rows(y, s), repeat_rows(task, s))  # (S * B,)
+        out, ll = self._run(x, y, task, samples=s)  # (S * B,)
         reward = make_reward(ll, self.config.reward)
         advantage, terms = self.baseline.advantage(reward, x)
         terms.update(loss_task=-ll.mean(), loss_router=-(advantage * out.route.log_prob).mean(), reward=reward.mean())
