@@ -13,6 +13,7 @@ __all__ = [
     "DataUnavailableError",
     "HubError",
     "InterfaceError",
+    "NumericalError",
     "ProgramSyntaxError",
     "ShapeError",
     "TypeMismatchError",
@@ -47,6 +48,20 @@ class InterfaceError(ModnetsError, ValueError):
     ``modnets.check_interfaces(True)`` is on); the message names the module, the data type, the tensor's
     shape and what was wrong.
     """
+
+
+class NumericalError(ModnetsError, ArithmeticError):
+    """A NaN or infinity appeared in training: in a loss, a gradient or an interface.
+
+    Attributes:
+        step: the training step (1-based) at which it appeared.
+        module: the module (or model) concerned.
+        quantity: what was not finite (``"loss term 'loss_task'"``, ``"gradient of w1"``, ...).
+    """
+
+    def __init__(self, message: str, *, step: int, module: str, quantity: str):
+        super().__init__(message)
+        self.step, self.module, self.quantity = step, module, quantity
 
 
 class ShapeError(ModnetsError, ValueError):

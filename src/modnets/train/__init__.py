@@ -4,6 +4,8 @@ from ._buffer import RoutingBuffer as RoutingBuffer
 from ._buffer import TopKBuffer as TopKBuffer
 from ._buffer import TopKBufferConfig as TopKBufferConfig
 from ._buffer import generalized_em as generalized_em
+from ._checkpoint import Checkpointer as Checkpointer
+from ._checkpoint import CheckpointWarning as CheckpointWarning
 from ._end_to_end import EndToEnd as EndToEnd
 from ._end_to_end import EndToEndConfig as EndToEndConfig
 from ._likelihood import GaussianLikelihood as GaussianLikelihood

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError
+from ..errors import ConfigError, NumericalError
 from ..routing import RoutedOutput, RouteResult
+from ._checkpoint import Checkpointer, get_rng_state, set_rng_state
 from ._logging import RunLogger
 
 __all__ = ["FitConfig", "FitResult", "fit", "predict", "predict_routed"]
@@ -32,9 +35,15 @@ class FitConfig:
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
         grad_clip: clip the global gradient norm to this value (``None``: no clipping).
-        seed: seeds the shuffling.
+        seed: seeds the shuffling (epoch e is shuffled by a generator seeded with (seed, e), so that a
+            resumed run sees the same batches).
         max_seconds: stop after this much training time (``None``: no limit).
         log_every: log scalars every this many steps.
+        checkpoint_every: write a checkpoint every this many steps (and at the end) when :func:`fit` is
+            given a ``checkpoint_dir``.
+        keep_checkpoints: how many checkpoints to keep.
+        on_nonfinite: ``"raise"`` (stop with :class:`~modnets.errors.NumericalError` on a NaN or infinite loss
+            or gradient) or ``"skip"`` (drop that batch's update and count it).
     """
 
     epochs: int = 10
@@ -45,9 +54,12 @@ class FitConfig:
     seed: int = 0
     max_seconds: float | None = None
     log_every: int = 10
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    on_nonfinite: str = "raise"
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "log_every"):
+        for name in ("epochs", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"FitConfig.{name} must be a positive int, got {value!r}")
@@ -59,9 +71,14 @@ class FitConfig:
             raise ConfigError(f"FitConfig.grad_clip must be > 0 or None, got {self.grad_clip!r}")
         if self.max_seconds is not None and not self.max_seconds > 0:
             raise ConfigError(f"FitConfig.max_seconds must be > 0 or None, got {self.max_seconds!r}")
+        if self.on_nonfinite not in NONFINITE:
+            raise ConfigError(f"FitConfig.on_nonfinite must be one of {NONFINITE}, got {self.on_nonfinite!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+NONFINITE = ("raise", "skip")
 
 
 @dataclass
@@ -69,14 +86,31 @@ class FitResult:
     """What :func:`fit` did.
 
     Attributes:
-        steps: optimiser steps taken.
-        seconds: wall-clock training time (data loading included, evaluation excluded).
+        steps: optimiser steps taken (skipped batches included), over the whole run when resumed.
+        seconds: wall-clock training time (data loading included, evaluation excluded), over the whole run.
         history: one dict of logged scalars per logged step (with ``step`` and ``seconds``).
+        skipped: batches whose update was dropped for a non-finite loss or gradient (``on_nonfinite="skip"``).
+        resumed_from: the step of the checkpoint the run resumed from, or ``None``.
     """
 
     steps: int
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
+    skipped: int = 0
+    resumed_from: int | None = None
+
+
+class _EpochSampler(Sampler[int]):
+    """A shuffle of range(n) fixed by (seed, epoch), started at a position (to resume mid-epoch)."""
+
+    def __init__(self, n: int, seed: int, epoch: int, start: int = 0):
+        self.order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))[start:]
+
+    def __iter__(self):
+        return iter(self.order.tolist())
+
+    def __len__(self) -> int:
+        return len(self.order)
 
 
 def fit(
@@ -89,11 +123,19 @@ def fit(
     logger: RunLogger | None = None,
     progress: bool = True,
     desc: str = "train",
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
 ) -> FitResult:
     """Train ``model`` on ``dataset`` with Adam, minimising the ``loss`` term of ``loss(batch)``.
 
+    With a ``checkpoint_dir``, the model's and the optimiser's state, the data position, the random
+    generators' states and the history are saved atomically every ``config.checkpoint_every`` steps and at
+    the end; ``resume=True`` continues from the newest readable checkpoint there, and the resumed run ends
+    with the same parameters, bit for bit, as an uninterrupted one (on CPU, without ``max_seconds``).
+
     Args:
-        model: the model; its ``loss(batch)`` is used when ``loss`` is not given.
+        model: the model; its ``loss(batch)`` is used when ``loss`` is not given. Buffers (an EM incumbent
+            table, a moving baseline, ...) are part of its state and are checkpointed with it.
         dataset: training examples.
         config: hyper-parameters.
         collate: turns a list of examples into a batch.
@@ -101,44 +143,89 @@ def fit(
         logger: where scalars go (JSONL + TensorBoard).
         progress: show a progress bar.
         desc: progress-bar label and logging prefix.
+        checkpoint_dir: where checkpoints go (``None``: no checkpoints).
+        resume: continue from the newest checkpoint in ``checkpoint_dir`` (a fresh start when there is none).
 
     Returns:
-        steps, seconds and the logged history.
+        steps, seconds, the logged history, the skipped batches and the step resumed from.
+
+    Raises:
+        ConfigError: a model without trainable parameters, or ``resume`` without ``checkpoint_dir``.
+        NumericalError: a NaN or infinite loss term or gradient (``on_nonfinite="raise"``); the message names
+            the step, the module and the quantity, and the last checkpoint is left as it was.
     """
     loss_fn: LossFn = loss if loss is not None else model.loss  # type: ignore[assignment]
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ConfigError("the model has no trainable parameters")
+    if resume and checkpoint_dir is None:
+        raise ConfigError("resume=True needs the checkpoint_dir to resume from")
+    names = {p: n for n, p in model.named_parameters()}
     opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    gen = torch.Generator().manual_seed(config.seed)
-    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, collate_fn=collate, generator=gen)
-    total = config.epochs * len(loader)
-    model.train()
+    per_epoch = math.ceil(len(dataset) / config.batch_size)
+    total = config.epochs * per_epoch
+    checkpoints = Checkpointer(checkpoint_dir, keep=config.keep_checkpoints) if checkpoint_dir is not None else None
     result = FitResult(steps=0, seconds=0.0)
-    start = time.perf_counter()
-    bar = tqdm(total=total, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
     running: dict[str, float] = {}
+    if resume and checkpoints is not None and (state := checkpoints.load_latest()) is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        result = FitResult(steps=state["steps"], seconds=state["seconds"], history=state["history"],
+                           skipped=state["skipped"], resumed_from=state["steps"])
+        running = state["running"]
+    model.train()
+    start = time.perf_counter() - result.seconds
+    bar = tqdm(total=total, initial=result.steps, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
+
+    def save() -> None:
+        if checkpoints is not None:
+            checkpoints.save({
+                "model": model.state_dict(), "optimizer": opt.state_dict(), "rng": get_rng_state(),
+                "steps": result.steps, "seconds": time.perf_counter() - start, "history": result.history,
+                "skipped": result.skipped, "running": running, "config": config.to_dict(),
+            }, result.steps)
+
     try:
-        for _epoch in range(config.epochs):
+        while result.steps < total:
+            epoch, position = divmod(result.steps, per_epoch)
+            sampler = _EpochSampler(len(dataset), config.seed, epoch, position * config.batch_size)
+            # the loader's own generator: creating it must not draw from the global one (exact resume)
+            loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
+                                generator=torch.Generator().manual_seed(config.seed))
             for batch in loader:
                 terms = loss_fn(batch)
                 opt.zero_grad(set_to_none=True)
-                terms["loss"].backward()
-                if config.grad_clip is not None:
-                    nn.utils.clip_grad_norm_(params, config.grad_clip)
-                opt.step()
+                bad = _nonfinite_loss(terms, result.steps + 1, model)
+                if bad is None:
+                    terms["loss"].backward()
+                    bad = _nonfinite_grad(params, names, result.steps + 1)
+                if bad is not None and config.on_nonfinite == "raise":
+                    raise bad
+                if bad is None:
+                    if config.grad_clip is not None:
+                        nn.utils.clip_grad_norm_(params, config.grad_clip)
+                    opt.step()
+                else:
+                    result.skipped += 1
+                    opt.zero_grad(set_to_none=True)
                 result.steps += 1
                 terms = {k: v.detach() for k, v in terms.items()}
-                for k, v in terms.items():
-                    running[k] = 0.9 * running.get(k, float(v)) + 0.1 * float(v)
+                if bad is None:
+                    for k, v in terms.items():
+                        running[k] = 0.9 * running.get(k, float(v)) + 0.1 * float(v)
                 if result.steps % config.log_every == 0 or result.steps == total:
                     elapsed = time.perf_counter() - start
                     row = {"step": result.steps, "seconds": elapsed, **{k: float(v) for k, v in terms.items()}}
+                    if result.skipped:
+                        row["skipped"] = result.skipped
                     result.history.append(row)
                     if logger is not None:
-                        logger.log(result.steps, **{f"{desc}/{k}": float(v) for k, v in terms.items()})
+                        logger.log(result.steps, **{f"{desc}/{k}": v for k, v in row.items() if k != "step"})
                     bar.set_postfix({k: f"{v:.3f}" for k, v in running.items()}, refresh=False)
                 bar.update()
+                if result.steps % config.checkpoint_every == 0 and result.steps < total:
+                    save()
                 if config.max_seconds is not None and time.perf_counter() - start > config.max_seconds:
                     raise _Budget
     except _Budget:
@@ -146,8 +233,35 @@ def fit(
     finally:
         bar.close()
     result.seconds = time.perf_counter() - start
+    save()
     model.eval()
     return result
+
+
+def _nonfinite_loss(terms: Mapping[str, Tensor], step: int, model: nn.Module) -> NumericalError | None:
+    for name, value in terms.items():
+        if isinstance(value, Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            what = "NaN" if bool(torch.isnan(value).any()) else "inf"
+            return NumericalError(
+                f"step {step}: loss term {name!r} of {type(model).__name__} is {what}",
+                step=step, module=type(model).__name__, quantity=f"loss term {name!r}",
+            )
+    return None
+
+
+def _nonfinite_grad(params: list[Tensor], names: Mapping[Tensor, str], step: int) -> NumericalError | None:
+    flags = [torch.isfinite(p.grad).all() for p in params if p.grad is not None]
+    if not flags or bool(torch.stack(flags).all()):
+        return None
+    for p in params:
+        if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
+            module, _, param = names.get(p, "?").rpartition(".")
+            what = "NaN" if bool(torch.isnan(p.grad).any()) else "inf"
+            return NumericalError(
+                f"step {step}: gradient of {param!r} in module {module or '(top level)'!r} is {what}",
+                step=step, module=module, quantity=f"gradient of {param}",
+            )
+    return None
 
 
 class _Budget(Exception):
