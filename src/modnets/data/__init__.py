@@ -28,3 +28,17 @@ from ._images import load_fashion_mnist as load_fashion_mnist
 from ._images import load_image_classification as load_image_classification
 from ._images import load_mnist_5k as load_mnist_5k
 from ._images import read_idx as read_idx
+from ._sorting import N_DIGITS as N_DIGITS
+from ._sorting import OPERATIONS as OPERATIONS
+from ._sorting import SortingEnvironment as SortingEnvironment
+from ._sorting import SortingInterface as SortingInterface
+from ._sorting import SortingLists as SortingLists
+from ._sorting import SortingState as SortingState
+from ._sorting import augment_sorting as augment_sorting
+from ._sorting import expert_trace as expert_trace
+from ._sorting import max_trace_length as max_trace_length
+from ._sorting import sample_lists as sample_lists
+from ._sorting import selection_sort_policy as selection_sort_policy
+from ._sorting import selection_sort_trace as selection_sort_trace
+from ._sorting import sorting_step_bound as sorting_step_bound
+from ._sorting import sorting_traces as sorting_traces

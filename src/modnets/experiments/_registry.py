@@ -23,6 +23,10 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
         "modnets.experiments.reuse",
         "Modules stored in the hub, found by signature and reused frozen in a new question family vs scratch",
     ),
+    "sorting": (
+        "modnets.experiments.sorting",
+        "List-sorting agent (perception-action loop): monolithic vs modular training time and generalisation",
+    ),
 }
 
 

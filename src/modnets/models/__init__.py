@@ -10,3 +10,14 @@ from ._nmn_modules import Measure as Measure
 from ._nmn_modules import Relate as Relate
 from ._routed import dense_mlp as dense_mlp
 from ._routed import modular_mlp as modular_mlp
+from ._sorting import ControllerPolicy as ControllerPolicy
+from ._sorting import PointerShift as PointerShift
+from ._sorting import ReferenceDigestor as ReferenceDigestor
+from ._sorting import ReferencePolicy as ReferencePolicy
+from ._sorting import ShiftReference as ShiftReference
+from ._sorting import SortingDigestor as SortingDigestor
+from ._sorting import SwapNet as SwapNet
+from ._sorting import SwapReference as SwapReference
+from ._sorting import sorting_agent as sorting_agent
+from ._sorting import sorting_control as sorting_control
+from ._sorting import sorting_operators as sorting_operators

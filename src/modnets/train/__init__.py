@@ -1,11 +1,29 @@
 """Training algorithms and their infrastructure (logging, evaluation)."""
 
+from ._agents import AgentTrainingConfig as AgentTrainingConfig
+from ._agents import ModularTraining as ModularTraining
+from ._agents import ModuleJob as ModuleJob
+from ._agents import Noise as Noise
+from ._agents import TraceSource as TraceSource
+from ._agents import TrainResult as TrainResult
+from ._agents import train_agent_end_to_end as train_agent_end_to_end
+from ._agents import train_control as train_control
+from ._agents import train_modules as train_modules
+from ._agents import train_operator as train_operator
 from ._buffer import RoutingBuffer as RoutingBuffer
 from ._buffer import TopKBuffer as TopKBuffer
 from ._buffer import TopKBufferConfig as TopKBufferConfig
 from ._buffer import generalized_em as generalized_em
 from ._checkpoint import Checkpointer as Checkpointer
 from ._checkpoint import CheckpointWarning as CheckpointWarning
+from ._criterion import Criterion as Criterion
+from ._criterion import CriterionMonitor as CriterionMonitor
+from ._criterion import OutputTerms as OutputTerms
+from ._criterion import category_errors as category_errors
+from ._criterion import output_terms as output_terms
+from ._criterion import pointer_errors as pointer_errors
+from ._criterion import saturation as saturation
+from ._curves import plot_training_curves as plot_training_curves
 from ._end_to_end import EndToEnd as EndToEnd
 from ._end_to_end import EndToEndConfig as EndToEndConfig
 from ._likelihood import GaussianLikelihood as GaussianLikelihood

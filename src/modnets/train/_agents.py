@@ -1,0 +1,474 @@
+"""Training perception-action agents from execution traces: monolithic end to end, or module by module.
+
+Both regimes learn from expert traces (thesis 3.2.2) under a curriculum over problem size, and stop on the
+thesis criteria (:class:`~modnets.train.Criterion`) or on a step or time limit.
+
+- Monolithic (:func:`train_agent_end_to_end`): the whole agent, unrolled over the trace; the target actions
+  override the controller's selection and add an auxiliary selection loss, the final representation is
+  compared with the target's (as the thesis had to: it does not train without the traces).
+- Modular: every operator (:func:`train_operator`) and the control module (:func:`train_control`) alone,
+  from the trace's (R(t), R(t+1)) pairs and teacher-forced action sequences, with input noise. The
+  independent trainings run one after another or in parallel processes (:func:`train_modules`).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ..agents import Agent, ControlModule, ModuleOperator, Representation, Trace
+from ..errors import ConfigError
+from ..modules import TypedModule
+from ._criterion import CRITERION, TINY_LOSS, Criterion, CriterionMonitor, output_terms, pointer_errors
+from ._logging import RunLogger
+
+__all__ = [
+    "AgentTrainingConfig",
+    "ModularTraining",
+    "ModuleJob",
+    "Noise",
+    "TraceSource",
+    "TrainResult",
+    "train_control",
+    "train_agent_end_to_end",
+    "train_modules",
+    "train_operator",
+]
+
+#: How a run ends when it runs out of time or steps before the criterion.
+TIME_BUDGET, STEP_LIMIT = "time budget", "step limit"
+
+
+class TraceSource(Protocol):
+    """Expert traces of fresh problems: ``traces(batch_size, max_size, generator)`` with every R(t) recorded."""
+
+    def __call__(self, batch_size: int, max_size: int, generator: torch.Generator) -> Trace: ...
+
+
+class Noise(Protocol):
+    """Input noise on a representation: ``noise(rep, generator=g)`` (e.g. thesis eq. 3.1 / 3.2)."""
+
+    def __call__(self, rep: Representation, *, generator: torch.Generator) -> Representation: ...
+
+
+@dataclass
+class AgentTrainingConfig:
+    """Hyper-parameters shared by both regimes (thesis 3.2.2: Adam, learning rate 0.001).
+
+    Attributes:
+        batch_size: problems per step (operators: transitions per step).
+        lr: Adam learning rate.
+        min_size: the curriculum's first level (e.g. shortest list length).
+        max_size: its last level; each level trains on problems of sizes ``min_size`` to the level.
+        max_steps: stop after this many optimiser steps (``None``: no limit).
+        max_seconds: stop after this much training time (``None``: no limit).
+        grad_clip: clip the global gradient norm (``None``: no clipping).
+        log_every: record the measures every this many steps.
+        seed: seeds the problems, the noise and the sampling.
+        criterion: when a level is done.
+    """
+
+    batch_size: int = 64
+    lr: float = 1e-3
+    min_size: int = 2
+    max_size: int = 7
+    max_steps: int | None = 200_000
+    max_seconds: float | None = None
+    grad_clip: float | None = 1.0
+    log_every: int = 10
+    seed: int = 0
+    criterion: Criterion = field(default_factory=Criterion)
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "min_size", "max_size", "log_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"AgentTrainingConfig.{name} must be a positive int, got {value!r}")
+        if self.min_size > self.max_size:
+            raise ConfigError(f"AgentTrainingConfig.min_size ({self.min_size}) must be <= max_size ({self.max_size})")
+        if not self.lr > 0:
+            raise ConfigError(f"AgentTrainingConfig.lr must be > 0, got {self.lr!r}")
+        if self.max_steps is not None and (not isinstance(self.max_steps, int) or self.max_steps < 1):
+            raise ConfigError(f"AgentTrainingConfig.max_steps must be a positive int or None, got {self.max_steps!r}")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise ConfigError(f"AgentTrainingConfig.max_seconds must be > 0 or None, got {self.max_seconds!r}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"AgentTrainingConfig.grad_clip must be > 0 or None, got {self.grad_clip!r}")
+        if isinstance(self.criterion, dict):
+            self.criterion = Criterion(**self.criterion)
+        if not isinstance(self.criterion, Criterion):
+            raise ConfigError(f"AgentTrainingConfig.criterion must be a Criterion, got {type(self.criterion).__name__}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """What one training run did.
+
+    Attributes:
+        name: what was trained.
+        steps: optimiser steps.
+        seconds: wall-clock training time (problem generation included).
+        stop_reason: ``"criterion"``, ``"tiny loss"`` or ``"stagnant"`` when the last level ended on the
+            thesis criteria, ``"time budget"`` or ``"step limit"`` when the run was cut short.
+        size: the curriculum level reached (the largest problem size trained on).
+        levels: level -> how it ended (a level with no training data for the module ends ``"no data"``).
+        history: the logged measures: ``step``, ``seconds``, ``size``, ``loss``, ``error``, ``saturation``
+            (operators), ``grad_abs`` (mean absolute gradient per parameter).
+        state_dict: the trained weights (filled in by :func:`train_modules` for runs in other processes).
+    """
+
+    name: str
+    steps: int
+    seconds: float
+    stop_reason: str
+    size: int
+    levels: dict[int, str] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    state_dict: dict[str, Tensor] | None = None
+
+    @property
+    def met_criterion(self) -> bool:
+        """The last level ended with the error (and saturation) criterion met, or a tiny loss."""
+        return self.stop_reason in (CRITERION, TINY_LOSS)
+
+    @property
+    def cut_short(self) -> bool:
+        """The run stopped on its time budget or step limit, not on the criteria."""
+        return self.stop_reason in (TIME_BUDGET, STEP_LIMIT)
+
+
+class _Terms(NamedTuple):
+    loss: Tensor
+    error: float
+    saturation: float | None
+
+
+StepFn = Callable[[int, torch.Generator], "_Terms | None"]
+
+
+def _train(
+    name: str,
+    module: nn.Module,
+    step_fn: StepFn,
+    config: AgentTrainingConfig,
+    *,
+    saturation: bool,
+    logger: RunLogger | None,
+    progress: bool,
+) -> TrainResult:
+    """The loop shared by every regime: curriculum, criterion, limits, logging."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    if not params:
+        raise ConfigError(f"{name}: nothing to train (no parameters that require gradients)")
+    opt = torch.optim.Adam(params, lr=config.lr)
+    gen = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    monitor = CriterionMonitor(config.criterion, saturation=saturation)
+    n_params = sum(p.numel() for p in params)
+    size = config.min_size
+    result = TrainResult(name=name, steps=0, seconds=0.0, stop_reason="", size=size)
+    # No bar at all without progress: worker processes then never touch tqdm's lock.
+    bar = tqdm(total=config.max_steps, desc=name, leave=False, dynamic_ncols=True) if progress else None
+    module.train()
+    start = time.perf_counter()
+    try:
+        while True:
+            terms = step_fn(size, gen)
+            if terms is None:  # nothing for this module at this size: the next level
+                verdict = "no data"
+            else:
+                opt.zero_grad(set_to_none=True)
+                terms.loss.backward()
+                result.steps += 1
+                if result.steps % config.log_every == 0 or result.steps == 1:
+                    grad_abs = sum(float(p.grad.abs().sum()) for p in params if p.grad is not None) / n_params
+                if config.grad_clip is not None:
+                    nn.utils.clip_grad_norm_(params, config.grad_clip)
+                opt.step()
+                loss = float(terms.loss.detach())
+                verdict = monitor.add(loss=loss, error=terms.error, saturation=terms.saturation)
+                if result.steps % config.log_every == 0 or result.steps == 1:
+                    row = {"step": result.steps, "seconds": time.perf_counter() - start, "size": size, "loss": loss,
+                           "error": terms.error, "grad_abs": grad_abs}
+                    if terms.saturation is not None:
+                        row["saturation"] = terms.saturation
+                    result.history.append(row)
+                    if logger is not None:
+                        logger.log(result.steps, **{f"{name}/{k}": v for k, v in row.items() if k != "step"})
+                    if bar is not None:
+                        bar.set_postfix(size=size, loss=f"{loss:.3g}", error=f"{terms.error:.3f}", refresh=False)
+                if bar is not None:
+                    bar.update()
+            if verdict is not None:
+                result.levels[size] = verdict
+                if size == config.max_size:
+                    result.stop_reason = verdict if verdict != "no data" else CRITERION
+                    break
+                size += 1
+                monitor.reset()
+            if config.max_seconds is not None and time.perf_counter() - start > config.max_seconds:
+                result.stop_reason = TIME_BUDGET
+                break
+            if config.max_steps is not None and result.steps >= config.max_steps:
+                result.stop_reason = STEP_LIMIT
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    result.seconds = time.perf_counter() - start
+    result.size = size
+    module.eval()
+    return result
+
+
+def _final_errors(final: Representation, target: Representation) -> Tensor:
+    """``(batch,)`` bool: some field of the final representation rounds to the wrong side of 0.5."""
+    wrong = torch.zeros(final.batch_size, dtype=torch.bool)
+    for k in target:
+        wrong |= pointer_errors(final[k].flatten(1), target[k].flatten(1))
+    return wrong
+
+
+def train_agent_end_to_end(
+    agent: Agent,
+    *,
+    traces: TraceSource,
+    config: AgentTrainingConfig,
+    logger: RunLogger | None = None,
+    progress: bool = True,
+    name: str = "monolithic",
+) -> TrainResult:
+    """Train a whole agent end to end through its unrolled loop (the monolithic regime).
+
+    Each batch runs the agent from R(0) with the trace's actions overriding the selection. The loss is the
+    binary cross-entropy of the final representation against the trace's final one (gradients flow
+    through every operator and the digestor at every step) plus the cross-entropy of the controller's
+    selections against the trace's actions. An example is wrong when a selection or a value of the final
+    representation is wrong.
+
+    Args:
+        agent: the agent (trained in place).
+        traces: expert traces of fresh problems, representations recorded.
+        config: hyper-parameters, curriculum and criterion (the saturation requirement does not apply).
+        logger: where the measures also go.
+        progress: show a progress bar.
+        name: the run's name in logs.
+    """
+
+    def step(size: int, gen: torch.Generator) -> _Terms:
+        trace = traces(config.batch_size, size, gen)
+        start = trace.representations.map(lambda x: x[:, 0])
+        run = agent(start, teacher=trace.actions)
+        active = trace.active[:, : run.logits.shape[1]]
+        target_actions = trace.actions[:, : run.logits.shape[1]]
+        selection = F.cross_entropy(run.logits[active], target_actions[active])
+        output = sum(
+            F.binary_cross_entropy(run.final[k].clamp(1e-7, 1 - 1e-7), trace.final[k]) for k in trace.final
+        )
+        with torch.no_grad():
+            wrong_choice = ((run.logits.argmax(-1) != target_actions) & active).any(1)
+            wrong = wrong_choice | _final_errors(run.final, trace.final)
+        return _Terms(output + selection, float(wrong.float().mean()), None)
+
+    return _train(name, agent, step, config, saturation=False, logger=logger, progress=progress)
+
+
+def train_operator(
+    operator: ModuleOperator,
+    *,
+    action: int,
+    traces: TraceSource,
+    config: AgentTrainingConfig,
+    noise: Noise | None = None,
+    logger: RunLogger | None = None,
+    progress: bool = True,
+    name: str | None = None,
+) -> TrainResult:
+    """Train one operator's functional alone, from the trace's applications of its action.
+
+    Each step draws traces of ``batch_size`` fresh problems, takes up to ``batch_size`` of the (R(t),
+    R(t+1)) pairs where ``action`` was taken, adds ``noise`` to R(t), and fits the functional's output
+    (through the operator's selective input) to the field its selective update writes in R(t+1).
+    The loss, error and saturation follow the functional's output type (:func:`output_terms`), so an
+    output with a null class learns null vectors where R(t+1) has them.
+
+    Args:
+        operator: the operator; its functional must be a :class:`~modnets.modules.TypedModule`.
+        action: the operator's action index in the traces.
+        traces: expert traces of fresh problems, representations recorded.
+        config: hyper-parameters, curriculum and criterion.
+        noise: input noise (e.g. ``partial(augment_sorting, level=0.4)``); ``None``: clean inputs.
+        logger: where the measures also go.
+        progress: show a progress bar.
+        name: the run's name (default: the operator's).
+    """
+    if not isinstance(operator, ModuleOperator) or not isinstance(operator.functional, TypedModule):
+        raise ConfigError(
+            f"train_operator needs a ModuleOperator with a TypedModule functional, got {type(operator).__name__}"
+        )
+    kind = operator.functional.signature.output
+
+    def step(size: int, gen: torch.Generator) -> _Terms | None:
+        trace = traces(config.batch_size, size, gen)
+        before, after = trace.transitions(action)
+        if before.batch_size == 0:
+            return None
+        pick = torch.randperm(before.batch_size, generator=gen)[: config.batch_size]
+        before, after = before.rows(pick), after.rows(pick)
+        if noise is not None:
+            before = noise(before, generator=gen)
+        out = operator.apply(operator.select(before))
+        terms = output_terms(kind, out, after[operator.writes])
+        return _Terms(terms.loss, terms.error, terms.saturation)
+
+    return _train(name or operator.name, operator, step, config, saturation=True, logger=logger, progress=progress)
+
+
+def train_control(
+    control: ControlModule,
+    *,
+    traces: TraceSource,
+    config: AgentTrainingConfig,
+    noise: Noise | None = None,
+    logger: RunLogger | None = None,
+    progress: bool = True,
+    name: str = "control",
+) -> TrainResult:
+    """Train the control module alone: teacher-forced action sequences of the traces, noisy R(t).
+
+    The digestor reads every R(t) of the trace (with ``noise``), the policy sees the true previous action,
+    and the loss is the cross-entropy of its selections. A trace is wrong when any selection is.
+
+    Args:
+        control: the control module (trained in place).
+        traces: expert traces of fresh problems, representations recorded.
+        config: hyper-parameters, curriculum and criterion (the saturation requirement does not apply).
+        noise: input noise on R(t); ``None``: clean inputs.
+        logger: where the measures also go.
+        progress: show a progress bar.
+        name: the run's name in logs.
+    """
+
+    def step(size: int, gen: torch.Generator) -> _Terms:
+        trace = traces(config.batch_size, size, gen)
+        steps = trace.actions.shape[1]
+        reps = trace.representations.map(lambda x: x[:, :steps])  # R(0) ... R(T-1)
+        if noise is not None:
+            reps = noise(reps, generator=gen)
+        active = trace.active
+        logits = control.sequence(reps, trace.previous, mask=active)  # (B, T, A)
+        loss = F.cross_entropy(logits[active], trace.actions[active])
+        with torch.no_grad():
+            wrong = ((logits.argmax(-1) != trace.actions) & active).any(1)
+        return _Terms(loss, float(wrong.float().mean()), None)
+
+    return _train(name, control, step, config, saturation=False, logger=logger, progress=progress)
+
+
+class ModuleJob(NamedTuple):
+    """One independent module training.
+
+    Attributes:
+        name: the module's name.
+        module: the module (trained in place, or in a worker process and copied back).
+        train: ``train(module) -> TrainResult``; a top-level function or a ``functools.partial`` of one, so
+            that it can run in another process (e.g. ``partial(train_operator, action=0, traces=..., ...)``).
+    """
+
+    name: str
+    module: nn.Module
+    train: Callable[[nn.Module], TrainResult]
+
+
+@dataclass
+class ModularTraining:
+    """The independent trainings of every module.
+
+    Attributes:
+        results: module name -> its run.
+        wall_seconds: measured wall time of all of them (in parallel: from starting the worker processes to
+            the last result, process start-up included).
+        parallel: whether they ran concurrently.
+        workers: worker processes (1 when sequential).
+        start_method: how the workers started (``None`` when sequential).
+    """
+
+    results: dict[str, TrainResult]
+    wall_seconds: float
+    parallel: bool
+    workers: int
+    start_method: str | None = None
+
+    @property
+    def sequential_seconds(self) -> float:
+        """Sum of the modules' own measured training times."""
+        return sum(r.seconds for r in self.results.values())
+
+
+def _run_job(job: ModuleJob) -> TrainResult:
+    torch.set_num_threads(1)
+    result = job.train(job.module)
+    result.state_dict = {k: v.detach().clone() for k, v in job.module.state_dict().items()}
+    return result
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def train_modules(
+    jobs: Sequence[ModuleJob],
+    *,
+    parallel: bool = False,
+    workers: int | None = None,
+    start_method: str | None = None,
+) -> ModularTraining:
+    """Run independent module trainings one after another, or concurrently in worker processes.
+
+    In parallel, each job runs in a worker process with one thread, and the trained weights are loaded
+    back into ``job.module``. The wall time is measured, not computed; it includes starting the workers.
+
+    Args:
+        jobs: the trainings, with distinct names.
+        parallel: run them concurrently.
+        workers: worker processes (default: one per CPU core, at most one per job).
+        start_method: how workers start (``"fork"``, ``"spawn"``, ``"forkserver"``); default ``"fork"``
+            where the platform has it (as PyTorch's data-loader workers do: no second import of torch),
+            else ``"spawn"``.
+    """
+    names = [j.name for j in jobs]
+    if not jobs or len(set(names)) != len(names):
+        raise ConfigError(f"train_modules needs jobs with distinct names, got {names}")
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"workers must be a positive int or None, got {workers!r}")
+    methods = multiprocessing.get_all_start_methods()
+    if start_method is None:
+        start_method = "fork" if "fork" in methods else "spawn"
+    if start_method not in methods:
+        raise ConfigError(f"start_method must be one of {methods}, got {start_method!r}")
+    start = time.perf_counter()
+    if not parallel:
+        results = {j.name: j.train(j.module) for j in jobs}
+        return ModularTraining(results, time.perf_counter() - start, parallel=False, workers=1)
+    n = min(len(jobs), workers or os.cpu_count() or 1)
+    ctx = multiprocessing.get_context(start_method)
+    with ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_one_thread) as pool:
+        futures = {j.name: pool.submit(_run_job, j) for j in jobs}
+        results = {name: f.result() for name, f in futures.items()}
+    wall = time.perf_counter() - start
+    for j in jobs:
+        j.module.load_state_dict(results[j.name].state_dict)
+    return ModularTraining(results, wall, parallel=True, workers=n, start_method=start_method)
