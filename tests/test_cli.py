@@ -45,3 +45,23 @@ def test_reproduce_quick_writes_a_combined_report(tmp_path, capsys):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert "NMN" in report and set(metrics) == {"nmn"}
     assert (tmp_path / "nmn" / "error_by_depth.png").exists()
+
+
+def test_diverged_training_is_a_failure_with_one_line_and_exit_code_1(capsys, monkeypatch):
+    import modnets.experiments
+    from modnets.errors import NumericalError
+
+    class Diverging:
+        class Config:
+            @staticmethod
+            def for_mode(quick, seed):
+                return None
+
+        @staticmethod
+        def run(config, out, progress=True):
+            raise NumericalError("step 7: loss term 'loss' of NMN is NaN", step=7, module="NMN", quantity="loss")
+
+    monkeypatch.setattr(modnets.experiments, "get_experiment", lambda name: Diverging)
+    assert main(["run", "nmn", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err == "modnets: error: step 7: loss term 'loss' of NMN is NaN\n"

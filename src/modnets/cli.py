@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from .errors import ModnetsError
+from .errors import ModnetsError, NumericalError
 
 app = typer.Typer(
     add_completion=False,
@@ -283,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["--help"]
     try:
         result = app(args=argv, prog_name="modnets", standalone_mode=False)
+    except NumericalError as e:  # training diverged: a failure, not bad input
+        typer.echo(f"modnets: error: {_first_line(e)}", err=True)
+        return 1
     except ModnetsError as e:
         typer.echo(f"modnets: error: {_first_line(e)}", err=True)
         return 2

@@ -107,6 +107,14 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one_with_a_warning
         assert torch.equal(a, b)
 
 
+def test_a_fresh_run_replaces_older_checkpoints(tmp_path):
+    old = Checkpointer(tmp_path)
+    old.save({"steps": 900}, 900)
+    fit(Regressor(), dataset(), config=FitConfig(epochs=1, batch_size=8, checkpoint_every=4), collate=collate,
+        progress=False, checkpoint_dir=tmp_path)
+    assert [p.name for p in old.paths()] == ["step-00000008.pt", "step-00000004.pt"]
+
+
 def test_nan_loss_stops_with_the_step_and_quantity_and_keeps_the_last_checkpoint(tmp_path):
     config = FitConfig(epochs=2, batch_size=8, checkpoint_every=2)
     with pytest.raises(NumericalError, match=r"step 5: loss term 'loss' of Regressor is NaN") as info:

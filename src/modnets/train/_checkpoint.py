@@ -78,6 +78,11 @@ class Checkpointer:
         found = [(int(m.group(1)), p) for p in self.directory.iterdir() if (m := _NAME.match(p.name))]
         return [p for _, p in sorted(found, reverse=True)]
 
+    def clear(self) -> None:
+        """Delete every checkpoint in the folder (a fresh run starting over)."""
+        for path in self.paths():
+            path.unlink(missing_ok=True)
+
     def save(self, state: dict[str, Any], step: int) -> Path:
         """Write ``state`` as the checkpoint of ``step`` (atomically), then prune old ones."""
         path = self.directory / f"step-{step:08d}.pt"

@@ -143,7 +143,8 @@ def fit(
         logger: where scalars go (JSONL + TensorBoard).
         progress: show a progress bar.
         desc: progress-bar label and logging prefix.
-        checkpoint_dir: where checkpoints go (``None``: no checkpoints).
+        checkpoint_dir: where checkpoints go (``None``: no checkpoints). Without ``resume``, checkpoints already
+            there are deleted first.
         resume: continue from the newest checkpoint in ``checkpoint_dir`` (a fresh start when there is none).
 
     Returns:
@@ -167,6 +168,8 @@ def fit(
     checkpoints = Checkpointer(checkpoint_dir, keep=config.keep_checkpoints) if checkpoint_dir is not None else None
     result = FitResult(steps=0, seconds=0.0)
     running: dict[str, float] = {}
+    if checkpoints is not None and not resume:
+        checkpoints.clear()  # a fresh run starts over; older checkpoints would outrank its own
     if resume and checkpoints is not None and (state := checkpoints.load_latest()) is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
