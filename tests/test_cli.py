@@ -43,7 +43,11 @@ def test_reproduce_quick_writes_a_combined_report(tmp_path, capsys):
     assert main(["reproduce", "--quick", "--out", str(tmp_path), "--no-progress"]) == 0
     report = (tmp_path / "report.md").read_text()
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert "NMN" in report and set(metrics) == {"nmn"}
+    from modnets.experiments import EXPERIMENTS
+
+    assert "NMN" in report and set(metrics) == set(EXPERIMENTS)
+    for name in EXPERIMENTS:
+        assert (tmp_path / name / "report.md").exists() and f"{name}/report.md" in report
     assert (tmp_path / "nmn" / "error_by_depth.png").exists()
 
 
