@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError, ShapeError
-from ._control import ControlModule
+from ._control import ControlModule, put_state_rows, state_rows
 from ._interface import Interface
 from ._operator import Operator
 from ._representation import Representation
@@ -132,18 +133,18 @@ class Agent(nn.Module):
         for t in range(bound):
             if not bool(active.any()):
                 break
-            decision = self.control(rep, previous, state)
+            scores, state = self._decide(rep, previous, state, active)
             if teacher is None:
-                chosen = decision.logits.argmax(-1)
+                chosen = scores.argmax(-1)
             else:
                 chosen = torch.where(teacher[:, t] >= 0, teacher[:, t], stop)
             taken = torch.where(active, chosen, -1)
             rep = self._apply(rep, taken, depth)
             stopped = stopped | (taken == stop)
             active = active & (taken != stop)
-            previous, state = taken, decision.state
+            previous = taken
             actions.append(taken)
-            logits.append(decision.logits)
+            logits.append(scores)
             if interface is not None:
                 interface.write(rep)
                 if reread:
@@ -173,6 +174,18 @@ class Agent(nn.Module):
             kwargs: as for :meth:`forward` (``max_steps``, ``reread``, ``record``, ...).
         """
         return self(interface.read(), interface=interface, **kwargs)
+
+    def _decide(self, rep: Representation, previous: Tensor, state: Any, active: Tensor) -> tuple[Tensor, Any]:
+        """The control module's scores ``(batch, n_actions)`` (zero for stopped examples) and the new state;
+        the control module runs on the examples still running only."""
+        if bool(active.all()):
+            decision = self.control(rep, previous, state)
+            return decision.logits, decision.state
+        rows = active.nonzero().squeeze(1)
+        decision = self.control(rep.rows(rows), previous.index_select(0, rows), state_rows(state, rows))
+        scores = decision.logits.new_zeros(rep.batch_size, decision.logits.shape[-1]).index_copy(0, rows,
+                                                                                               decision.logits)
+        return scores, put_state_rows(state, rows, decision.state)
 
     def _apply(self, rep: Representation, taken: Tensor, depth: int) -> Representation:
         """Apply each example's operator: each operator runs once on the rows that selected it."""

@@ -34,6 +34,9 @@ class Decision(NamedTuple):
 class Policy(nn.Module, ABC):
     """Decides which action to take next from the digestor's embedding and the previous action.
 
+    The recurrent state is ``None``, a tensor or a tuple of tensors, each with the batch as its first
+    dimension, so that an agent can run the policy on the examples that are still running only.
+
     Args:
         n_actions: number of actions, the stop action (last) included.
     """
@@ -46,7 +49,7 @@ class Policy(nn.Module, ABC):
 
     @abstractmethod
     def initial_state(self, batch_size: int, device: torch.device | None = None) -> Any:
-        """The recurrent state before the first step."""
+        """The recurrent state before the first step: ``None``, a ``(batch, ...)`` tensor or a tuple of them."""
 
     @abstractmethod
     def forward(self, embedding: Tensor, previous: Tensor, state: Any) -> Decision:
@@ -144,3 +147,25 @@ class ControlModule(nn.Module):
             rows = self.embed(reps.map(lambda x: x[mask]))  # (n, E) for the masked steps only
             e = rows.new_zeros(b, t, rows.shape[-1]).index_put((*mask.nonzero(as_tuple=True),), rows)
         return self.policy.sequence(e, previous)
+
+
+def state_rows(state: Any, index: Tensor) -> Any:
+    """The rows ``index`` of a policy state (``None``, a batch-first tensor, or a tuple of them)."""
+    if state is None:
+        return None
+    if isinstance(state, Tensor):
+        return state.index_select(0, index)
+    if isinstance(state, tuple):
+        return tuple(state_rows(s, index) for s in state)
+    raise ConfigError(f"a policy state must be None, a tensor or a tuple of tensors, got {type(state).__name__}")
+
+
+def put_state_rows(state: Any, index: Tensor, rows: Any) -> Any:
+    """``state`` with its rows ``index`` replaced by ``rows`` (same structure)."""
+    if state is None:
+        return None
+    if isinstance(state, Tensor):
+        return state.index_copy(0, index, rows)
+    if isinstance(state, tuple):
+        return tuple(put_state_rows(s, index, r) for s, r in zip(state, rows, strict=True))
+    raise ConfigError(f"a policy state must be None, a tensor or a tuple of tensors, got {type(state).__name__}")

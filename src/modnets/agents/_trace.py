@@ -35,8 +35,8 @@ class Trace:
         steps: ``(batch,)`` long number of actions each example took (its stop action included).
         stopped: ``(batch,)`` bool, whether the example took the stop action (rather than hitting the bound).
         final: the representation after the last step.
-        logits: ``(batch, steps, n_actions)`` the controller's scores at each step (``None`` for expert
-            traces).
+        logits: ``(batch, steps, n_actions)`` the controller's scores at each step, zero once an example has
+            stopped (``None`` for expert traces).
         representations: fields ``(batch, steps + 1, ...)``: R(0) ... R(steps); once an example has stopped
             its representation is repeated (``None`` unless recorded).
     """

@@ -95,12 +95,24 @@ def sorting_step_bound(rep: Representation) -> int:
 
 
 def sample_lists(
-    batch_size: int, *, min_length: int = 2, max_length: int = 7, generator: torch.Generator | None = None
+    batch_size: int,
+    *,
+    min_length: int = 2,
+    max_length: int = 7,
+    width: int | None = None,
+    generator: torch.Generator | None = None,
 ) -> SortingLists:
     """Random lists of digits 0-9 with lengths uniform in ``[min_length, max_length]``.
 
+    Args:
+        batch_size: number of lists.
+        min_length: shortest list (>= 2).
+        max_length: longest list.
+        width: tape width, at least ``max_length`` (default: the longest sampled length).
+        generator: random source.
+
     Returns:
-        values ``(batch_size, L)`` with ``L`` the longest sampled length (``-1`` past each end), lengths.
+        values ``(batch_size, L)`` with ``L`` the tape width (``-1`` past each end), lengths.
 
     Example:
         >>> lists = sample_lists(3, min_length=2, max_length=4, generator=torch.Generator().manual_seed(0))
@@ -111,8 +123,10 @@ def sample_lists(
         raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}")
     if not 2 <= min_length <= max_length:
         raise ConfigError(f"need 2 <= min_length <= max_length, got min_length={min_length}, max_length={max_length}")
+    if width is not None and (not isinstance(width, int) or width < max_length):
+        raise ConfigError(f"width must be an int >= max_length ({max_length}), got {width!r}")
     lengths = torch.randint(min_length, max_length + 1, (batch_size,), generator=generator)
-    width = int(lengths.max())
+    width = int(lengths.max()) if width is None else width
     values = torch.randint(0, N_DIGITS, (batch_size, width), generator=generator)
     values = torch.where(torch.arange(width) < lengths[:, None], values, -1)
     return SortingLists(values, lengths)
@@ -401,9 +415,10 @@ def augment_sorting(
 ) -> Representation:
     """Input noise of thesis eq. 3.1 and 3.2 on a sorting representation.
 
-    Pointers get eq. 3.1, ``|x - U(0, level)|``; digit vectors get eq. 3.1 followed by eq. 3.2,
-    ``softmax(100 x)``, which puts them back on the softmax manifold; null digit vectors (past a list's end)
-    have no place on that manifold and keep eq. 3.1 only.
+    Pointers get eq. 3.1, ``|x - U(0, level)|``. Digit vectors are taken over the extended vocabulary of
+    ten digits and the null class (a null position is the one-hot null class), get eq. 3.1 and then eq.
+    3.2, ``softmax(100 x)``, which puts them back on the softmax manifold; the null column is then dropped,
+    so a noisy null position is again a (near) zero vector, as the swap operator's outputs are.
 
     Args:
         rep: fields ``digits`` ``(..., L, 10)``, ``a`` and ``b`` ``(..., L)``.
@@ -411,12 +426,12 @@ def augment_sorting(
         generator: random source.
     """
     digits = rep["digits"]
-    null = digits.sum(-1, keepdim=True) < 0.5
-    noisy = uniform_noise(digits, level, generator)
-    digits = torch.where(null, noisy, torch.softmax(noisy * 100.0, dim=-1))
+    null = (1 - digits.sum(-1, keepdim=True)).clamp(0, 1)
+    extended = torch.cat([digits, null], dim=-1)  # (..., L, 11)
+    noisy = torch.softmax(uniform_noise(extended, level, generator) * 100.0, dim=-1)[..., :N_DIGITS]
     pointer = Pointer()
     return rep.replace(
-        digits=digits,
+        digits=noisy,
         a=pointer.augment(rep["a"], level, generator=generator),
         b=pointer.augment(rep["b"], level, generator=generator),
     )

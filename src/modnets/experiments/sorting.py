@@ -72,7 +72,7 @@ class Config:
     max_test_length: int = 20
     n_test_per_length: int = 100
     noise: float = 0.4
-    monolithic_seconds: float | None = 3600.0
+    monolithic_seconds: float | None = 7200.0
     module_seconds: float | None = None
     max_steps: int = 200_000
     workers: int | None = None
@@ -132,11 +132,15 @@ def modular_jobs(agent: Agent, config: Config, *, progress: bool = False) -> lis
 @torch.no_grad()
 def evaluate(agent: Agent, config: Config) -> dict[str, dict[int, float]]:
     """Free-running success by list length on fresh lists: the agent stopped with ``eop`` on the target
-    state (sorted list, both pointers on the last digit); also how often the list alone ended sorted."""
+    state (sorted list, both pointers on the last digit); also how often the list alone ended sorted.
+
+    Lists of length ``L`` sit on a tape of ``max(L, max_train_length)`` positions: in training a batch's tape
+    is as wide as its longest list, so shorter lists were seen followed by null positions."""
     gen = torch.Generator().manual_seed(config.seed + 10_000)
     correct, sorted_, lengths = [], [], []
     for length in range(2, config.max_test_length + 1):
-        lists = sample_lists(config.n_test_per_length, min_length=length, max_length=length, generator=gen)
+        lists = sample_lists(config.n_test_per_length, min_length=length, max_length=length,
+                             width=max(length, config.max_train_length), generator=gen)
         env = SortingEnvironment()
         env.reset(lists.values, lists.lengths)
         trace = agent.solve(SortingInterface(env))

@@ -188,13 +188,14 @@ class ControllerPolicy(Policy):
         self.out = nn.Linear(hidden, n_actions)
 
     def initial_state(self, batch_size: int, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
-        zeros = torch.zeros(1, batch_size, self.hidden, device=device)
+        """``(h, c)``, each ``(batch, hidden)``."""
+        zeros = torch.zeros(batch_size, self.hidden, device=device)
         return zeros, zeros.clone()
 
     def forward(self, embedding: Tensor, previous: Tensor, state: tuple[Tensor, Tensor]) -> Decision:
         x = torch.cat([embedding, self.one_hot_previous(previous)], dim=-1).unsqueeze(1)  # (B, 1, E + A)
-        h, state = self.lstm(x, state)
-        return Decision(self.out(h.squeeze(1)), state)
+        h, (h_n, c_n) = self.lstm(x, (state[0].unsqueeze(0), state[1].unsqueeze(0)))
+        return Decision(self.out(h.squeeze(1)), (h_n.squeeze(0), c_n.squeeze(0)))
 
     def sequence(self, embeddings: Tensor, previous: Tensor) -> Tensor:
         """``(batch, steps, d_embed)``, ``(batch, steps)`` -> ``(batch, steps, n_actions)`` in one LSTM call."""

@@ -175,7 +175,6 @@ def _train(
         raise ConfigError(f"{name}: nothing to train (no parameters that require gradients)")
     opt = torch.optim.Adam(params, lr=config.lr)
     gen = torch.Generator().manual_seed(config.seed)
-    torch.manual_seed(config.seed)
     monitor = CriterionMonitor(config.criterion, saturation=saturation)
     n_params = sum(p.numel() for p in params)
     size = config.min_size
