@@ -21,6 +21,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from .._threads import num_threads
 from ..routing import MLPExperts, ModularLayer, Router, RouteResult, choose_strategy, dispatch_mask_loop, make_groups
 from ._timing import median_times
 
@@ -84,9 +85,7 @@ def run(quick: bool = False) -> dict:
     batch, d, hidden = (256, 64, 64) if quick else (4096, 256, 256)
     repeats, warmup = (2, 1) if quick else (25, 3)
     n_modules_list = (8, 32)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with num_threads(2):
         results: dict[str, dict] = {}
         for n_modules in n_modules_list:
             layer = make_layer(n_modules, d, hidden, seed=n_modules)
@@ -120,8 +119,6 @@ def run(quick: bool = False) -> dict:
                 }
             results[f"E={n_modules}"] = {"dense_ms": round(t["dense"] * 1e3, 3), **per_routing["balanced"]}
             results[f"E={n_modules}"]["iid"] = per_routing["iid"]
-    finally:
-        torch.set_num_threads(threads)
     config = layer_config(batch, d, hidden, n_modules_list, repeats, warmup, quick)
     config["dense"] = f"one MLP {d}->{hidden}->{d} over all rows (same FLOPs)"
     config["mask_loop"] = "per module: (choice == e).nonzero(), index_select rows, run, index_copy back"

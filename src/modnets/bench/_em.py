@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from .._threads import num_threads
 from ..models import modular_mlp
 from ..train import categorical_log_likelihood
 from ._timing import median_times
@@ -32,9 +33,7 @@ def run(quick: bool = False) -> dict:
     """
     batch, samples, d_in, d_model, n_modules = (64, 4, 64, 32, 4) if quick else (512, 8, 784, 128, 8)
     repeats, warmup = (2, 1) if quick else (25, 3)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with num_threads(2):
         torch.manual_seed(0)
         net = modular_mlp(d_in=d_in, d_model=d_model, n_modules=n_modules, n_out=10)
         x, y = torch.randn(batch, d_in), torch.randint(0, 10, (batch,))
@@ -61,8 +60,6 @@ def run(quick: bool = False) -> dict:
             return best_choice
 
         t = median_times({"batched": batched, "separate": separate}, repeats=repeats, warmup=warmup)
-    finally:
-        torch.set_num_threads(threads)
     return {
         "bench": NAME,
         "config": {"batch": batch, "samples": samples, "d_in": d_in, "d_model": d_model, "n_modules": n_modules,

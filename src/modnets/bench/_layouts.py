@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .._threads import num_threads
 from ..data import ClevrLikeConfig, make_clevr_like
 from ..models import nmn
 from ._timing import median_times
@@ -21,7 +22,11 @@ __all__ = ["run"]
 
 
 def run(quick: bool = False) -> dict:
-    torch.set_num_threads(2)
+    with num_threads(2):
+        return _run(quick)
+
+
+def _run(quick: bool) -> dict:
     batch = 64 if quick else 256
     image_size = 32
     data = make_clevr_like(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from .._threads import num_threads
 from ..routing import choose_strategy, make_groups
 from ._dispatch import ROUTINGS, fixed_choice, fixed_route, layer_config, make_layer, step_fn
 from ._timing import median_times
@@ -35,9 +36,7 @@ def run(quick: bool = False) -> dict:
     batch, d, hidden = (256, 64, 64) if quick else (4096, 256, 256)
     repeats, warmup = (2, 1) if quick else (25, 3)
     n_modules_list = (8, 32, 128)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with num_threads(2):
         steps, strategies = {}, {}
         x = torch.randn(batch, d, requires_grad=True)
         grad_out = torch.randn(batch, d)
@@ -52,8 +51,6 @@ def run(quick: bool = False) -> dict:
                 )
                 strategies[(n_modules, routing)] = choose_strategy(layer.experts, x, make_groups(choice, n_modules))
         t = median_times({f"{e}/{r}": s for (e, r), s in steps.items()}, repeats=repeats, warmup=warmup)
-    finally:
-        torch.set_num_threads(threads)
 
     def entry(n_modules: int, routing: str) -> dict:
         seconds = t[f"{n_modules}/{routing}"]
