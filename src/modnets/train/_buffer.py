@@ -84,21 +84,19 @@ def best_distinct(choice: Tensor, score: Tensor, size: int) -> tuple[Tensor, Ten
         size: K <= C.
 
     Returns:
-        choice (B, K, L, k), score (B, K) and valid (B, K), best first.
+        index (B, K) of the kept candidates in [0, C), their score (B, K) and valid (B, K), best first.
     """
     b, c = score.shape
     score = torch.nan_to_num(score, nan=float("-inf"))
     order = score.argsort(dim=1, descending=True, stable=True)
     score = score.gather(1, order)
-    choice = choice.gather(1, order.view(b, c, 1, 1).expand_as(choice))
-    flat = choice.flatten(2)  # (B, C, L*k)
+    flat = choice.gather(1, order.view(b, c, 1, 1).expand_as(choice)).flatten(2)  # (B, C, L*k), best first
     same = (flat[:, :, None, :] == flat[:, None, :, :]).all(-1)  # (B, C, C)
     earlier = torch.ones(c, c, dtype=torch.bool, device=score.device).tril(-1)
     score = score.masked_fill((same & earlier).any(-1), float("-inf"))  # a repeat of a better candidate
     keep = score.argsort(dim=1, descending=True, stable=True)[:, :size]
     score = score.gather(1, keep)
-    choice = choice.gather(1, keep.view(b, size, 1, 1).expand(b, size, *choice.shape[2:]))
-    return choice, score, score > float("-inf")
+    return order.gather(1, keep), score, score > float("-inf")
 
 
 @dataclass
@@ -203,38 +201,57 @@ class TopKBuffer(RoutingObjective):
         cfg = self.config
         x, y, task, index = self._inputs(batch, need_index=True)
         assert index is not None
+        b, s, k_size = x.shape[0], cfg.samples, cfg.buffer_size
+        arange = torch.arange(b, device=x.device)
+        terms: dict[str, Tensor] = {}
+        task_rows, router_rows, example_rows = [], [], []
+        per_example = torch.full((b,), float(s if cfg.sample_gradient else 0), device=x.device)
+        stored_ll = stored_lp = None
         if self.buffer is not None:
             self.buffer.check_ids(index)
-        b, s, k_size = x.shape[0], cfg.samples, cfg.buffer_size
-        terms: dict[str, Tensor] = {}
-        # 1. fresh samples, (S * B) rows sample-major; with a gradient only when they enter it
+            stored, valid = self.buffer.choice[index], self.buffer.valid[index]  # (B, K, L, k), (B, K)
+            if bool(valid.any()):  # buffer entries, (K * B) rows entry-major, with a gradient for the M-step
+                out, ll = self._run(x, y, task, stored.transpose(0, 1).reshape(k_size * b, *stored.shape[2:]),
+                                    samples=k_size)
+                stored_ll, stored_lp = ll.view(k_size, b).t(), out.route.log_prob.view(k_size, b).t()
+                route = out.route
+        # fresh samples, (S * B) rows sample-major; with a gradient only when they enter it
         with torch.set_grad_enabled(cfg.sample_gradient and torch.is_grad_enabled()):
-            fresh, ll_fresh = self._run(x, y, task, samples=s)
-        task_rows, router_rows, weight_rows, route = [], [], [], fresh.route
-        per_example = torch.full((b,), float(s if cfg.sample_gradient else 0), device=x.device)
+            fresh, fresh_ll = self._run(x, y, task, samples=s)
+        if cfg.sample_gradient or stored_ll is None:
+            route = fresh.route
         if self.buffer is not None:
-            entries, valid = self._e_step(x, y, task, index, fresh.route.choice, fresh.route.log_prob, ll_fresh)
+            # E-step: the buffer and the fresh samples compete, scored with the current parameters
+            fresh_choice = fresh.route.choice.view(s, b, *fresh.route.choice.shape[1:]).transpose(0, 1)
+            cand_ll = torch.cat([stored_ll if stored_ll is not None else fresh_ll.new_zeros(b, k_size),
+                                 fresh_ll.view(s, b).t()], 1)  # (B, K + S)
+            cand_lp = torch.cat([stored_lp if stored_lp is not None else fresh_ll.new_zeros(b, k_size),
+                                 fresh.route.log_prob.view(s, b).t()], 1)
+            pick, valid = self._e_step(index, stored, valid, fresh_choice, (cand_ll + cand_lp).detach())
             terms["e_step"] = torch.tensor(float(self._e_step_due()))
             terms["buffer_score"] = self.buffer.score[index, 0].mean()
-            # 3. M-step on the buffer entries, (K * B) rows entry-major
-            rows = entries.transpose(0, 1).reshape(k_size * b, *entries.shape[2:])
-            out, ll = self._run(x, y, task, rows, samples=k_size)
-            mask = valid.transpose(0, 1).reshape(-1).to(ll.dtype)
+            # M-step on the (updated) buffer entries; a fresh sample that entered the buffer without a
+            # gradient is run again with one
+            ll, lp = cand_ll.gather(1, pick), cand_lp.gather(1, pick)  # (B, K)
+            rerun = valid & (pick >= k_size) & (not cfg.sample_gradient)
+            if bool(rerun.any()):
+                n, j = rerun.nonzero(as_tuple=True)
+                out, again = self._run(x[n], y[n], None if task is None else task[n], self.buffer.choice[index[n], j])
+                ll, lp = ll.index_put((n, j), again), lp.index_put((n, j), out.route.log_prob)
+            mask = valid.to(ll.dtype)
             per_example = per_example + valid.sum(1)
-            task_rows.append(ll * mask)
-            router_rows.append(out.route.log_prob * mask)
-            weight_rows.append(repeat_rows(torch.arange(b, device=x.device), k_size))
-            route = out.route if not cfg.sample_gradient else route
+            task_rows.append((ll * mask).t().reshape(-1))
+            router_rows.append((lp * mask).t().reshape(-1))
+            example_rows.append(repeat_rows(arange, k_size))
         if cfg.sample_gradient:
-            reward = make_reward(ll_fresh, cfg.reward)
+            reward = make_reward(fresh_ll, cfg.reward)
             advantage, baseline_terms = self.baseline.advantage(reward, x)
             terms.update(baseline_terms, reward=reward.mean())
-            task_rows.append(ll_fresh)
+            task_rows.append(fresh_ll)
             router_rows.append(advantage * fresh.route.log_prob)
-            weight_rows.append(repeat_rows(torch.arange(b, device=x.device), s))
+            example_rows.append(repeat_rows(arange, s))
         # every example's routings weigh 1 / |A_n|, and the batch is averaged
-        example = torch.cat(weight_rows)
-        weight = 1.0 / (per_example.clamp_min(1)[example] * b)
+        weight = 1.0 / (per_example.clamp_min(1)[torch.cat(example_rows)] * b)
         terms["loss_task"] = -(torch.cat(task_rows) * weight).sum()
         terms["loss_router"] = -(torch.cat(router_rows) * weight).sum()
         return self._finish(terms, route)
@@ -244,33 +261,34 @@ class TopKBuffer(RoutingObjective):
 
     @torch.no_grad()
     def _e_step(
-        self, x: Tensor, y: Tensor, task: Tensor | None, index: Tensor, fresh: Tensor, fresh_log_prob: Tensor,
-        fresh_ll: Tensor,
+        self, index: Tensor, stored: Tensor, valid: Tensor, fresh: Tensor, score: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """Update the buffer of the batch's examples; returns their entries (B, K, L, k) and valid (B, K)."""
+        """Update the buffer of the batch's examples (those due for an E-step, or with an empty buffer).
+
+        Args:
+            index: (B,) example ids.
+            stored: (B, K, L, k) buffer entries and valid (B, K) their slots in use.
+            fresh: (B, S, L, k) fresh samples.
+            score: (B, K + S) scores of the buffer entries, then the fresh samples.
+
+        Returns:
+            pick (B, K): which candidate each new buffer slot holds (in [0, K + S)), and valid (B, K).
+        """
         assert self.buffer is not None
-        buf, b, s = self.buffer, x.shape[0], self.config.samples
-        stored, valid = buf.choice[index], buf.valid[index]  # (B, K, L, k), (B, K)
+        b, k_size = stored.shape[:2]
+        pick = torch.arange(k_size, device=index.device).expand(b, k_size)
         update = valid.new_full((b,), self._e_step_due()) | ~valid.any(1)
         if not bool(update.any()):
-            return stored, valid
+            return pick, valid
+        score = score.masked_fill(torch.cat([~valid, valid.new_zeros(fresh.shape[:2])], 1), float("-inf"))
         rows = update.nonzero().squeeze(1)
-        k_size = buf.size
-        stored_u, valid_u = stored[rows], valid[rows]
-        score_stored = torch.full(valid_u.shape, float("-inf"), device=x.device)
-        if bool(valid_u.any()):
-            n = rows.shape[0]
-            flat = stored_u.transpose(0, 1).reshape(k_size * n, *stored_u.shape[2:])
-            out, ll = self._run(x[rows], y[rows], None if task is None else task[rows], flat, samples=k_size)
-            score_stored = (ll + out.route.log_prob).view(k_size, n).t().masked_fill(~valid_u, float("-inf"))
-        fresh_choice = fresh.view(s, b, *fresh.shape[1:]).transpose(0, 1)[rows]  # (n, S, L, k)
-        fresh_score = (fresh_ll + fresh_log_prob).detach().view(s, b).t()[rows]  # (n, S)
-        choice, score, ok = best_distinct(
-            torch.cat([stored_u, fresh_choice], 1), torch.cat([score_stored, fresh_score], 1), k_size
-        )
+        cand = torch.cat([stored[rows], fresh[rows]], 1)  # (n, K + S, L, k)
+        chosen, best, ok = best_distinct(cand, score[rows], k_size)
         ids = index[rows]
-        buf.choice[ids], buf.score[ids], buf.valid[ids] = choice, score, ok
-        return buf.choice[index], buf.valid[index]
+        buf = self.buffer
+        buf.choice[ids] = cand.gather(1, chosen.view(*chosen.shape, 1, 1).expand(-1, -1, *cand.shape[2:]))
+        buf.score[ids], buf.valid[ids] = best, ok
+        return pick.index_put((rows,), chosen), valid.index_put((rows,), ok)
 
 
 def generalized_em(
