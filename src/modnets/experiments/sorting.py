@@ -292,6 +292,14 @@ def _report(config, metrics, mono, sequential, parallel, accuracy, figures) -> R
     module_table = markdown_table(
         ["module", "steps", "time (sequential run)", "time (parallel run)", "how training ended",
          "last logged batch error", "last logged batch saturation"], module_rows)
+    slowest = max(sequential.results, key=lambda k: sequential.results[k].seconds)
+    share = sequential.results[slowest].seconds / sequential.sequential_seconds
+    module_table += (
+        f"\n\nThe slowest module, {slowest}, took {percent(share, 0)} of the sequential modular time; in parallel "
+        f"no schedule can finish before it does ({parallel.results[slowest].seconds:.0f} s in the parallel run, "
+        f"{parallel.wall_seconds:.0f} s wall time for all {len(parallel.results)} trainings on "
+        f"{parallel.workers} processes)."
+    )
 
     length_table = markdown_table(
         ["list length", "monolithic: solved", "modular: solved", "monolithic: list sorted", "modular: list sorted"],
@@ -330,7 +338,7 @@ def _report(config, metrics, mono, sequential, parallel, accuracy, figures) -> R
                   f"{k} {_mean_grad(r):.2e}" for k, r in sequential.results.items())),
              (f"solved, lists longer than {lt}", "monolithic generalises better",
               f"monolithic {percent(mono_gen)}, modular {percent(mod_gen)}")])
-        + "\n\n" + _verdict(metrics, mono_gen, mod_gen)
+        + "\n\n" + _verdict(metrics, mono_gen, mod_gen) + " " + _gradient_verdict(mono, sequential)
     )
     summary = (
         f"Two list-sorting agents with the thesis architecture (LSTMs of {config.hidden} units; swap a bidirectional "
@@ -364,7 +372,9 @@ def _report(config, metrics, mono, sequential, parallel, accuracy, figures) -> R
         f"{config.n_test_per_length} fresh random lists per length 2-{lmax} (a different random stream from "
         f"training), each agent running freely (its own selections, soft representation, written to the "
         f"environment after every step) until eop or {lmax}^2 - 1 + {lmax} steps on the longest; solved = "
-        f"stopped with eop, list sorted, both pointers on the last digit. TensorBoard logs: `tensorboard/`."
+        f"stopped with eop, list sorted, both pointers on the last digit. A test list of length L sits on a tape "
+        f"of max(L, {lt}) positions, as in training, where a batch's tape is as wide as its longest list and "
+        f"shorter lists are followed by null positions. TensorBoard logs: `tensorboard/`."
     )
     return Report(
         name="sorting",
@@ -384,6 +394,20 @@ def _report(config, metrics, mono, sequential, parallel, accuracy, figures) -> R
 
 def _budget(seconds: float | None) -> str:
     return "none" if seconds is None else f"{seconds:g} s"
+
+
+def _gradient_verdict(mono: TrainResult, sequential: ModularTraining) -> str:
+    mono_grad = _mean_grad(mono)
+    modules = {k: _mean_grad(r) for k, r in sequential.results.items()}
+    above = [k for k, g in modules.items() if mono_grad > g]
+    if len(above) == len(modules):
+        return ("The monolithic gradient per parameter was larger on average than every module's, as the thesis "
+                "found.")
+    if not above:
+        return "The monolithic gradient per parameter was smaller on average than every module's, unlike the thesis."
+    below = [k for k in modules if k not in above]
+    return (f"The monolithic gradient per parameter was larger on average than that of {', '.join(above)} but "
+            f"smaller than that of {', '.join(below)}: not uniformly larger, as the thesis found it.")
 
 
 def _verdict(metrics, mono_gen: float, mod_gen: float) -> str:
