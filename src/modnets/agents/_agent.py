@@ -26,7 +26,9 @@ class Agent(nn.Module):
     At each step the control module digests R(t) and selects an action; the selected operator turns R(t)
     into R(t+1) (examples of a batch may select different operators: each operator runs once on the rows
     that selected it). An example stops when it selects the stop action, which leaves R(t) unchanged; the
-    whole loop stops when every example has stopped or after ``max_steps`` steps.
+    whole loop stops when every example has stopped or after ``max_steps`` steps. The control module runs
+    on the examples still running only (its policy's state is batch-first, see
+    :class:`~modnets.agents.Policy`).
 
     Actions are the operators, in order, then the stop action. An agent is itself usable as an operator
     of a higher-level agent through :class:`~modnets.agents.AgentOperator`.
@@ -104,8 +106,8 @@ class Agent(nn.Module):
             rep: R(0), fields ``(batch, ...)``.
             max_steps: the step bound (default: the agent's ``max_steps``).
             teacher: ``(batch, steps)`` long target actions that override the selection (operator override
-                during supervised training); ``-1`` ends an example like the stop action. The controller
-                still scores every step, for the selection loss.
+                during supervised training); ``-1`` ends an example like the stop action. The control
+                module still scores every step, for the selection loss.
             interface: when given, every step's R(t) is written to its environment.
             reread: read R(t) back from the environment after every write (needs ``interface``), so the
                 loop continues from the environment's decoded state instead of the soft representation.
