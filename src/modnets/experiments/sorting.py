@@ -407,7 +407,7 @@ def _gradient_verdict(mono: TrainResult, sequential: ModularTraining) -> str:
         return "The monolithic gradient per parameter was smaller on average than every module's, unlike the thesis."
     below = [k for k in modules if k not in above]
     return (f"The monolithic gradient per parameter was larger on average than that of {', '.join(above)} but "
-            f"smaller than that of {', '.join(below)}: not uniformly larger, as the thesis found it.")
+            f"smaller than that of {', '.join(below)}, so not uniformly larger (the thesis found it larger).")
 
 
 def _verdict(metrics, mono_gen: float, mod_gen: float) -> str:
