@@ -8,3 +8,4 @@ from ._generalization import plot_error_curves as plot_error_curves
 from ._recovery import Recovery as Recovery
 from ._recovery import recovery_scores as recovery_scores
 from ._routing_plots import plot_routing_curves as plot_routing_curves
+from ._training_curves import plot_training_curves as plot_training_curves

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from ..agents import Agent
-from ..analysis import accuracy_by, plot_error_curves
+from ..analysis import accuracy_by, plot_error_curves, plot_training_curves
 from ..data import SortingEnvironment, SortingInterface, augment_sorting, sample_lists, sorting_traces
 from ..errors import ConfigError
 from ..models import sorting_agent
@@ -30,7 +30,6 @@ from ..train import (
     ModuleJob,
     RunLogger,
     TrainResult,
-    plot_training_curves,
     train_agent_end_to_end,
     train_control,
     train_modules,

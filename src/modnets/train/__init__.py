@@ -23,7 +23,6 @@ from ._criterion import category_errors as category_errors
 from ._criterion import output_terms as output_terms
 from ._criterion import pointer_errors as pointer_errors
 from ._criterion import saturation as saturation
-from ._curves import plot_training_curves as plot_training_curves
 from ._end_to_end import EndToEnd as EndToEnd
 from ._end_to_end import EndToEndConfig as EndToEndConfig
 from ._likelihood import GaussianLikelihood as GaussianLikelihood

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError, ShapeError
-from ..types import DataType, Probs
+from ..types import DataType, OneHot, Probs
 
 __all__ = [
     "Criterion",
@@ -52,7 +52,7 @@ def saturation(x: Tensor, reference: Tensor, threshold: float = 0.1) -> Tensor:
     if x.shape != reference.shape:
         raise ShapeError(f"saturation needs outputs and references of one shape, got {tuple(x.shape)} and "
                          f"{tuple(reference.shape)}")
-    return ((x - reference).abs() > threshold).float().mean()
+    return OneHot.saturation(x, reference, threshold)
 
 
 def pointer_errors(x: Tensor, target: Tensor) -> Tensor:
