@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from .._checks import check_ints
 from ..errors import ConfigError, ShapeError
 
 __all__ = ["CompositionConfig", "CompositionTask", "make_composition_task"]
@@ -47,10 +48,7 @@ class CompositionConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("n_primitives", "depth", "dim", "n_train", "n_test"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"CompositionConfig.{name} must be a positive int, got {value!r}")
+        check_ints(self, "n_primitives", "depth", "dim", "n_train", "n_test")
         if self.n_primitives ** self.depth > 4096:
             raise ConfigError(f"n_primitives ** depth (the number of tasks) must be <= 4096, got "
                               f"{self.n_primitives}**{self.depth}")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from .._checks import check_ints
 from ..analysis import accuracy_by, majority_baseline, plot_error_curves
 from ..data import ClevrLikeConfig, make_clevr_like
 from ..data import collate_clevr_like as collate
@@ -54,9 +55,7 @@ class Config:
         bad = [v for v in self.variants if v not in VARIANTS]
         if bad or not self.variants:
             raise ConfigError(f"variants must be a non-empty subset of {VARIANTS}, got {self.variants}")
-        for name in ("n_train", "n_test_per_depth", "hidden"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_ints(self, "n_train", "n_test_per_depth", "hidden")
 
     @classmethod
     def for_mode(cls, quick: bool, seed: int = 0) -> Config:

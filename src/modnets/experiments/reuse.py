@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from .._checks import check_ints
 from ..analysis import accuracy_by, majority_baseline, plot_error_curves
 from ..compose import Library
 from ..data import ANSWER_MODULES, ClevrLikeConfig, ClevrLikeDataset, make_clevr_like
@@ -67,10 +68,7 @@ class Config:
                 raise ConfigError(f"{name} must be one of {ANSWER_MODULES}, got {getattr(self, name)!r}")
         if self.source_family == self.target_family:
             raise ConfigError(f"target_family must differ from source_family, both are {self.source_family!r}")
-        for name in ("n_source", "n_target", "n_test", "hidden"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+        check_ints(self, "n_source", "n_target", "n_test", "hidden")
         self.depths = tuple(self.depths)
         if not self.depths or not all(isinstance(d, int) and d >= 2 for d in self.depths):
             raise ConfigError(f"depths must be a non-empty tuple of ints >= 2, got {self.depths!r}")

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, default_collate
 
+from .._checks import check_ints
 from .._threads import num_threads
 from ..analysis import plot_routing_curves, recovery_scores, routing_stats
 from ..data import CompositionConfig, collate_images, load_image_classification, make_composition_task
@@ -94,9 +95,7 @@ class Config:
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
             raise ConfigError(f"methods must be a non-empty subset of {METHODS}, got {self.methods}")
-        for name in ("samples", "buffer_size", "threads"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be a positive int, got {getattr(self, name)!r}")
+        check_ints(self, "samples", "buffer_size", "threads")
 
     @classmethod
     def for_mode(cls, quick: bool, seed: int = 0) -> Config:

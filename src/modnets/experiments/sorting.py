@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from .._checks import check_ints
 from ..agents import Agent
 from ..analysis import accuracy_by, plot_error_curves, plot_training_curves
 from ..data import SortingEnvironment, SortingInterface, augment_sorting, sample_lists, sorting_traces
@@ -88,9 +89,7 @@ class Config:
             raise ConfigError(
                 f"max_test_length must be >= max_train_length ({self.max_train_length}), got {self.max_test_length}"
             )
-        for name in ("hidden", "batch_size", "n_test_per_length", "max_steps"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be a positive int, got {getattr(self, name)!r}")
+        check_ints(self, "hidden", "batch_size", "n_test_per_length", "max_steps")
         if not 0 <= self.noise < 1:
             raise ConfigError(f"noise must be in [0, 1), got {self.noise!r}")
         for name in ("monolithic_seconds", "module_seconds"):

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .._checks import check_ints
 from ..agents import Agent, ControlModule, ModuleOperator, Representation, Trace
 from ..errors import ConfigError
 from ..modules import TypedModule
@@ -90,10 +91,7 @@ class AgentTrainingConfig:
     criterion: Criterion = field(default_factory=Criterion)
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "min_size", "max_size", "log_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"AgentTrainingConfig.{name} must be a positive int, got {value!r}")
+        check_ints(self, "batch_size", "min_size", "max_size", "log_every")
         if self.min_size > self.max_size:
             raise ConfigError(f"AgentTrainingConfig.min_size ({self.min_size}) must be <= max_size ({self.max_size})")
         if not self.lr > 0:

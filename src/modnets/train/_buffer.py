@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_ints
 from ..errors import ConfigError
 from ..routing import ModularStack, RoutedModel
 from ._likelihood import LogLikelihood
@@ -126,12 +127,8 @@ class TopKBufferConfig:
     regularizers: RoutingRegularizers = field(default_factory=RoutingRegularizers)
 
     def __post_init__(self) -> None:
-        for name in ("buffer_size", "samples"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"TopKBufferConfig.{name} must be an int >= 0, got {value!r}")
-        if not isinstance(self.e_step_every, int) or self.e_step_every < 1:
-            raise ConfigError(f"TopKBufferConfig.e_step_every must be an int >= 1, got {self.e_step_every!r}")
+        check_ints(self, "buffer_size", "samples", minimum=0)
+        check_ints(self, "e_step_every")
         if self.samples == 0:
             raise ConfigError("TopKBufferConfig.samples must be >= 1: fresh samples are what fills the buffer")
         if self.buffer_size == 0 and not self.sample_gradient:

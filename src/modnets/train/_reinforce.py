@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 
 from torch import Tensor, nn
 
-from ..errors import ConfigError
+from .._checks import check_ints
 from ..routing import RoutedModel
 from ._likelihood import LogLikelihood
 from ._objective import Baseline, Batch, RoutingObjective, check_reward, make_reward
@@ -39,8 +39,7 @@ class ReinforceConfig:
     regularizers: RoutingRegularizers = field(default_factory=RoutingRegularizers)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.samples, int) or self.samples < 1:
-            raise ConfigError(f"ReinforceConfig.samples must be an int >= 1, got {self.samples!r}")
+        check_ints(self, "samples")
         check_reward(self.reward)
 
     def to_dict(self) -> dict:

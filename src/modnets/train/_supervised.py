@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+from .._checks import check_ints
 from ..errors import ConfigError, NumericalError
 from ..routing import RoutedOutput, RouteResult
 from ._checkpoint import Checkpointer, get_rng_state, set_rng_state
@@ -59,10 +60,7 @@ class FitConfig:
     on_nonfinite: str = "raise"
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"FitConfig.{name} must be a positive int, got {value!r}")
+        check_ints(self, "epochs", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints")
         if not self.lr > 0:
             raise ConfigError(f"FitConfig.lr must be > 0, got {self.lr!r}")
         if self.weight_decay < 0:
