@@ -20,6 +20,7 @@ WRITER = textwrap.dedent(
     root, writer, n, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
     hub = Hub(root)
     module = Measure(hidden=4, n_answers=3, mask=Mask(), answer=Probs(3))
+    (go.parent / f"ready{writer}").touch()  # imports done: waiting for the start signal
     while not go.exists():
         time.sleep(0.002)
     for i in range(n):
@@ -39,7 +40,10 @@ def test_two_processes_saving_at_the_same_time_lose_nothing(tmp_path):
                          stderr=subprocess.PIPE)
         for w in (1, 2)
     ]
-    time.sleep(0.5)
+    deadline = time.monotonic() + 240
+    while not all((tmp_path / f"ready{w}").exists() for w in (1, 2)):  # importing torch can take seconds
+        assert time.monotonic() < deadline and all(p.poll() is None for p in writers), "a writer never got ready"
+        time.sleep(0.01)
     go.touch()  # both start saving at once
     for p in writers:
         _, err = p.communicate(timeout=300)
