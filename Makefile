@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,data]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,data,ray]'
 	@$(MAKE) --no-print-directory data-packages
 	touch $(STAMP)
 
