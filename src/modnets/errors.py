@@ -13,6 +13,7 @@ __all__ = [
     "DataUnavailableError",
     "HubError",
     "InterfaceError",
+    "MissingDependencyError",
     "NumericalError",
     "ProgramSyntaxError",
     "ShapeError",
@@ -48,6 +49,11 @@ class InterfaceError(ModnetsError, ValueError):
     ``modnets.check_interfaces(True)`` is on); the message names the module, the data type, the tensor's
     shape and what was wrong.
     """
+
+
+class MissingDependencyError(ModnetsError, ImportError):
+    """An optional dependency that the requested feature needs is not installed; the message says how to
+    install it (``pip install 'modnets[ray]'``, ...)."""
 
 
 class NumericalError(ModnetsError, ArithmeticError):

@@ -10,6 +10,10 @@ from ._agents import train_agent_end_to_end as train_agent_end_to_end
 from ._agents import train_control as train_control
 from ._agents import train_modules as train_modules
 from ._agents import train_operator as train_operator
+from ._backends import BACKENDS as BACKENDS
+from ._backends import StageRun as StageRun
+from ._backends import check_backend as check_backend
+from ._backends import run_stages as run_stages
 from ._buffer import RoutingBuffer as RoutingBuffer
 from ._buffer import TopKBuffer as TopKBuffer
 from ._buffer import TopKBufferConfig as TopKBufferConfig
@@ -23,6 +27,8 @@ from ._criterion import category_errors as category_errors
 from ._criterion import output_terms as output_terms
 from ._criterion import pointer_errors as pointer_errors
 from ._criterion import saturation as saturation
+from ._distributed import init_from_env as init_from_env
+from ._distributed import world as world
 from ._end_to_end import EndToEnd as EndToEnd
 from ._end_to_end import EndToEndConfig as EndToEndConfig
 from ._likelihood import GaussianLikelihood as GaussianLikelihood
@@ -37,6 +43,11 @@ from ._regularizers import mutual_information_estimate as mutual_information_est
 from ._regularizers import policy_entropy as policy_entropy
 from ._reinforce import Reinforce as Reinforce
 from ._reinforce import ReinforceConfig as ReinforceConfig
+from ._search import SearchConfig as SearchConfig
+from ._search import SearchResult as SearchResult
+from ._search import fit_objective as fit_objective
+from ._search import search as search
+from ._search import validation_loss as validation_loss
 from ._supervised import FitConfig as FitConfig
 from ._supervised import FitResult as FitResult
 from ._supervised import fit as fit
