@@ -1,4 +1,4 @@
-"""The ``modnets`` command: list, run, reproduce, bench and hub.
+"""The ``modnets`` command: list, run, reproduce, bench, analyze and hub.
 
 Exit codes: 0 success, 2 bad usage or bad input (one line on stderr, no traceback), 1 failure.
 """
@@ -105,6 +105,26 @@ def bench(
         for key, value in result["results"].items():
             typer.echo(f"  {key}: {value}")
     typer.echo(json.dumps(result))
+
+
+@app.command()
+def analyze(
+    name: str = typer.Argument(..., help="preset assembly: nmn, nmn-prior, nmn-untyped-prior, nmn-combine, figure-4.1"),
+    markdown: bool = typer.Option(False, "--markdown", help="print the table as Markdown"),
+    as_json: bool = typer.Option(False, "--json", help="print the rows and the plan as one JSON object"),
+) -> None:
+    """Dependency table (thesis Table 4.1) and module-wise training plan of a preset assembly."""
+    from .analysis import dependencies, format_dependency_table, format_training_plan
+    from .models import get_assembly
+
+    report = dependencies(get_assembly(name))
+    if as_json:
+        typer.echo(json.dumps(report.to_dict()))
+        return
+    typer.echo(f"dependencies of {report.assembly} (thesis 4.1)\n")
+    typer.echo(format_dependency_table(report, markdown=markdown))
+    typer.echo("\ntraining plan\n")
+    typer.echo(format_training_plan(report.plan))
 
 
 # ---------------------------------------------------------------------------------------------- modnets hub

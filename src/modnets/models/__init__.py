@@ -1,5 +1,9 @@
 """Presets: paper architectures as functions returning composed parts."""
 
+from ._assemblies import ASSEMBLIES as ASSEMBLIES
+from ._assemblies import example_assembly as example_assembly
+from ._assemblies import get_assembly as get_assembly
+from ._assemblies import nmn_assembly as nmn_assembly
 from ._nmn import NMN as NMN
 from ._nmn import nmn as nmn
 from ._nmn import nmn_library as nmn_library
