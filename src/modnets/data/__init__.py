@@ -22,6 +22,17 @@ from ._clevr_scene import sample_scene as sample_scene
 from ._compositions import CompositionConfig as CompositionConfig
 from ._compositions import CompositionTask as CompositionTask
 from ._compositions import make_composition_task as make_composition_task
+from ._easy_vqa import EasyVQADataset as EasyVQADataset
+from ._easy_vqa import collate_easy_vqa as collate_easy_vqa
+from ._easy_vqa import load_easy_vqa as load_easy_vqa
+from ._easy_vqa_parser import EASY_VQA_ANSWERS as EASY_VQA_ANSWERS
+from ._easy_vqa_parser import EASY_VQA_ATTRIBUTES as EASY_VQA_ATTRIBUTES
+from ._easy_vqa_parser import EASY_VQA_COLORS as EASY_VQA_COLORS
+from ._easy_vqa_parser import EASY_VQA_FIND_VALUES as EASY_VQA_FIND_VALUES
+from ._easy_vqa_parser import EASY_VQA_KINDS as EASY_VQA_KINDS
+from ._easy_vqa_parser import EASY_VQA_SHAPES as EASY_VQA_SHAPES
+from ._easy_vqa_parser import easy_vqa_kind as easy_vqa_kind
+from ._easy_vqa_parser import parse_easy_vqa_question as parse_easy_vqa_question
 from ._images import ImageClassification as ImageClassification
 from ._images import collate_images as collate_images
 from ._images import load_fashion_mnist as load_fashion_mnist
