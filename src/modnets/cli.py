@@ -6,13 +6,15 @@ Exit codes: 0 success, 2 bad usage or bad input (one line on stderr, no tracebac
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import typer
 
-from .errors import ModnetsError, NumericalError
+from .errors import ConfigError, ModnetsError, NumericalError
 
 app = typer.Typer(
     add_completion=False,
@@ -36,16 +38,30 @@ def list_() -> None:
         typer.echo(f"  {name:<10} {text}")
 
 
-def _run_one(name: str, quick: bool, out: Path, seed: int, progress: bool):
+def _run_one(name: str, quick: bool, out: Path, seed: int, progress: bool, resume: bool = False):
     from .experiments import get_experiment
+    from .train import world
 
     exp = get_experiment(name)
     config = exp.Config.for_mode(quick, seed)
     t = time.perf_counter()
-    report = exp.run(config, out, progress=progress)
+    report = exp.run(config, out, progress=progress, resume=resume)
     report.metrics["wall_seconds"] = time.perf_counter() - t
+    if (size := world()[1]) > 1:
+        report.metrics["processes"] = size
+        report.summary += f"\n\nTrained data-parallel in {size} processes (torch.distributed)."
     path = report.write(out)
     return report, path
+
+
+def _launch(nproc: int, args: list[str]) -> int:
+    """Start ``modnets ARGS`` in ``nproc`` processes with torchrun; the exit code of the group."""
+    import subprocess
+
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "--log-dir", tempfile.mkdtemp(prefix="modnets-torchrun-"), "-m", "modnets", *args]
+    return subprocess.call(cmd, env=env)
 
 
 @app.command()
@@ -55,13 +71,31 @@ def run(
     out: Path | None = typer.Option(None, "--out", help="run folder (default runs/NAME[-quick])"),
     seed: int = typer.Option(0, "--seed", help="random seed"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the checkpoints in the run folder"),
+    nproc: int = typer.Option(1, "--nproc", help="train data-parallel in N processes (torch.distributed)"),
 ) -> None:
-    """Run one experiment; writes report.md, metrics.json, plots and TensorBoard logs."""
-    from .experiments import get_experiment
+    """Run one experiment; writes report.md, metrics.json, plots, TensorBoard logs and checkpoints."""
+    from .experiments import EXPERIMENTS, get_experiment
+    from .train import init_from_env, world
 
-    get_experiment(name)  # unknown names fail before any work
+    exp = get_experiment(name)  # unknown names fail before any work
+    if nproc < 1:
+        raise ConfigError(f"--nproc must be >= 1, got {nproc}")
+    if (nproc > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1) and not getattr(exp, "DATA_PARALLEL", False):
+        parallel = [n for n in EXPERIMENTS if getattr(get_experiment(n), "DATA_PARALLEL", False)]
+        raise ConfigError(f"experiment {name!r} does not train data-parallel; --nproc works with: "
+                          f"{', '.join(parallel)}")
     out = out or Path("runs") / (f"{name}-quick" if quick else name)
-    report, path = _run_one(name, quick, out, seed, progress)
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        args = ["run", name, "--out", str(out), "--seed", str(seed), *(["--quick"] if quick else []),
+                *(["--resume"] if resume else []), *([] if progress else ["--no-progress"])]
+        raise typer.Exit(_launch(nproc, args))
+    init_from_env()
+    if world()[0] > 0:  # the other processes train alongside process 0, which writes the report
+        with tempfile.TemporaryDirectory(prefix="modnets-rank-") as scratch:
+            _run_one(name, quick, Path(scratch), seed, False, resume)
+        return
+    report, path = _run_one(name, quick, out, seed, progress, resume)
     typer.echo(report.headline)
     typer.echo(f"\nreport: {path}  ({report.metrics['wall_seconds']:.0f} s)")
 

@@ -161,3 +161,58 @@ def test_training_config_is_validated():
     with pytest.raises(ConfigError, match="max_seconds"):
         AgentTrainingConfig(max_seconds=-1)
     assert AgentTrainingConfig(criterion={"window": 3}).criterion.window == 3
+
+
+# ----------------------------------------------------------------------------- checkpoints, resume and guards
+
+
+class _Crash(Exception):
+    pass
+
+
+def _crashing(traces, at: int):
+    """A trace source that fails on its ``at``-th call, like a process killed mid-run."""
+    calls = {"n": 0}
+
+    def source(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == at:
+            raise _Crash
+        return traces(*args, **kwargs)
+
+    return source
+
+
+def test_an_interrupted_agent_training_resumes_to_the_same_weights(tmp_path):
+    config = _config(max_steps=25, batch_size=8, min_size=2, max_size=4, checkpoint_every=4)
+
+    def train(traces, **kwargs):
+        torch.manual_seed(0)
+        agent = sorting_agent(hidden=8)
+        result = train_operator(agent.operators[3], action=3, traces=traces, config=config,
+                                noise=partial(augment_sorting, level=0.4), progress=False, **kwargs)
+        return agent.operators[3], result
+
+    reference, ref_result = train(sorting_traces)
+    with pytest.raises(_Crash):
+        train(_crashing(sorting_traces, 15), checkpoint_dir=tmp_path)
+    resumed, result = train(sorting_traces, checkpoint_dir=tmp_path, resume=True)
+    for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert result.steps == ref_result.steps == 25 and result.levels == ref_result.levels
+    assert [h["loss"] for h in result.history] == [h["loss"] for h in ref_result.history]
+    # a finished run resumes to its result without training again
+    again, finished = train(sorting_traces, checkpoint_dir=tmp_path, resume=True)
+    assert finished.steps == 25 and all(torch.equal(a, b) for a, b in
+                                         zip(resumed.state_dict().values(), again.state_dict().values(), strict=True))
+
+
+def test_a_nan_in_an_agent_loss_names_the_step_and_the_module():
+    from modnets.errors import NumericalError
+
+    agent = sorting_agent(hidden=8)
+    with torch.no_grad():
+        agent.control.digestor.lstm.weight_ih_l0.fill_(float("nan"))
+    with pytest.raises(NumericalError, match="step 1: loss term 'loss' of control is NaN") as err:
+        train_control(agent.control, traces=sorting_traces, config=_config(max_steps=3), progress=False)
+    assert err.value.step == 1 and err.value.module == "control"

@@ -24,6 +24,9 @@ from ._report import Report, markdown_table, percent
 
 __all__ = ["Config", "run"]
 
+#: trains with ``fit``, so ``modnets run NAME --nproc N`` trains it data-parallel
+DATA_PARALLEL = True
+
 VARIANTS = ("typed", "untyped")
 
 # Thesis code on CLEVR (trained on depth <= 5): mean error with / without neural data types.
@@ -75,8 +78,9 @@ class Config:
         return asdict(self)
 
 
-def run(config: Config, out_dir: str | Path, *, progress: bool = True) -> Report:
-    """Train both variants, evaluate by depth, write plots and logs into ``out_dir``; return the report."""
+def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: bool = False) -> Report:
+    """Train both variants, evaluate by depth, write plots, logs and checkpoints into ``out_dir``; return the
+    report (``resume=True``: continue from the checkpoints in ``out_dir``)."""
     out = Path(out_dir)
     t0 = time.perf_counter()
     train_depths = tuple(range(2, config.max_train_depth + 1))
@@ -105,7 +109,7 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True) -> Report
         model = nmn(typed=variant == "typed", image_size=config.image_size, hidden=config.hidden)
         with RunLogger(out / "tensorboard" / variant) as logger:
             result = fit(model, train, config=config.fit, collate=collate, logger=logger, progress=progress,
-                         desc=variant)
+                         desc=variant, checkpoint_dir=out / "checkpoints" / variant, resume=resume)
         pred = predict(model, test, collate=collate)
         correct = pred == test.answers
         acc = accuracy_by(correct, test.depths)

@@ -31,6 +31,9 @@ from ._report import Report, markdown_table, percent
 
 __all__ = ["Config", "run"]
 
+#: trains with ``fit``, so ``modnets run NAME --nproc N`` trains it data-parallel
+DATA_PARALLEL = True
+
 
 @dataclass
 class Config:
@@ -99,8 +102,9 @@ class Config:
         return asdict(self)
 
 
-def run(config: Config, out_dir: str | Path, *, progress: bool = True) -> Report:
-    """Train on the source family, store and find the modules, train the new task both ways; return the report."""
+def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: bool = False) -> Report:
+    """Train on the source family, store and find the modules, train the new task both ways; return the report
+    (checkpoints go into ``out_dir``; ``resume=True`` continues from them)."""
     out = Path(out_dir)
     t0 = time.perf_counter()
     source, source_test = _family(config, config.source_family, config.n_source, offset=0)
@@ -110,7 +114,7 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True) -> Report
     # 1. The source task: stem, find, relate and the source answer module, trained end to end.
     torch.manual_seed(config.seed)
     source_model = nmn(True, image_size=config.image_size, hidden=config.hidden)
-    source_fit = _fit(source_model, source, config.fit_source, out / "tensorboard" / "source", progress)
+    source_fit = _fit(source_model, source, config.fit_source, out / "tensorboard" / "source", progress, resume)
     metrics["source"] = {
         "family": config.source_family,
         "accuracy": _accuracy(source_model, source_test),
@@ -147,12 +151,12 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True) -> Report
     library = Library({"find": loaded["find"], "relate": loaded["relate"], "and": fresh["and"], "or": fresh["or"],
                        config.target_family: fresh[config.target_family]})
     reused = NMN(library=library, stem=loaded["stem"])
-    reused_fit = _fit(reused, target, config.fit_target, out / "tensorboard" / "reused", progress)
+    reused_fit = _fit(reused, target, config.fit_target, out / "tensorboard" / "reused", progress, resume)
 
     # 5. The comparison: the whole NMN trained from scratch on the new task, same data, same epochs.
     torch.manual_seed(config.seed + 1)
     scratch = nmn(True, image_size=config.image_size, hidden=config.hidden)
-    scratch_fit = _fit(scratch, target, config.fit_target, out / "tensorboard" / "scratch", progress)
+    scratch_fit = _fit(scratch, target, config.fit_target, out / "tensorboard" / "scratch", progress, resume)
 
     arms = {"reused": (reused, reused_fit), "scratch": (scratch, scratch_fit)}
     by_depth = {}
@@ -193,10 +197,11 @@ def _family(config: Config, family: str, n: int, *, offset: int) -> tuple[ClevrL
     return splits[0], splits[1]
 
 
-def _fit(model, data, fit_config: FitConfig, log_dir: Path, progress: bool):
+def _fit(model, data, fit_config: FitConfig, log_dir: Path, progress: bool, resume: bool):
     with RunLogger(log_dir) as logger:
         return fit(model, data, config=fit_config, collate=collate, logger=logger, progress=progress,
-                   desc=log_dir.name)
+                   desc=log_dir.name, checkpoint_dir=log_dir.parent.parent / "checkpoints" / log_dir.name,
+                   resume=resume)
 
 
 def _accuracy(model, data: ClevrLikeDataset) -> float:

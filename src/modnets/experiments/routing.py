@@ -44,6 +44,9 @@ from ._report import Report, markdown_table, percent
 
 __all__ = ["Config", "run"]
 
+#: trains with ``fit``, so ``modnets run NAME --nproc N`` trains it data-parallel
+DATA_PARALLEL = True
+
 METHODS = ("em", "topk", "reinforce", "soft", "gumbel", "dense")
 LABELS = {
     "em": "generalised EM (K=1)",
@@ -143,12 +146,12 @@ def _mode(method: str) -> str:
 
 def _train_and_test(
     method: str, net: torch.nn.Module, objective: RoutingObjective, train: Dataset, test: Dataset, *, part: str,
-    fit_config: FitConfig, collate: Any, out_dir: Path, progress: bool,
+    fit_config: FitConfig, collate: Any, out_dir: Path, progress: bool, resume: bool,
 ) -> tuple[dict[str, Any], Any, list[dict[str, float]]]:
     """Train one method; returns its test metrics, its test routing and its training history."""
     with RunLogger(out_dir / "tensorboard" / f"{part}-{method}") as logger:
         result = fit(objective, train, config=fit_config, collate=collate, logger=logger, progress=progress,
-                     desc=f"{part}/{method}")
+                     desc=f"{part}/{method}", checkpoint_dir=out_dir / "checkpoints" / part / method, resume=resume)
     routed = predict_routed(net, test, collate=collate, mode=objective.eval_mode)
     metrics: dict[str, Any] = {"train_seconds": result.seconds, "steps": result.steps}
     if method != "dense":
@@ -165,7 +168,7 @@ def _train_and_test(
     return metrics, routed, result.history
 
 
-def _run_compositions(config: Config, out_dir: Path, progress: bool) -> tuple[dict, dict]:
+def _run_compositions(config: Config, out_dir: Path, progress: bool, resume: bool) -> tuple[dict, dict]:
     part = config.compositions
     train, test = make_composition_task(part.data)
     ll = GaussianLikelihood(part.sigma)
@@ -181,7 +184,7 @@ def _run_compositions(config: Config, out_dir: Path, progress: bool) -> tuple[di
         objective = _objective(method, net, config, len(train), ll)
         m, routed, histories[method] = _train_and_test(
             method, net, objective, train, test, part="compositions", fit_config=part.fit, collate=default_collate,
-            out_dir=out_dir, progress=progress,
+            out_dir=out_dir, progress=progress, resume=resume,
         )
         m["test_accuracy"] = test.task_accuracy(routed.output)
         m["test_mse"] = float((routed.output - test.y).pow(2).sum(1).mean())
@@ -196,7 +199,7 @@ def _run_compositions(config: Config, out_dir: Path, progress: bool) -> tuple[di
     return metrics, {"histories": histories, **info}
 
 
-def _run_images(config: Config, out_dir: Path, progress: bool) -> tuple[dict, dict]:
+def _run_images(config: Config, out_dir: Path, progress: bool, resume: bool) -> tuple[dict, dict]:
     part = config.images
     train = load_image_classification("train").subset(part.n_train, seed=config.seed)
     test = load_image_classification("test").subset(part.n_test, seed=config.seed + 1)
@@ -213,7 +216,7 @@ def _run_images(config: Config, out_dir: Path, progress: bool) -> tuple[dict, di
         objective = _objective(method, net, config, len(train), None)
         m, routed, histories[method] = _train_and_test(
             method, net, objective, train, test, part="images", fit_config=part.fit, collate=collate_images,
-            out_dir=out_dir, progress=progress,
+            out_dir=out_dir, progress=progress, resume=resume,
         )
         m["test_accuracy"] = float((routed.output.argmax(1) == test.labels).float().mean())
         metrics[method] = m
@@ -267,13 +270,17 @@ def _plot_usage(metrics: dict, path: Path, title: str) -> Path:
     return path
 
 
-def run(config: Config, out_dir: str | Path, *, progress: bool = True) -> Report:
-    """Run both parts with every method; write plots and logs into ``out_dir``; return the report."""
+def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: bool = False) -> Report:
+    """Run both parts with every method; write plots, logs and checkpoints into ``out_dir``; return the report.
+
+    ``resume=True`` continues every training from its checkpoints in ``out_dir`` (finished ones are not
+    repeated).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with num_threads(config.threads):  # the models are small: extra threads only add synchronisation
-        comp, comp_info = _run_compositions(config, out_dir, progress)
-        images, image_info = _run_images(config, out_dir, progress)
+        comp, comp_info = _run_compositions(config, out_dir, progress, resume)
+        images, image_info = _run_images(config, out_dir, progress, resume)
     routed = [m for m in config.methods if m != "dense"]
     figures = []
     for name, part, info in (("compositions", comp, comp_info), ("images", images, image_info)):

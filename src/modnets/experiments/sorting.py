@@ -113,17 +113,25 @@ class Config:
                                    max_seconds=seconds, seed=self.seed + seed_offset, criterion=self.criterion)
 
 
-def modular_jobs(agent: Agent, config: Config, *, progress: bool = False) -> list[ModuleJob]:
-    """One independent training per operator, and one for the control module."""
+def modular_jobs(
+    agent: Agent, config: Config, *, progress: bool = False, checkpoints: Path | None = None, resume: bool = False
+) -> list[ModuleJob]:
+    """One independent training per operator, and one for the control module (checkpointed into
+    ``checkpoints / NAME`` when given)."""
     noise = partial(augment_sorting, level=config.noise) if config.noise > 0 else None
+
+    def where(name: str) -> dict:
+        return {"checkpoint_dir": None if checkpoints is None else checkpoints / name, "resume": resume}
+
     jobs = [
         ModuleJob(op.name, op, partial(train_operator, action=k, traces=sorting_traces, noise=noise,
-                                       config=config.training(config.module_seconds, k + 1), progress=progress))
+                                       config=config.training(config.module_seconds, k + 1), progress=progress,
+                                       **where(op.name)))
         for k, op in enumerate(agent.operators)
     ]
     jobs.append(ModuleJob("control", agent.control, partial(
         train_control, traces=sorting_traces, noise=noise, progress=progress,
-        config=config.training(config.module_seconds, len(jobs) + 1))))
+        config=config.training(config.module_seconds, len(jobs) + 1), **where("control"))))
     return jobs
 
 
@@ -149,8 +157,10 @@ def evaluate(agent: Agent, config: Config) -> dict[str, dict[int, float]]:
     return {"solved": accuracy_by(torch.cat(correct), groups), "sorted": accuracy_by(torch.cat(sorted_), groups)}
 
 
-def run(config: Config, out_dir: str | Path, *, progress: bool = True) -> Report:
-    """Train both regimes, evaluate by list length, write plots and logs into ``out_dir``; return the report."""
+def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: bool = False) -> Report:
+    """Train both regimes, evaluate by list length, write plots, logs and checkpoints into ``out_dir``; return
+    the report (``resume=True``: continue every training from its checkpoints; their time budgets count the
+    time already spent)."""
     out = Path(out_dir)
     t0 = time.perf_counter()
 
@@ -158,14 +168,17 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True) -> Report
     monolithic = sorting_agent(hidden=config.hidden)
     with RunLogger(out / "tensorboard" / "monolithic") as logger:
         mono = train_agent_end_to_end(monolithic, traces=sorting_traces, logger=logger, progress=progress,
-                                      config=config.training(config.monolithic_seconds))
+                                      config=config.training(config.monolithic_seconds),
+                                      checkpoint_dir=out / "checkpoints" / "monolithic", resume=resume)
 
     torch.manual_seed(config.seed)
     modular = sorting_agent(hidden=config.hidden)
-    sequential = train_modules(modular_jobs(modular, config, progress=progress))
+    sequential = train_modules(modular_jobs(modular, config, progress=progress, resume=resume,
+                                            checkpoints=out / "checkpoints" / "sequential"))
     torch.manual_seed(config.seed)
-    parallel = train_modules(modular_jobs(sorting_agent(hidden=config.hidden), config), parallel=True,
-                             workers=config.workers)
+    parallel = train_modules(modular_jobs(sorting_agent(hidden=config.hidden), config, resume=resume,
+                                          checkpoints=out / "checkpoints" / "parallel"),
+                             parallel=True, workers=config.workers)
     with RunLogger(out / "tensorboard" / "modular") as logger:
         for name, result in sequential.results.items():
             for row in result.history:

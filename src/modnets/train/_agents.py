@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 import torch
@@ -30,7 +31,9 @@ from .._checks import check_ints
 from ..agents import Agent, ControlModule, ModuleOperator, Representation, Trace
 from ..errors import ConfigError
 from ..modules import TypedModule
+from ._checkpoint import Checkpointer, get_rng_state, set_rng_state
 from ._criterion import CRITERION, TINY_LOSS, Criterion, CriterionMonitor, output_terms, pointer_errors
+from ._guards import nonfinite_grad, nonfinite_loss
 from ._logging import RunLogger
 
 __all__ = [
@@ -75,6 +78,8 @@ class AgentTrainingConfig:
         max_seconds: stop after this much training time (``None``: no limit).
         grad_clip: clip the global gradient norm (``None``: no clipping).
         log_every: record the measures every this many steps.
+        checkpoint_every: write a checkpoint every this many steps (and at the end) when the training
+            function is given a ``checkpoint_dir``.
         seed: seeds the problems, the noise and the sampling.
         criterion: when a level is done.
     """
@@ -87,11 +92,12 @@ class AgentTrainingConfig:
     max_seconds: float | None = None
     grad_clip: float | None = 1.0
     log_every: int = 10
+    checkpoint_every: int = 1000
     seed: int = 0
     criterion: Criterion = field(default_factory=Criterion)
 
     def __post_init__(self) -> None:
-        check_ints(self, "batch_size", "min_size", "max_size", "log_every")
+        check_ints(self, "batch_size", "min_size", "max_size", "log_every", "checkpoint_every")
         if self.min_size > self.max_size:
             raise ConfigError(f"AgentTrainingConfig.min_size ({self.min_size}) must be <= max_size ({self.max_size})")
         if not self.lr > 0:
@@ -166,21 +172,48 @@ def _train(
     saturation: bool,
     logger: RunLogger | None,
     progress: bool,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
 ) -> TrainResult:
-    """The loop shared by every regime: curriculum, criterion, limits, logging."""
+    """The loop shared by every regime: curriculum, criterion, limits, logging, guards, checkpoints."""
     params = [p for p in module.parameters() if p.requires_grad]
     if not params:
         raise ConfigError(f"{name}: nothing to train (no parameters that require gradients)")
+    if resume and checkpoint_dir is None:
+        raise ConfigError(f"{name}: resume=True needs the checkpoint_dir to resume from")
+    names = {p: n for n, p in module.named_parameters()}
     opt = torch.optim.Adam(params, lr=config.lr)
     gen = torch.Generator().manual_seed(config.seed)
     monitor = CriterionMonitor(config.criterion, saturation=saturation)
     n_params = sum(p.numel() for p in params)
     size = config.min_size
     result = TrainResult(name=name, steps=0, seconds=0.0, stop_reason="", size=size)
+    checkpoints = Checkpointer(checkpoint_dir, keep=2) if checkpoint_dir is not None else None
+    if checkpoints is not None and not resume:
+        checkpoints.clear()
+    if resume and checkpoints is not None and (state := checkpoints.load_latest()) is not None:
+        module.load_state_dict(state["module"])
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        set_rng_state(state["rng"])
+        monitor.load_state_dict(state["monitor"])
+        size, result = state["size"], TrainResult(**state["result"])
+        if result.stop_reason:  # it had finished
+            module.eval()
+            return result
     # No bar at all without progress: worker processes then never touch tqdm's lock.
-    bar = tqdm(total=config.max_steps, desc=name, leave=False, dynamic_ncols=True) if progress else None
+    bar = (tqdm(total=config.max_steps, initial=result.steps, desc=name, leave=False, dynamic_ncols=True)
+           if progress else None)
     module.train()
-    start = time.perf_counter()
+    start = time.perf_counter() - result.seconds
+
+    def save() -> None:
+        if checkpoints is not None:
+            result.seconds, result.size = time.perf_counter() - start, size
+            checkpoints.save({"module": module.state_dict(), "optimizer": opt.state_dict(),
+                              "generator": gen.get_state(), "rng": get_rng_state(), "monitor": monitor.state_dict(),
+                              "size": size, "result": asdict(result)}, result.steps)
+
     try:
         while True:
             terms = step_fn(size, gen)
@@ -188,7 +221,12 @@ def _train(
                 verdict = "no data"
             else:
                 opt.zero_grad(set_to_none=True)
-                terms.loss.backward()
+                bad = nonfinite_loss({"loss": terms.loss}, result.steps + 1, name)
+                if bad is None:
+                    terms.loss.backward()
+                    bad = nonfinite_grad(params, names, result.steps + 1)
+                if bad is not None:
+                    raise bad
                 result.steps += 1
                 if result.steps % config.log_every == 0 or result.steps == 1:
                     grad_abs = sum(float(p.grad.abs().sum()) for p in params if p.grad is not None) / n_params
@@ -222,9 +260,12 @@ def _train(
             if config.max_steps is not None and result.steps >= config.max_steps:
                 result.stop_reason = STEP_LIMIT
                 break
+            if terms is not None and result.steps % config.checkpoint_every == 0:
+                save()
     finally:
         if bar is not None:
             bar.close()
+    save()
     result.seconds = time.perf_counter() - start
     result.size = size
     module.eval()
@@ -247,6 +288,8 @@ def train_agent_end_to_end(
     logger: RunLogger | None = None,
     progress: bool = True,
     name: str = "monolithic",
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
 ) -> TrainResult:
     """Train a whole agent end to end through its unrolled loop (the monolithic regime).
 
@@ -263,6 +306,9 @@ def train_agent_end_to_end(
         logger: where the measures also go.
         progress: show a progress bar.
         name: the run's name in logs.
+        checkpoint_dir: where checkpoints go (every ``config.checkpoint_every`` steps and at the end;
+            ``None``: none).
+        resume: continue from the newest checkpoint there (a finished run returns its result).
     """
 
     def step(size: int, gen: torch.Generator) -> _Terms:
@@ -280,7 +326,8 @@ def train_agent_end_to_end(
             wrong = wrong_choice | _final_errors(run.final, trace.final)
         return _Terms(output + selection, float(wrong.float().mean()), None)
 
-    return _train(name, agent, step, config, saturation=False, logger=logger, progress=progress)
+    return _train(name, agent, step, config, saturation=False, logger=logger, progress=progress,
+                  checkpoint_dir=checkpoint_dir, resume=resume)
 
 
 def train_operator(
@@ -293,6 +340,8 @@ def train_operator(
     logger: RunLogger | None = None,
     progress: bool = True,
     name: str | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
 ) -> TrainResult:
     """Train one operator's functional alone, from the trace's applications of its action.
 
@@ -311,6 +360,9 @@ def train_operator(
         logger: where the measures also go.
         progress: show a progress bar.
         name: the run's name (default: the operator's).
+        checkpoint_dir: where checkpoints go (every ``config.checkpoint_every`` steps and at the end;
+            ``None``: none).
+        resume: continue from the newest checkpoint there (a finished run returns its result).
     """
     if not isinstance(operator, ModuleOperator) or not isinstance(operator.functional, TypedModule):
         raise ConfigError(
@@ -331,7 +383,8 @@ def train_operator(
         terms = output_terms(kind, out, after[operator.writes])
         return _Terms(terms.loss, terms.error, terms.saturation)
 
-    return _train(name or operator.name, operator, step, config, saturation=True, logger=logger, progress=progress)
+    return _train(name or operator.name, operator, step, config, saturation=True, logger=logger, progress=progress,
+                  checkpoint_dir=checkpoint_dir, resume=resume)
 
 
 def train_control(
@@ -343,6 +396,8 @@ def train_control(
     logger: RunLogger | None = None,
     progress: bool = True,
     name: str = "control",
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
 ) -> TrainResult:
     """Train the control module alone: teacher-forced action sequences of the traces, noisy R(t).
 
@@ -357,6 +412,9 @@ def train_control(
         logger: where the measures also go.
         progress: show a progress bar.
         name: the run's name in logs.
+        checkpoint_dir: where checkpoints go (every ``config.checkpoint_every`` steps and at the end;
+            ``None``: none).
+        resume: continue from the newest checkpoint there (a finished run returns its result).
     """
 
     def step(size: int, gen: torch.Generator) -> _Terms:
@@ -372,7 +430,8 @@ def train_control(
             wrong = ((logits.argmax(-1) != trace.actions) & active).any(1)
         return _Terms(loss, float(wrong.float().mean()), None)
 
-    return _train(name, control, step, config, saturation=False, logger=logger, progress=progress)
+    return _train(name, control, step, config, saturation=False, logger=logger, progress=progress,
+                  checkpoint_dir=checkpoint_dir, resume=resume)
 
 
 class ModuleJob(NamedTuple):

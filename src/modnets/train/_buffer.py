@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from .._checks import check_ints
 from ..errors import ConfigError
 from ..routing import ModularStack, RoutedModel
+from ._distributed import all_gather_rows
 from ._likelihood import LogLikelihood
 from ._objective import Baseline, Batch, RoutingObjective, check_reward, make_reward, repeat_rows
 from ._regularizers import RoutingRegularizers
@@ -74,6 +75,21 @@ class RoutingBuffer(nn.Module):
                 f"and range [{int(index.min()) if index.numel() else '-'}, "
                 f"{int(index.max()) if index.numel() else '-'}]"
             )
+
+    @torch.no_grad()
+    def write(self, ids: Tensor, choice: Tensor, score: Tensor, valid: Tensor) -> None:
+        """Store new entries for some examples.
+
+        In data-parallel training every process calls it at the same step (with zero rows if it has
+        nothing to store); the processes exchange their updates, so that all of them keep the same table
+        although each sees only its share of the examples.
+
+        Args:
+            ids: (n,) example ids, distinct.
+            choice: (n, K, L, k) routings, score (n, K) their scores, valid (n, K) which slots hold one.
+        """
+        ids, choice, score, valid = all_gather_rows(ids, choice, score, valid)
+        self.choice[ids], self.score[ids], self.valid[ids] = choice, score, valid
 
 
 def best_distinct(choice: Tensor, score: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -275,16 +291,13 @@ class TopKBuffer(RoutingObjective):
         b, k_size = stored.shape[:2]
         pick = torch.arange(k_size, device=index.device).expand(b, k_size)
         update = valid.new_full((b,), self._e_step_due()) | ~valid.any(1)
-        if not bool(update.any()):
-            return pick, valid
-        score = score.masked_fill(torch.cat([~valid, valid.new_zeros(fresh.shape[:2])], 1), float("-inf"))
         rows = update.nonzero().squeeze(1)
         cand = torch.cat([stored[rows], fresh[rows]], 1)  # (n, K + S, L, k)
+        score = score.masked_fill(torch.cat([~valid, valid.new_zeros(fresh.shape[:2])], 1), float("-inf"))
         chosen, best, ok = best_distinct(cand, score[rows], k_size)
-        ids = index[rows]
-        buf = self.buffer
-        buf.choice[ids] = cand.gather(1, chosen.view(*chosen.shape, 1, 1).expand(-1, -1, *cand.shape[2:]))
-        buf.score[ids], buf.valid[ids] = best, ok
+        # called even with no rows: in data-parallel training the processes exchange their updates here
+        entries = cand.gather(1, chosen.view(*chosen.shape, 1, 1).expand(-1, -1, *cand.shape[2:]))
+        self.buffer.write(index[rows], entries, best, ok)
         return pick.index_put((rows,), chosen), valid.index_put((rows,), ok)
 
 

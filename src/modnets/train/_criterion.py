@@ -216,6 +216,19 @@ class CriterionMonitor:
         self._best = float("inf")
         self._since_best = 0
 
+    def state_dict(self) -> dict[str, Any]:
+        """The windows and the stagnation count, for a checkpoint."""
+        return {"loss": list(self._loss), "error": list(self._error), "saturation": list(self._saturation),
+                "best": self._best, "since_best": self._since_best}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`."""
+        self.reset()
+        self._loss.extend(state["loss"])
+        self._error.extend(state["error"])
+        self._saturation.extend(state["saturation"])
+        self._best, self._since_best = state["best"], state["since_best"]
+
     def means(self) -> dict[str, float]:
         """The windowed means so far."""
         out = {"loss": _mean(self._loss), "error": _mean(self._error)}

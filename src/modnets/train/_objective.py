@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError, ShapeError
 from ..routing import RoutedModel, RoutedOutput, Router, RouteResult, routing_stats
+from ._distributed import all_mean
 from ._likelihood import LogLikelihood, categorical_log_likelihood
 from ._regularizers import RoutingRegularizers
 
@@ -168,7 +169,7 @@ class Baseline(nn.Module):
             b = self.net(x).reshape(x.shape[0])
             b_rows = b.repeat(reward.shape[0] // x.shape[0])
             return reward - b_rows.detach(), {"loss_baseline": (b_rows - reward).pow(2).mean()}
-        mean = reward.mean()
+        mean = all_mean(reward.mean())  # the same baseline in every process of a data-parallel run
         if not bool(self.initialized):
             self.value.copy_(mean)
             self.initialized.fill_(True)

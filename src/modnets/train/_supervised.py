@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
@@ -18,6 +19,8 @@ from .._checks import check_ints
 from ..errors import ConfigError, NumericalError
 from ..routing import RoutedOutput, RouteResult
 from ._checkpoint import Checkpointer, get_rng_state, set_rng_state
+from ._distributed import all_any, all_gather_objects, all_mean, barrier, broadcast_object, world
+from ._guards import nonfinite_grad, nonfinite_loss
 from ._logging import RunLogger
 
 __all__ = ["FitConfig", "FitResult", "fit", "predict", "predict_routed"]
@@ -98,17 +101,33 @@ class FitResult:
     resumed_from: int | None = None
 
 
-class _EpochSampler(Sampler[int]):
-    """A shuffle of range(n) fixed by (seed, epoch), started at a position (to resume mid-epoch)."""
+class _EpochBatches(Sampler[list[int]]):
+    """The batches of one epoch: a shuffle of range(n) fixed by (seed, epoch), cut into global batches of
+    ``batch_size`` from batch ``start`` on; each of the ``size`` processes takes every ``size``-th example
+    of each global batch, from its ``rank`` (one process takes them all)."""
 
-    def __init__(self, n: int, seed: int, epoch: int, start: int = 0):
-        self.order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))[start:]
+    def __init__(self, n: int, batch_size: int, *, seed: int, epoch: int, start: int, steps: int,
+                 rank: int = 0, size: int = 1):
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
+        self.batches = [order[i * batch_size:(i + 1) * batch_size][rank::size] for i in range(start, steps)]
 
     def __iter__(self):
-        return iter(self.order.tolist())
+        return iter(self.batches)
 
     def __len__(self) -> int:
-        return len(self.order)
+        return len(self.batches)
+
+
+class _LossModule(nn.Module):
+    """The loss as a module's forward, so that DistributedDataParallel can wrap it."""
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn):
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, batch: Batch) -> Mapping[str, Tensor]:
+        return self.loss_fn(batch)
 
 
 def fit(
@@ -130,6 +149,13 @@ def fit(
     generators' states and the history are saved atomically every ``config.checkpoint_every`` steps and at
     the end; ``resume=True`` continues from the newest readable checkpoint there, and the resumed run ends
     with the same parameters, bit for bit, as an uninterrupted one (on CPU, without ``max_seconds``).
+
+    Inside a ``torch.distributed`` process group (``torchrun``, or ``modnets run NAME --nproc N``), ``fit``
+    trains data-parallel with ``DistributedDataParallel``: every process takes an equal share of each
+    batch (``config.batch_size`` is the global batch and must be divisible by the number of processes), the
+    gradients are averaged so that a step is the step on the whole batch, and the logged scalars are
+    averaged over the processes. Process 0 writes the checkpoints (with every process's random state) and
+    the logs.
 
     Args:
         model: the model; its ``loss(batch)`` is used when ``loss`` is not given. Buffers (an EM incumbent
@@ -159,48 +185,77 @@ def fit(
         raise ConfigError("the model has no trainable parameters")
     if resume and checkpoint_dir is None:
         raise ConfigError("resume=True needs the checkpoint_dir to resume from")
+    rank, size = world()
+    if config.batch_size % size:
+        raise ConfigError(f"FitConfig.batch_size ({config.batch_size}) must be divisible by the number of "
+                          f"processes ({size}): each takes an equal share of every batch")
     names = {p: n for n, p in model.named_parameters()}
     opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     per_epoch = math.ceil(len(dataset) / config.batch_size)
+    if len(dataset) - (per_epoch - 1) * config.batch_size < size:
+        per_epoch -= 1  # a last batch too small to give every process an example is left out
     total = config.epochs * per_epoch
     checkpoints = Checkpointer(checkpoint_dir, keep=config.keep_checkpoints) if checkpoint_dir is not None else None
     result = FitResult(steps=0, seconds=0.0)
     running: dict[str, float] = {}
-    if checkpoints is not None and not resume:
+    if checkpoints is not None and not resume and rank == 0:
         checkpoints.clear()  # a fresh run starts over; older checkpoints would outrank its own
-    if resume and checkpoints is not None and (state := checkpoints.load_latest()) is not None:
+    barrier()
+    # process 0 reads the checkpoint and hands it to the others
+    state = broadcast_object(checkpoints.load_latest() if resume and checkpoints is not None and rank == 0 else None)
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"])
+        rng = state.get("rng_ranks", [state["rng"]])
+        set_rng_state(rng[rank] if len(rng) == size else state["rng"])
         result = FitResult(steps=state["steps"], seconds=state["seconds"], history=state["history"],
                            skipped=state["skipped"], resumed_from=state["steps"])
         running = state["running"]
+    elif rank > 0:  # every process samples its own routings and noise
+        torch.manual_seed((torch.initial_seed() * 1_000_003 + rank) % 2**63)
+    # processes start from rank 0's parameters and average their gradients; buffers that must agree
+    # (EM tables, baselines) synchronise themselves, the rest stay each process's own
+    step_fn = loss_fn if size == 1 else DistributedDataParallel(
+        _LossModule(model, loss_fn), find_unused_parameters=True, broadcast_buffers=False)
     model.train()
     start = time.perf_counter() - result.seconds
-    bar = tqdm(total=total, initial=result.steps, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
+    bar = tqdm(total=total, initial=result.steps, desc=desc, disable=not progress or rank > 0, leave=False,
+               dynamic_ncols=True)
 
     def save() -> None:
-        if checkpoints is not None:
+        if checkpoints is None:
+            return
+        rng = all_gather_objects(get_rng_state())
+        if rank == 0:
             checkpoints.save({
-                "model": model.state_dict(), "optimizer": opt.state_dict(), "rng": get_rng_state(),
+                "model": model.state_dict(), "optimizer": opt.state_dict(), "rng": rng[0], "rng_ranks": rng,
                 "steps": result.steps, "seconds": time.perf_counter() - start, "history": result.history,
                 "skipped": result.skipped, "running": running, "config": config.to_dict(),
             }, result.steps)
+        barrier()
 
     try:
         while result.steps < total:
             epoch, position = divmod(result.steps, per_epoch)
-            sampler = _EpochSampler(len(dataset), config.seed, epoch, position * config.batch_size)
+            batches = _EpochBatches(len(dataset), config.batch_size, seed=config.seed, epoch=epoch, start=position,
+                                    steps=per_epoch, rank=rank, size=size)
             # the loader's own generator: creating it must not draw from the global one (exact resume)
-            loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
+            loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate,
                                 generator=torch.Generator().manual_seed(config.seed))
-            for batch in loader:
-                terms = loss_fn(batch)
+            for batch, rows in zip(loader, batches.batches, strict=True):
+                terms = step_fn(batch)
                 opt.zero_grad(set_to_none=True)
-                bad = _nonfinite_loss(terms, result.steps + 1, model)
+                bad = nonfinite_loss(terms, result.steps + 1, type(model).__name__)
+                if all_any(bad is not None) and bad is None:
+                    bad = NumericalError(f"step {result.steps + 1}: a loss term is not finite in another process",
+                                         step=result.steps + 1, module=type(model).__name__, quantity="loss")
                 if bad is None:
-                    terms["loss"].backward()
-                    bad = _nonfinite_grad(params, names, result.steps + 1)
+                    # each process's mean over its share, weighted so that the average over processes is
+                    # the mean over the whole batch
+                    whole = len(rows) if size == 1 else round(float(all_mean(torch.tensor(float(len(rows))))) * size)
+                    share = len(rows) * size / whole
+                    (terms["loss"] * share).backward()
+                    bad = nonfinite_grad(params, names, result.steps + 1)
                 if bad is not None and config.on_nonfinite == "raise":
                     raise bad
                 if bad is None:
@@ -217,17 +272,19 @@ def fit(
                         running[k] = 0.9 * running.get(k, float(v)) + 0.1 * float(v)
                 if result.steps % config.log_every == 0 or result.steps == total:
                     elapsed = time.perf_counter() - start
-                    row = {"step": result.steps, "seconds": elapsed, **{k: float(v) for k, v in terms.items()}}
+                    row = {"step": result.steps, "seconds": elapsed,
+                           **{k: float(all_mean(v)) for k, v in terms.items()}}
                     if result.skipped:
                         row["skipped"] = result.skipped
                     result.history.append(row)
-                    if logger is not None:
+                    if logger is not None and rank == 0:
                         logger.log(result.steps, **{f"{desc}/{k}": v for k, v in row.items() if k != "step"})
                     bar.set_postfix({k: f"{v:.3f}" for k, v in running.items()}, refresh=False)
                 bar.update()
                 if result.steps % config.checkpoint_every == 0 and result.steps < total:
                     save()
-                if config.max_seconds is not None and time.perf_counter() - start > config.max_seconds:
+                out_of_time = config.max_seconds is not None and time.perf_counter() - start > config.max_seconds
+                if all_any(out_of_time):
                     raise _Budget
     except _Budget:
         pass
@@ -237,32 +294,6 @@ def fit(
     save()
     model.eval()
     return result
-
-
-def _nonfinite_loss(terms: Mapping[str, Tensor], step: int, model: nn.Module) -> NumericalError | None:
-    for name, value in terms.items():
-        if isinstance(value, Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            what = "NaN" if bool(torch.isnan(value).any()) else "inf"
-            return NumericalError(
-                f"step {step}: loss term {name!r} of {type(model).__name__} is {what}",
-                step=step, module=type(model).__name__, quantity=f"loss term {name!r}",
-            )
-    return None
-
-
-def _nonfinite_grad(params: list[Tensor], names: Mapping[Tensor, str], step: int) -> NumericalError | None:
-    flags = [torch.isfinite(p.grad).all() for p in params if p.grad is not None]
-    if not flags or bool(torch.stack(flags).all()):
-        return None
-    for p in params:
-        if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
-            module, _, param = names.get(p, "?").rpartition(".")
-            what = "NaN" if bool(torch.isnan(p.grad).any()) else "inf"
-            return NumericalError(
-                f"step {step}: gradient of {param!r} in module {module or '(top level)'!r} is {what}",
-                step=step, module=module, quantity=f"gradient of {param}",
-            )
-    return None
 
 
 class _Budget(Exception):
