@@ -10,7 +10,7 @@ Example:
     >>> ds = load_easy_vqa("test", image_size=32, limit=20)
     >>> item = ds[0]
     >>> item["image"].shape, str(item["program"])
-    (torch.Size([3, 32, 32]), 'exist(find[rectangle])')
+    (torch.Size([3, 32, 32]), 'describe[shape](find[red])')
 """
 
 from __future__ import annotations

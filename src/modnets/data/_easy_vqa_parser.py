@@ -98,6 +98,9 @@ def _parse(question: str) -> Program:
     def fail(reason: str, position: int) -> ProgramSyntaxError:
         return ProgramSyntaxError(f"cannot parse question: {reason}", text=question, position=position)
 
+    first, first_pos = words[0]
+    if first not in ("what", "is", "does"):
+        raise fail(f"a question must start with 'what', 'is' or 'does', got {first!r}", first_pos)
     values: list[tuple[str, int]] = []
     negations: list[int] = []
     for word, pos in words[1:]:
@@ -113,7 +116,6 @@ def _parse(question: str) -> Program:
         if len(named) > 1:
             raise fail(f"it names two {'colours' if named is colours else 'shapes'}", named[1][1])
     target = _select([w for w, _ in colours + shapes])
-    first, first_pos = words[0]
     said = {w for w, _ in words[1:]}
     if first == "what":
         if negations:
@@ -123,15 +125,13 @@ def _parse(question: str) -> Program:
         if "shape" in said:
             return Program("describe", "shape", (target,))
         raise fail("a 'what' question must ask for the color or the shape", first_pos)
-    if first in ("is", "does"):
-        if "color" in said:
-            pos = next(p for w, p in words if w == "color")
-            raise fail("a yes/no question cannot ask for a color", pos)
-        if len(negations) > 1:
-            raise fail("more than one negation", negations[1])
-        exist = Program("exist", None, (target,))
-        return Program("not", None, (exist,)) if negations else exist
-    raise fail(f"a question must start with 'what', 'is' or 'does', got {first!r}", first_pos)
+    if "color" in said:
+        pos = next(p for w, p in words if w == "color")
+        raise fail("a yes/no question cannot ask for a color", pos)
+    if len(negations) > 1:
+        raise fail("more than one negation", negations[1])
+    exist = Program("exist", None, (target,))
+    return Program("not", None, (exist,)) if negations else exist
 
 
 def _select(values: list[str]) -> Program:
