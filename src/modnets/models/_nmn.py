@@ -52,11 +52,10 @@ def nmn_library(
         hidden: hidden width of every module.
         grid: feature-map size (H, W).
         find_values: the arguments of ``find``.
-        relations: the arguments of ``relate``.
+        relations: the arguments of ``relate``; none: the library has no ``relate`` module.
         attributes: the arguments of ``describe``.
         n_answers: size of the answer vocabulary.
         measures: the map-measuring answer modules to include, a subset of ``("exist", "count")``.
-            With no ``relations``, the library has no ``relate`` module.
         negation: the answer indices of ``(no, yes)``: adds ``not``, a :class:`Negate` module that swaps
             them (``not(exist(find[red]))``); ``None``: no ``not`` module.
 
