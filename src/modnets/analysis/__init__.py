@@ -5,6 +5,10 @@ from ..routing import routing_stats as routing_stats
 from ._generalization import accuracy_by as accuracy_by
 from ._generalization import majority_baseline as majority_baseline
 from ._generalization import plot_error_curves as plot_error_curves
+from ._pareto import ParetoSelection as ParetoSelection
+from ._pareto import pareto_front as pareto_front
+from ._pareto import plot_pareto_selection as plot_pareto_selection
+from ._pareto import select_near_pareto as select_near_pareto
 from ._recovery import Recovery as Recovery
 from ._recovery import recovery_scores as recovery_scores
 from ._routing_plots import plot_routing_curves as plot_routing_curves

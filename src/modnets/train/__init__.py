@@ -10,6 +10,11 @@ from ._agents import train_agent_end_to_end as train_agent_end_to_end
 from ._agents import train_control as train_control
 from ._agents import train_modules as train_modules
 from ._agents import train_operator as train_operator
+from ._auxiliary import AuxiliaryDataset as AuxiliaryDataset
+from ._auxiliary import AuxiliaryManifest as AuxiliaryManifest
+from ._auxiliary import Shard as Shard
+from ._auxiliary import cache_outputs as cache_outputs
+from ._auxiliary import module_sha256 as module_sha256
 from ._backends import BACKENDS as BACKENDS
 from ._backends import StageRun as StageRun
 from ._backends import check_backend as check_backend
@@ -55,3 +60,7 @@ from ._supervised import FitResult as FitResult
 from ._supervised import fit as fit
 from ._supervised import predict as predict
 from ._supervised import predict_routed as predict_routed
+from ._surrogate import SurrogateObjective as SurrogateObjective
+from ._surrogate import SurrogateScore as SurrogateScore
+from ._surrogate import surrogate_score as surrogate_score
+from ._surrogate import train_through_surrogate as train_through_surrogate
