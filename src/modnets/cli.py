@@ -10,6 +10,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import typer
@@ -38,12 +39,13 @@ def list_() -> None:
         typer.echo(f"  {name:<10} {text}")
 
 
-def _run_one(name: str, quick: bool, out: Path, seed: int, progress: bool, resume: bool = False):
+def _run_one(name: str, quick: bool, out: Path, seed: int, progress: bool, resume: bool = False,
+             backend: str = "sequential", ray_address: str | None = None):
     from .experiments import get_experiment
     from .train import world
 
     exp = get_experiment(name)
-    config = exp.Config.for_mode(quick, seed)
+    config = _with_backend(exp.Config.for_mode(quick, seed), name, backend, ray_address)
     t = time.perf_counter()
     report = exp.run(config, out, progress=progress, resume=resume)
     report.metrics["wall_seconds"] = time.perf_counter() - t
@@ -73,6 +75,12 @@ def run(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
     resume: bool = typer.Option(False, "--resume", help="continue from the checkpoints in the run folder"),
     nproc: int = typer.Option(1, "--nproc", help="train data-parallel in N processes (torch.distributed)"),
+    backend: str = typer.Option(
+        "sequential", "--backend", help="run the stages of a training plan: sequential (default) or ray (parallel)"
+    ),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="Ray cluster to use with --backend ray (default: start a local Ray)"
+    ),
 ) -> None:
     """Run one experiment; writes report.md, metrics.json, plots, TensorBoard logs and checkpoints."""
     from .experiments import EXPERIMENTS, get_experiment
@@ -85,17 +93,20 @@ def run(
         parallel = [n for n in EXPERIMENTS if getattr(get_experiment(n), "DATA_PARALLEL", False)]
         raise ConfigError(f"experiment {name!r} does not train data-parallel; --nproc works with: "
                           f"{', '.join(parallel)}")
+    _with_backend(exp.Config.for_mode(quick, seed), name, backend, ray_address)  # bad options fail before work
     out = out or Path("runs") / (f"{name}-quick" if quick else name)
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         args = ["run", name, "--out", str(out), "--seed", str(seed), *(["--quick"] if quick else []),
-                *(["--resume"] if resume else []), *([] if progress else ["--no-progress"])]
+                *(["--resume"] if resume else []), *([] if progress else ["--no-progress"]),
+                "--backend", backend, *(["--ray-address", ray_address] if ray_address else [])]
         raise typer.Exit(_launch(nproc, args))
-    init_from_env()
+    if init_from_env():  # a harmless notice for parameters with a dimension of size 1 (e.g. routing tables)
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     if world()[0] > 0:  # the other processes train alongside process 0, which writes the report
         with tempfile.TemporaryDirectory(prefix="modnets-rank-") as scratch:
-            _run_one(name, quick, Path(scratch), seed, False, resume)
+            _run_one(name, quick, Path(scratch), seed, False, resume, backend, ray_address)
         return
-    report, path = _run_one(name, quick, out, seed, progress, resume)
+    report, path = _run_one(name, quick, out, seed, progress, resume, backend, ray_address)
     typer.echo(report.headline)
     typer.echo(f"\nreport: {path}  ({report.metrics['wall_seconds']:.0f} s)")
 
