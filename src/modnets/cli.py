@@ -56,6 +56,33 @@ def _run_one(name: str, quick: bool, out: Path, seed: int, progress: bool, resum
     return report, path
 
 
+def _with_backend(config, name: str, backend: str, ray_address: str | None):
+    """The experiment's config with its stage backend set (``backend`` and ``ray_address`` fields).
+
+    Only experiments that run the stages of a training plan have a ``backend`` field; asking the others for
+    another backend than the default is an error, not silently ignored.
+    """
+    from dataclasses import fields, is_dataclass, replace
+
+    from .train import check_backend
+
+    check_backend(backend)
+    if ray_address is not None and backend != "ray":
+        raise ConfigError(f"--ray-address needs --backend ray, got --backend {backend}")
+    names = {f.name for f in fields(config)} if is_dataclass(config) else set()
+    if "backend" not in names:
+        if backend != "sequential":
+            raise ConfigError(f"experiment {name!r} has no training-plan stages to run; --backend {backend} "
+                              "applies to experiments whose Config has a backend field")
+        return config
+    changes = {"backend": backend}
+    if ray_address is not None:
+        if "ray_address" not in names:
+            raise ConfigError(f"experiment {name!r} takes no --ray-address (its Config has no ray_address field)")
+        changes["ray_address"] = ray_address
+    return replace(config, **changes)
+
+
 def _launch(nproc: int, args: list[str]) -> int:
     """Start ``modnets ARGS`` in ``nproc`` processes with torchrun; the exit code of the group."""
     import subprocess
