@@ -62,7 +62,7 @@ def test_diverged_training_is_a_failure_with_one_line_and_exit_code_1(capsys, mo
                 return None
 
         @staticmethod
-        def run(config, out, progress=True):
+        def run(config, out, progress=True, resume=False):
             raise NumericalError("step 7: loss term 'loss' of NMN is NaN", step=7, module="NMN", quantity="loss")
 
     monkeypatch.setattr(modnets.experiments, "get_experiment", lambda name: Diverging)

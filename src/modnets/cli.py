@@ -87,7 +87,8 @@ def _launch(nproc: int, args: list[str]) -> int:
     """Start ``modnets ARGS`` in ``nproc`` processes with torchrun; the exit code of the group."""
     import subprocess
 
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    # one thread per process, and no C++ notices (e.g. that hard routing left some modules unused)
+    env = {"OMP_NUM_THREADS": "1", "TORCH_CPP_LOG_LEVEL": "ERROR", **os.environ}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
            "--log-dir", tempfile.mkdtemp(prefix="modnets-torchrun-"), "-m", "modnets", *args]
     return subprocess.call(cmd, env=env)

@@ -132,7 +132,10 @@ def load_fashion_mnist(split: str = "train", *, root: str | Path | None = None) 
         if path is None:
             what = kind.split("-")[0]
             raise DataUnavailableError(f"Fashion-MNIST {split} {what} not found in {root}; {_FASHION_HOW}")
-        found[kind] = read_idx(path)
+        try:
+            found[kind] = read_idx(path)
+        except DataUnavailableError as e:  # a damaged file: say how to get a good one
+            raise DataUnavailableError(f"{e}; reinstall it: {_FASHION_HOW}") from None
     images, labels = found["images-idx3-ubyte"], found["labels-idx1-ubyte"]
     if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
         raise DataUnavailableError(

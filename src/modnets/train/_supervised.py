@@ -213,10 +213,10 @@ def fit(
         running = state["running"]
     elif rank > 0:  # every process samples its own routings and noise
         torch.manual_seed((torch.initial_seed() * 1_000_003 + rank) % 2**63)
-    # processes start from rank 0's parameters and average their gradients; buffers that must agree
+    # processes start from rank 0's parameters and buffers and average their gradients; buffers that must agree
     # (EM tables, baselines) synchronise themselves, the rest stay each process's own
     step_fn = loss_fn if size == 1 else DistributedDataParallel(
-        _LossModule(model, loss_fn), find_unused_parameters=True, broadcast_buffers=False)
+        _LossModule(model, loss_fn), find_unused_parameters=True, forward_sync_buffers=False)
     model.train()
     start = time.perf_counter() - result.seconds
     bar = tqdm(total=total, initial=result.steps, desc=desc, disable=not progress or rank > 0, leave=False,
