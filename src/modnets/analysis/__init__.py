@@ -19,6 +19,10 @@ from ._assembly import Assembly as Assembly
 from ._assembly import Loss as Loss
 from ._assembly import Merge as Merge
 from ._assembly import ModuleSpec as ModuleSpec
+from ._decomposition import Decomposition as Decomposition
+from ._decomposition import decomposition_table as decomposition_table
+from ._decomposition import plot_identity_images as plot_identity_images
+from ._decomposition import plot_usage_curves as plot_usage_curves
 from ._dependencies import AuxiliaryNeed as AuxiliaryNeed
 from ._dependencies import DependencyReport as DependencyReport
 from ._dependencies import ModuleDependencies as ModuleDependencies

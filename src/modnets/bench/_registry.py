@@ -27,6 +27,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "modnets.bench._em",
         "one batched EM E-step over S sampled routings vs S separate forward passes",
     ),
+    "imn": (
+        "modnets.bench._imn",
+        "IMN winner-take-all step over 155 combinations: exact / fast scorer + winner recompute vs naive min loop",
+    ),
 }
 
 

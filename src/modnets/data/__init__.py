@@ -39,6 +39,13 @@ from ._images import load_fashion_mnist as load_fashion_mnist
 from ._images import load_image_classification as load_image_classification
 from ._images import load_mnist_5k as load_mnist_5k
 from ._images import read_idx as read_idx
+from ._shapes3d import SHAPES3D_FACTORS as SHAPES3D_FACTORS
+from ._shapes3d import SHAPES3D_SHAPES as SHAPES3D_SHAPES
+from ._shapes3d import Shapes3DConfig as Shapes3DConfig
+from ._shapes3d import Shapes3DDataset as Shapes3DDataset
+from ._shapes3d import collate_shapes3d as collate_shapes3d
+from ._shapes3d import make_shapes3d as make_shapes3d
+from ._shapes3d import render_shapes3d as render_shapes3d
 from ._sorting import N_DIGITS as N_DIGITS
 from ._sorting import OPERATIONS as OPERATIONS
 from ._sorting import SortingEnvironment as SortingEnvironment

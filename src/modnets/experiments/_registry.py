@@ -11,6 +11,10 @@ __all__ = ["EXPERIMENTS", "get_experiment"]
 
 #: name -> (module path, one-line description)
 EXPERIMENTS: dict[str, tuple[str, str]] = {
+    "imn": (
+        "modnets.experiments.imn",
+        "Independent Modular Networks on generated 3D-shapes-like images: Table I shape decomposition, ID classifier",
+    ),
     "nmn": (
         "modnets.experiments.nmn",
         "Neural Module Networks on generated CLEVR-like scenes: typed vs untyped interfaces, error by depth",

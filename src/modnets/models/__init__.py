@@ -7,6 +7,13 @@ from ._assemblies import nmn_assembly as nmn_assembly
 from ._film import FiLM as FiLM
 from ._film import FiLMBlock as FiLMBlock
 from ._film import film as film
+from ._imn import IMN as IMN
+from ._imn import CompositionalModule as CompositionalModule
+from ._imn import IdClassifier as IdClassifier
+from ._imn import IdentityModules as IdentityModules
+from ._imn import LieEncoding as LieEncoding
+from ._imn import TransformDecoder as TransformDecoder
+from ._imn import imn as imn
 from ._nmn import NMN as NMN
 from ._nmn import PRIOR_KEY as PRIOR_KEY
 from ._nmn import PRIOR_MERGES as PRIOR_MERGES

@@ -64,3 +64,11 @@ from ._surrogate import SurrogateObjective as SurrogateObjective
 from ._surrogate import SurrogateScore as SurrogateScore
 from ._surrogate import surrogate_score as surrogate_score
 from ._surrogate import train_through_surrogate as train_through_surrogate
+from ._winner_take_all import Assignment as Assignment
+from ._winner_take_all import CombinationModel as CombinationModel
+from ._winner_take_all import SubsetPlan as SubsetPlan
+from ._winner_take_all import WinnerTakeAll as WinnerTakeAll
+from ._winner_take_all import WinnerTakeAllConfig as WinnerTakeAllConfig
+from ._winner_take_all import hessian_penalty as hessian_penalty
+from ._winner_take_all import subset_plan as subset_plan
+from ._winner_take_all import subset_products as subset_products
