@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import optuna
@@ -141,6 +142,8 @@ def test_diverged_trials_fail_without_stopping_the_search(tmp_path):
     states = {t["state"] for t in result.trials}
     assert states == {"COMPLETE", "FAIL"} and len(result.trials) == 6
     assert result.best_params["lr"] <= 0.1
+    failed = [t for t in result.trials if t["state"] == "FAIL"]
+    assert all(t["user_attrs"]["error"] == "NumericalError: loss is NaN" for t in failed)
 
     def always_nan(trial):
         trial.suggest_float("lr", 1e-3, 1.0)
@@ -150,12 +153,22 @@ def test_diverged_trials_fail_without_stopping_the_search(tmp_path):
         search(always_nan, config=SearchConfig(trials=2, study_name="nan", storage=result.storage), progress=False)
 
 
-def test_optuna_per_trial_logging_is_silenced_and_restored(tmp_path, capfd):
+def test_optuna_per_trial_logging_is_silenced_and_restored(tmp_path):
+    def objective(trial):
+        if trial.number == 1:
+            raise NumericalError("loss is NaN", step=1, module="Toy", quantity="loss")
+        return _quadratic(trial)
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("optuna").addHandler(handler)
     optuna.logging.set_verbosity(optuna.logging.INFO)
     try:
-        search(_quadratic, config=SearchConfig(trials=3), directory=tmp_path, progress=False)
+        search(objective, config=SearchConfig(trials=3), directory=tmp_path, progress=False)
         assert optuna.logging.get_verbosity() == optuna.logging.INFO
     finally:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-    out, err = capfd.readouterr()
-    assert "Trial" not in out + err
+        logging.getLogger("optuna").removeHandler(handler)
+    assert records and all(r.levelno >= logging.WARNING for r in records)  # no per-trial INFO lines
+    assert all("Trial 1 failed" in r.getMessage() and r.exc_info is None for r in records)  # no traceback

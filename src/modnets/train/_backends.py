@@ -100,8 +100,9 @@ def run_stages(
             :class:`~modnets.analysis.TrainingPlan`), or the stages themselves: a sequence of stages, each
             a sequence of module names or an object with ``.modules``.
         job: trains one module, given its name, and returns something small (a path, metrics). With
-            ``backend="ray"`` it runs in another process: it and its result must pickle (cloudpickle), so a
-            module-level function or a :func:`functools.partial` of one is the safe choice.
+            ``backend="ray"`` it runs in another process: it and its result must pickle (cloudpickle). A
+            function of an importable module (or a :func:`functools.partial` of one) is sent by reference
+            and imported by the workers; one defined in the script being run is sent by value.
         backend: ``"sequential"`` or ``"ray"``.
         address: the Ray cluster to connect to (``"auto"``, ``"ray://host:10001"``, ...); ``None`` starts a
             local Ray (unless this process has already initialised Ray, which is then used as it is).
@@ -163,11 +164,12 @@ def _run_ray(run: StageRun, job: Job, bar: tqdm, *, address: str | None, num_cpu
     start = time.perf_counter()
     started = False
     if not ray.is_initialized():
-        options: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+        # the jobs' output (progress bars, prints) stays in the workers' log files
+        options: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.ERROR)
         if address is None:
             # a small local instance: enough CPUs for the widest stage, never more than the machine has
             cpus = max(num_cpus, min(os.cpu_count() or 1, num_cpus * width))
-            options.update(num_cpus=cpus, object_store_memory=_OBJECT_STORE_BYTES)
+            options.update(num_cpus=cpus, object_store_memory=_OBJECT_STORE_BYTES, include_dashboard=False)
         else:
             options.update(address=address)
         ray.init(**options)

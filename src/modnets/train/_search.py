@@ -161,7 +161,8 @@ def search(
         sampler: an Optuna sampler (default: TPE seeded with ``config.seed``).
         pruner: an Optuna pruner, for objectives that call ``trial.report`` / ``trial.should_prune``.
         catch: exception types that fail a trial without stopping the search (by default a diverged
-            training, :class:`~modnets.errors.NumericalError`); any other exception stops it.
+            training, :class:`~modnets.errors.NumericalError`); the trial's ``user_attrs["error"]`` keeps the
+            message. Any other exception stops the search.
         progress: show a progress bar with the best value so far. Optuna's per-trial log lines are silenced
             during the search (warnings still show).
 
@@ -217,9 +218,16 @@ def search(
             if finished:
                 bar.set_postfix_str(f"best {study.best_value:.4g}", refresh=False)
 
+        def guarded(trial: optuna.trial.Trial) -> float:
+            # Optuna would log a whole traceback for each caught exception; a failed trial is one line
+            try:
+                return objective(trial)
+            except catch as e:
+                trial.set_user_attr("error", f"{type(e).__name__}: {e}")
+                return math.nan
+
         try:
-            study.optimize(objective, n_trials=config.trials, timeout=config.timeout, catch=catch,
-                           callbacks=[update])
+            study.optimize(guarded, n_trials=config.trials, timeout=config.timeout, callbacks=[update])
         finally:
             bar.close()
         seconds = time.perf_counter() - start
