@@ -71,6 +71,16 @@ def test_stages_accept_plain_sequences_and_keep_the_order_of_each_stage():
     assert seen == ["b", "a", "c"] and run.results == {"b": "bb", "a": "aa", "c": "cc"}
 
 
+def test_a_training_plan_from_the_dependency_analysis_runs_stage_by_stage():
+    from modnets.analysis import dependencies
+    from modnets.models import get_assembly
+
+    plan = dependencies(get_assembly("nmn")).plan
+    run = run_stages(plan, str.upper, progress=False)
+    assert run.stages == [list(stage.modules) for stage in plan.stages]
+    assert run.results == {m: m.upper() for stage in plan.stages for m in stage.modules}
+
+
 def test_a_failing_job_raises_its_own_error_naming_the_module():
     with pytest.raises(NumericalError, match="module 'relate': loss is NaN") as info:
         run_stages(PLAN, functools.partial(_fail_on, "relate"), progress=False)
