@@ -12,6 +12,9 @@ from ._pareto import select_near_pareto as select_near_pareto
 from ._recovery import Recovery as Recovery
 from ._recovery import recovery_scores as recovery_scores
 from ._routing_plots import plot_routing_curves as plot_routing_curves
+from ._surrogate_correlation import SurrogateCorrelation as SurrogateCorrelation
+from ._surrogate_correlation import plot_surrogate_correlation as plot_surrogate_correlation
+from ._surrogate_correlation import surrogate_correlation as surrogate_correlation
 from ._training_curves import plot_training_curves as plot_training_curves
 from ._assembly import CODEPENDENT_MERGES as CODEPENDENT_MERGES
 from ._assembly import SAFE_MERGES as SAFE_MERGES

@@ -42,6 +42,11 @@ from ._likelihood import GaussianLikelihood as GaussianLikelihood
 from ._likelihood import LogLikelihood as LogLikelihood
 from ._likelihood import categorical_log_likelihood as categorical_log_likelihood
 from ._logging import RunLogger as RunLogger
+from ._modulewise import PlanRun as PlanRun
+from ._modulewise import train_plan as train_plan
+from ._nmn_modulewise import NMNModulewiseConfig as NMNModulewiseConfig
+from ._nmn_modulewise import NMNModulewiseResult as NMNModulewiseResult
+from ._nmn_modulewise import train_nmn_modulewise as train_nmn_modulewise
 from ._objective import Baseline as Baseline
 from ._objective import RoutingObjective as RoutingObjective
 from ._regularizers import RoutingRegularizers as RoutingRegularizers

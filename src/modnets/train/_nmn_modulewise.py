@@ -1,0 +1,459 @@
+"""Module-wise training of a Neural Module Network along its training plan (thesis 4.1-4.3).
+
+The plan of ``nmn_assembly(prior=True)`` (``modnets analyze nmn-prior``) has two stages:
+
+1. the question prior (``encoder``) on its own loss, and the mask-making unit (``find``: the image stem and
+   every module below the answering modules, i.e. ``find``, ``relate``, ``and``, ``or``) through a
+   surrogate gradient module, since only the answer is supervised; then ``find``'s outputs (the mask under
+   each question's answering module and the image features) are cached as an auxiliary data set;
+2. the answering modules (``describe``, ``exist``, ``count``), each from the cache on its own loss.
+
+The trained parts are then already in place in the NMN: assembling is evaluating it. The NMN is read
+through its parts (``stem``, ``library``, ``question_prior``), so any model built by
+:func:`~modnets.models.nmn` fits, with any module library (the easy-vqa one included, whose ``not`` sits
+above ``exist``: parameter-free answer-to-answer modules above an answering module are applied to its
+output in its loss, and undone on the answer the SGM is trained to predict).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import Dataset, Subset, default_collate
+
+from .._checks import check_ints
+from ..compose import Program
+from ..errors import ConfigError
+from ..modules import MaskReadout, SurrogateGradientModule
+from ..types import Logits, Mask, Probs
+from ._auxiliary import AuxiliaryDataset, cache_outputs
+from ._modulewise import PlanRun, train_plan
+from ._search import SearchConfig, SearchResult, search
+from ._supervised import FitConfig, fit
+from ._surrogate import SurrogateScore, surrogate_score, train_through_surrogate
+
+__all__ = ["NMNModulewiseConfig", "NMNModulewiseResult", "train_nmn_modulewise"]
+
+Batch = Mapping[str, Any]
+#: the plan's name for the question prior
+ENCODER = "encoder"
+#: the plan's name for the mask-making unit (stem + the modules below the answering ones)
+FIND = "find"
+
+
+@dataclass
+class NMNModulewiseConfig:
+    """Settings of :func:`train_nmn_modulewise`.
+
+    Attributes:
+        find: how the ``find`` unit trains through its SGM.
+        heads: how each answering module trains from the cache.
+        prior: how the question prior trains.
+        sgm_rank: L, rank of the SGM's factorised weight.
+        sgm_dropout: the SGM's dropout (also used for its MC-dropout score).
+        search_trials: Optuna trials searching ``find``'s learning rate and SGM rank on its SGM validation
+            loss before it trains (0: no search). Needs ``valid``.
+        search_examples: training examples per trial (the first ones).
+        search_epochs: epochs per trial.
+        cache_dtype: ``"float16"`` or ``"float32"``: how masks and features are cached.
+    """
+
+    find: FitConfig = field(default_factory=lambda: FitConfig(epochs=5, batch_size=64, lr=2e-3))
+    heads: FitConfig = field(default_factory=lambda: FitConfig(epochs=10, batch_size=128, lr=3e-3))
+    prior: FitConfig = field(default_factory=lambda: FitConfig(epochs=5, batch_size=64, lr=3e-3))
+    sgm_rank: int = 8
+    sgm_dropout: float = 0.2
+    search_trials: int = 0
+    search_examples: int = 1000
+    search_epochs: int = 1
+    cache_dtype: str = "float16"
+
+    def __post_init__(self) -> None:
+        check_ints(self, "sgm_rank", "search_examples", "search_epochs")
+        check_ints(self, "search_trials", minimum=0)
+        if not 0.0 <= self.sgm_dropout < 1.0:
+            raise ConfigError(f"NMNModulewiseConfig.sgm_dropout must be in [0, 1), got {self.sgm_dropout!r}")
+        if self.cache_dtype not in ("float16", "float32"):
+            raise ConfigError(
+                f"NMNModulewiseConfig.cache_dtype must be 'float16' or 'float32', got {self.cache_dtype!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class NMNModulewiseResult:
+    """What :func:`train_nmn_modulewise` did.
+
+    Attributes:
+        run: the plan's execution: per-module and per-cache times, sequential and parallel cost.
+        sgm_score: the ``find`` unit scored by its SGM on ``valid`` (``None`` without ``valid``).
+        search: the Optuna search of ``find`` (``None`` without one).
+        find_params: the learning rate and SGM rank ``find`` trained with.
+    """
+
+    run: PlanRun
+    sgm_score: SurrogateScore | None
+    search: SearchResult | None
+    find_params: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.run.to_dict(),
+            "sgm_score": None if self.sgm_score is None else asdict(self.sgm_score),
+            "search": None if self.search is None else {
+                "best_params": self.search.best_params, "best_value": self.search.best_value,
+                "trials": len(self.search.trials), "seconds": self.search.seconds},
+            "find_params": self.find_params,
+        }
+
+
+# ------------------------------------------------------------------------------------ program layouts
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where a program's answering module sits: the module call, the calls above it and the mask below it."""
+
+    head: Program
+    wrappers: tuple[str, ...]  # from the root down to the head
+    below: Program
+
+
+def _layout(program: Program, heads: Sequence[str]) -> _Layout:
+    wrappers: list[str] = []
+    node = program
+    while node.name not in heads:
+        if len(node.children) != 1:
+            raise ConfigError(
+                f"no answering module ({', '.join(heads)}) under a chain of one-input modules in {program}"
+            )
+        wrappers.append(node.name)
+        node = node.children[0]
+    if len(node.children) != 1:
+        raise ConfigError(f"answering module {node.name!r} must read one mask, got {len(node.children)} in {program}")
+    return _Layout(node, tuple(wrappers), node.children[0])
+
+
+class _Parts:
+    """The NMN's parts as module-wise training sees them: heads, wrappers, the ``find`` unit, answer types."""
+
+    def __init__(self, model: nn.Module, heads: Sequence[str]) -> None:
+        self.model = model
+        self.library = model.library
+        self.heads = tuple(h for h in heads if h in self.library)
+        inner = [n for n in self.library.names if n not in self.heads and _is_mask_module(self.library, n)]
+        self.unit = nn.ModuleDict({"stem": model.stem, **{n: self.library[n] for n in inner}})
+        self.mask_type = self.library.signature(inner[0]).output if inner else Mask()
+
+    def layouts(self, programs: Sequence[Program]) -> list[_Layout]:
+        return [_layout(p, self.heads) for p in programs]
+
+    def masks(self, images: Tensor, layouts: Sequence[_Layout]) -> tuple[Tensor, Tensor]:
+        """``masks: (B, H, W)`` under each answering module and ``features: (B, C, H, W)``."""
+        features = self.model.stem(images)
+        return self.library([lay.below for lay in layouts], features=features), features
+
+    def head_target(self, answer: Tensor, layouts: Sequence[_Layout], n_answers: int) -> Tensor:
+        """``(B,)`` the answer the answering module itself should give: the wrappers above it undone (they are
+        parameter-free permutations of the answers that are their own inverse, as ``not``)."""
+        target = answer.clone()
+        for i, lay in enumerate(layouts):
+            if lay.wrappers:
+                scores = F.one_hot(answer[i : i + 1], n_answers).float()
+                for name in lay.wrappers:
+                    scores = self.library[name](scores)
+                target[i] = scores.argmax(1)[0]
+        return target
+
+    def route(self, layouts: Sequence[_Layout]) -> Tensor:
+        """``(B,)`` 0 where the answering module reads the features under the mask, 1 where it reads the map."""
+        return torch.tensor([0 if self.library.signature(lay.head.name).context else 1 for lay in layouts])
+
+
+def _is_mask_module(library, name: str) -> bool:
+    out = library.signature(name).output
+    return not isinstance(out, Probs | Logits)
+
+
+def _log_probs(values: Tensor, answer_type: object) -> Tensor:
+    if isinstance(answer_type, Probs):
+        return torch.log(values.clamp_min(1e-8))
+    return F.log_softmax(values, dim=1)
+
+
+# ----------------------------------------------------------------------------------- the module jobs
+
+
+class _HeadOnCache(nn.Module):
+    """One answering module trained from cached masks (and features), through the wrappers above it."""
+
+    def __init__(self, library, name: str, chains: Sequence[tuple[str, ...]]) -> None:
+        super().__init__()
+        self.head = library[name]
+        self.library_wrappers = {n: library[n] for chain in chains for n in chain}
+        self.chains = tuple(chains)
+        self.answer_type = library.signature(name).output
+        self.needs_features = bool(library.signature(name).context)
+
+    def scores(self, batch: Batch) -> Tensor:
+        mask = batch["mask"].float()
+        context = {"features": batch["features"].float()} if self.needs_features else {}
+        arg = batch["arg"] if self.head.arguments is not None else None
+        out = self.head(mask, arg=arg, **context)
+        chain_ids = batch["chain"]
+        for c, chain in enumerate(self.chains):
+            rows = (chain_ids == c).nonzero().flatten()
+            if chain and len(rows):
+                part = out.index_select(0, rows)
+                for wrapper in reversed(chain):
+                    part = self.library_wrappers[wrapper](part)
+                out = out.index_copy(0, rows, part)
+        return out
+
+    def loss(self, batch: Batch) -> dict[str, Tensor]:
+        logp = _log_probs(self.scores(batch), self.answer_type)
+        target = batch["answer"]
+        return {"loss": F.nll_loss(logp, target), "accuracy": (logp.argmax(1) == target).float().mean().detach()}
+
+
+def _sgm_inputs(parts: _Parts) -> Callable[[nn.Module, Batch], dict[str, Tensor]]:
+    def inputs(unit: nn.Module, batch: Batch) -> dict[str, Tensor]:
+        layouts = parts.layouts(batch["program"])
+        mask, features = parts.masks(batch["image"], layouts)
+        return {"mask": mask, "features": features, "route": parts.route(layouts)}
+
+    return inputs
+
+
+class _HeadTarget:
+    """A collate function that adds ``head_answer`` (the answering module's own target) to each batch."""
+
+    def __init__(self, collate: Callable[[list], Batch], parts: _Parts, n_answers: int) -> None:
+        self.collate, self.parts, self.n_answers = collate, parts, n_answers
+
+    def __call__(self, items: list) -> dict:
+        batch = dict(self.collate(items))
+        batch["head_answer"] = self.parts.head_target(batch["answer"], self.parts.layouts(batch["program"]),
+                                                      self.n_answers)
+        return batch
+
+
+def _find_job(parts, train, valid, collate, config, n_answers, seed, directory, resume, progress):
+    def make_sgm(rank: int) -> SurrogateGradientModule:
+        probe = collate([train[0]])
+        with torch.no_grad():
+            features = parts.model.stem(probe["image"])
+        grid = tuple(features.shape[2:])
+        attention = "odds" if isinstance(parts.mask_type, Mask) else "sum"
+        rank = min(rank, n_answers - 1)
+        return SurrogateGradientModule(readout=MaskReadout(features.shape[1], grid, attention=attention),
+                                       d_out=n_answers, rank=rank, dropout=config.sgm_dropout)
+
+    target_collate = _HeadTarget(collate, parts, n_answers)
+
+    def job() -> dict[str, Any]:
+        lr, rank = config.find.lr, config.sgm_rank
+        found = None
+        if config.search_trials:
+            found = _search_find(parts, train, valid, target_collate, config, make_sgm, n_answers, seed,
+                                 directory, resume, progress)
+            lr, rank = found.best_params["lr"], found.best_params["rank"]
+        torch.manual_seed(seed)
+        sgm = make_sgm(rank)
+        fit_config = FitConfig(**{**config.find.to_dict(), "lr": lr})
+        done = train_through_surrogate(parts.unit, sgm, train, inputs=_sgm_inputs(parts), config=fit_config,
+                                       collate=target_collate, target="head_answer", progress=progress,
+                                       desc="find (SGM)", checkpoint_dir=Path(directory) / "checkpoints" / FIND,
+                                       resume=resume)
+        score = None
+        if valid is not None:
+            score = surrogate_score(parts.unit, sgm, valid, inputs=_sgm_inputs(parts), collate=target_collate,
+                                    target="head_answer", samples=10)
+        return {"state": parts.unit.state_dict(), "score": score, "search": found, "steps": done.steps,
+                "params": {"lr": lr, "rank": rank}}
+
+    return job
+
+
+def _search_find(parts, train, valid, collate, config, make_sgm, n_answers, seed, directory, resume, progress):
+    if valid is None:
+        raise ConfigError("NMNModulewiseConfig.search_trials > 0 needs a validation set (valid=...)")
+    subset = Subset(train, range(min(config.search_examples, len(train))))
+    initial = copy.deepcopy(parts.unit.state_dict())
+
+    def objective(trial) -> float:
+        lr = trial.suggest_float("lr", 3e-4, 1e-2, log=True)
+        rank = trial.suggest_int("rank", 2, 16)
+        parts.unit.load_state_dict(initial)
+        torch.manual_seed(seed + trial.number)
+        sgm = make_sgm(rank)
+        fit_config = FitConfig(**{**config.find.to_dict(), "lr": lr, "epochs": config.search_epochs})
+        train_through_surrogate(parts.unit, sgm, subset, inputs=_sgm_inputs(parts), config=fit_config,
+                                collate=collate, target="head_answer", progress=False, desc=f"trial{trial.number}")
+        value = surrogate_score(parts.unit, sgm, valid, inputs=_sgm_inputs(parts), collate=collate,
+                                target="head_answer", samples=10).loss
+        return value if math.isfinite(value) else math.nan
+
+    folder = Path(directory) / "search"
+    if not resume and folder.exists():
+        shutil.rmtree(folder)
+    try:
+        return search(objective, config=SearchConfig(trials=config.search_trials, seed=seed, study_name=FIND,
+                                                     load_if_exists=resume), directory=folder, progress=progress)
+    finally:
+        parts.unit.load_state_dict(initial)
+
+
+def _prior_job(model, train, collate, config, seed, directory, resume, progress):
+    def job() -> dict[str, Any]:
+        torch.manual_seed(seed)
+        done = fit(model.question_prior, train, config=config.prior, collate=collate, progress=progress,
+                   desc="question prior", checkpoint_dir=Path(directory) / "checkpoints" / ENCODER, resume=resume)
+        return {"state": model.question_prior.state_dict(), "steps": done.steps}
+
+    return job
+
+
+def _head_job(parts, name, chains, cache_dir, config, seed, directory, resume, progress):
+    def job() -> dict[str, Any]:
+        data = AuxiliaryDataset(cache_dir, producer=parts.unit)
+        index = parts.heads.index(name)
+        rows = (data.tensors["head"] == index).nonzero().flatten().tolist()
+        if not rows:
+            return {"state": parts.library[name].state_dict(), "steps": 0}
+        torch.manual_seed(seed)
+        head = _HeadOnCache(parts.library, name, chains)
+        done = fit(head, Subset(data, rows), config=config.heads, collate=default_collate, progress=progress,
+                   desc=name, checkpoint_dir=Path(directory) / "checkpoints" / name, resume=resume)
+        return {"state": parts.library[name].state_dict(), "steps": done.steps}
+
+    return job
+
+
+# -------------------------------------------------------------------------------------------- the plan
+
+
+def train_nmn_modulewise(
+    model: nn.Module,
+    train: Dataset,
+    *,
+    plan: object,
+    collate: Callable[[list], Batch],
+    directory: str | Path,
+    config: NMNModulewiseConfig | None = None,
+    valid: Dataset | None = None,
+    backend: str = "sequential",
+    address: str | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    resume: bool = False,
+) -> NMNModulewiseResult:
+    """Train an NMN module by module along its training plan; its parts are trained in place.
+
+    Args:
+        model: an :class:`~modnets.models.NMN` (``stem``, ``library``, ``question_prior``).
+        train: training examples (``image``, ``program``, ``answer``, ``question`` batches).
+        plan: the plan of :func:`~modnets.models.nmn_assembly` (with ``prior=True`` when the model has a
+            question prior): ``encoder`` and ``find`` then the answering modules; the answering modules the
+            library lacks (``count`` for easy-vqa) get no data and are left as they are.
+        collate: turns a list of examples into a batch.
+        directory: where the checkpoints (``checkpoints/<module>``), the cache (``cache/find``) and the
+            search (``search/``) go.
+        config: the trainings' settings.
+        valid: held-out examples for the SGM score and the search.
+        backend: how a stage's modules run: ``"sequential"`` or ``"ray"``.
+        address: the Ray cluster (``backend="ray"``).
+        seed: seeds each module's initialisation of its training.
+        progress: show progress bars.
+        resume: continue every training from its checkpoints in ``directory``.
+
+    Returns:
+        the times of every module and cache, the SGM score of ``find``, its search.
+
+    Raises:
+        ConfigError: a plan module this function does not know, a program without an answering module, or a
+            model with a question prior and a plan without ``encoder`` (or the reverse).
+    """
+    config = config or NMNModulewiseConfig()
+    directory = Path(directory)
+    planned = [m for stage in plan.stages for m in stage.modules]  # type: ignore[attr-defined]
+    has_prior = getattr(model, "question_prior", None) is not None
+    if (ENCODER in planned) != has_prior:
+        raise ConfigError(
+            f"the plan {'has' if ENCODER in planned else 'has no'} {ENCODER!r} but the model "
+            f"{'has' if has_prior else 'has no'} question prior; use nmn_assembly(prior={has_prior})"
+        )
+    heads = [m for m in planned if m not in (ENCODER, FIND)]
+    unknown = [m for m in heads if m not in model.library]
+    parts = _Parts(model, [h for h in heads if h not in unknown])
+    n_answers = next(model.library.signature(h).output.size for h in parts.heads)
+    chains = sorted({_layout(p, parts.heads).wrappers for p in _programs(train)})
+    cache_dir = directory / "cache" / FIND
+
+    jobs: dict[str, Callable[[], Any]] = {
+        FIND: _find_job(parts, train, valid, collate, config, n_answers, seed, directory, resume, progress),
+    }
+    if has_prior:
+        jobs[ENCODER] = _prior_job(model, train, collate, config, seed, directory, resume, progress)
+    for name in heads:
+        if name in unknown:
+            jobs[name] = _no_data
+        else:
+            jobs[name] = _head_job(parts, name, chains, cache_dir, config, seed, directory, resume, progress)
+
+    dtype = getattr(torch, config.cache_dtype)
+
+    def outputs(batch: Batch) -> dict[str, Tensor]:
+        layouts = parts.layouts(batch["program"])
+        mask, features = parts.masks(batch["image"], layouts)
+        return {
+            "mask": mask.to(dtype), "features": features.to(dtype),
+            "head": torch.tensor([parts.heads.index(lay.head.name) for lay in layouts]),
+            "arg": torch.tensor([_arg_index(parts.library, lay.head) for lay in layouts]),
+            "chain": torch.tensor([chains.index(lay.wrappers) for lay in layouts]),
+        }
+
+    def cache() -> Any:
+        return cache_outputs(parts.unit, train, directory=cache_dir, outputs=outputs, collate=collate,
+                             targets=("answer",), name=FIND, progress=progress)
+
+    def collect(name: str, result: dict[str, Any]) -> None:
+        if name == FIND:
+            parts.unit.load_state_dict(result["state"])
+        elif name == ENCODER:
+            model.question_prior.load_state_dict(result["state"])
+        elif name not in unknown:
+            model.library[name].load_state_dict(result["state"])
+
+    run = train_plan(plan, jobs, caches={FIND: cache}, collect=collect, backend=backend, address=address,
+                     progress=progress)
+    found = run.results[FIND]
+    return NMNModulewiseResult(run=run, sgm_score=found["score"], search=found["search"],
+                               find_params=found["params"])
+
+
+def _no_data() -> dict[str, Any]:
+    return {"state": None, "steps": 0}
+
+
+def _arg_index(library, call: Program) -> int:
+    module, index = library.resolve(call)
+    return -1 if index is None else index
+
+
+def _programs(dataset: Dataset) -> Sequence[Program]:
+    programs = getattr(dataset, "programs", None)
+    if programs is None:
+        programs = [dataset[i]["program"] for i in range(len(dataset))]
+    return programs
