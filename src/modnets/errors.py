@@ -69,6 +69,9 @@ class NumericalError(ModnetsError, ArithmeticError):
         super().__init__(message)
         self.step, self.module, self.quantity = step, module, quantity
 
+    def __reduce__(self):  # keyword-only fields: pickle (worker processes, Ray) needs to be told
+        return _rebuild, (type(self), self.args, {"step": self.step, "module": self.module, "quantity": self.quantity})
+
 
 class ShapeError(ModnetsError, ValueError):
     """A tensor argument has the wrong number of dimensions or the wrong size."""
@@ -96,5 +99,14 @@ class ProgramSyntaxError(ModnetsError, ValueError):
     def __init__(self, message: str, *, text: str, position: int):
         self.text = text
         self.position = position
+        self.message = message
         caret = " " * position + "^"
         super().__init__(f"{message} at position {position}\n  {text}\n  {caret}")
+
+    def __reduce__(self):
+        return _rebuild, (type(self), (self.message,), {"text": self.text, "position": self.position})
+
+
+def _rebuild(cls: type, args: tuple, fields: dict) -> Exception:
+    """Unpickle an error whose constructor takes keyword-only fields."""
+    return cls(*args, **fields)
