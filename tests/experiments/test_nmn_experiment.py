@@ -1,20 +1,39 @@
 import json
+import math
 
 from modnets.experiments import get_experiment
-from modnets.train import FitConfig
+from modnets.train import FitConfig, NMNModulewiseConfig
 
 
 def test_nmn_experiment_smoke(tmp_path):
     exp = get_experiment("nmn")
-    config = exp.Config(quick=True, image_size=32, n_train=128, max_test_depth=7, n_test_per_depth=8,
-                        hidden=16, fit=FitConfig(epochs=1, batch_size=32))
+    tiny = FitConfig(epochs=1, batch_size=32, lr=3e-3)
+    config = exp.Config(
+        quick=True, image_size=16, n_train=96, n_valid=32, max_test_depth=7, n_test_per_depth=6, hidden=8,
+        question_hidden=8, fit=tiny,
+        modulewise=NMNModulewiseConfig(find=tiny, heads=tiny, prior=tiny, search_trials=1, search_examples=32,
+                                       sgm_rank=2),
+        film_width=8, film_blocks=1, sgm_candidates=3, sgm_examples=48, sgm_max_epochs=1,
+        easy_vqa_train=64, easy_vqa_test=32, easy_vqa_fit=tiny,
+    )
     report = exp.run(config, tmp_path, progress=False)
-    path = report.write(tmp_path)
-    text = path.read_text()
-    assert "typed" in text and "untyped" in text and "Error by program depth" in text
+    text = report.write(tmp_path).read_text()
+    for heading in ("Table 4.2 analogue", "Fig. 4.7 analogue", "error by program depth", "easy-vqa", "54.87 %"):
+        assert heading in text
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert set(metrics["accuracy_by_depth"]) == {"typed", "untyped"}
-    assert set(metrics["accuracy_by_depth"]["typed"]) == {str(d) for d in range(2, 8)}
+    regimes = {"end_to_end", "modular", "modular_typed"}
+    assert set(metrics["accuracy"]) == regimes and all(0 <= a <= 1 for a in metrics["accuracy"].values())
+    for regime in regimes:
+        cost = metrics["train_seconds"][regime]
+        assert 0 < cost["parallel"] <= cost["sequential"]
+    assert -1 <= metrics["sgm_pearson_r"] <= 1 or math.isnan(metrics["sgm_pearson_r"])
+    assert len(metrics["sgm_candidates"]) == 3
+    assert set(metrics["error_by_depth"]) == {"typed", "untyped", "film", "modular", "modular_typed"}
+    assert set(metrics["error_by_depth"]["film"]) == {str(d) for d in range(2, 8)}
+    assert set(metrics["easy_vqa_accuracy"]) == {"end_to_end", "modular_typed"}
+    assert all(0 <= a <= 1 for a in metrics["easy_vqa_accuracy"].values())
     assert (tmp_path / "error_by_depth.png").stat().st_size > 1000
-    assert any((tmp_path / "tensorboard" / "typed").glob("events.out.tfevents.*"))
-    assert (tmp_path / "tensorboard" / "typed" / "scalars.jsonl").read_text().strip()
+    assert (tmp_path / "sgm_correlation.png").stat().st_size > 1000
+    assert (tmp_path / "checkpoints" / "modular_typed" / "checkpoints" / "find").is_dir()
+    assert (tmp_path / "checkpoints" / "film").is_dir()
+    assert (tmp_path / "tensorboard" / "end_to_end" / "scalars.jsonl").read_text().strip()

@@ -1,0 +1,116 @@
+import pytest
+import torch
+
+from modnets.analysis import Assembly, Loss, ModuleSpec, dependencies
+from modnets.compose import Program
+from modnets.data import ClevrLikeConfig, make_clevr_like
+from modnets.data import collate_clevr_like as collate
+from modnets.errors import ConfigError
+from modnets.models import QuestionVocabulary, nmn, nmn_assembly
+from modnets.train import (
+    AuxiliaryDataset,
+    FitConfig,
+    NMNModulewiseConfig,
+    PlanRun,
+    train_nmn_modulewise,
+    train_plan,
+    validation_loss,
+)
+
+
+def _chain_plan():
+    a = Assembly(sources=("x",),
+                 modules=(ModuleSpec("a", ("x",)), ModuleSpec("b", ("a",)), ModuleSpec("c", ("a",))),
+                 losses=(Loss("y", on="b"), Loss("y", on="c")))
+    return dependencies(a).plan
+
+
+def test_train_plan_runs_stages_in_order_with_collect_then_cache_between():
+    events = []
+    jobs = {m: (lambda m=m: events.append(m) or m.upper()) for m in "abc"}
+    run = train_plan(_chain_plan(), jobs, caches={"a": lambda: events.append("cache a") or "manifest"},
+                     collect=lambda name, result: events.append(f"collect {name}={result}"), progress=False)
+    assert events == ["a", "collect a=A", "cache a", "b", "c", "collect b=B", "collect c=C"]
+    assert run.stages == [["a"], ["b", "c"]]
+    assert run.results == {"a": "A", "b": "B", "c": "C"}
+    assert run.cache_results == {"a": "manifest"} and run.cache_after == {"a": 1}
+    assert set(run.module_seconds) == {"a", "b", "c"} and run.wall_seconds >= run.parallel_seconds
+
+
+def test_plan_run_costs_are_the_sum_and_the_slowest_per_stage():
+    run = PlanRun(backend="sequential", stages=[["a", "e"], ["b", "c"]],
+                  module_seconds={"a": 3.0, "e": 1.0, "b": 2.0, "c": 5.0}, cache_seconds={"a": 0.5},
+                  cache_after={"a": 1})
+    assert run.sequential_seconds == pytest.approx(3 + 1 + 2 + 5 + 0.5)
+    assert run.parallel_seconds == pytest.approx(3 + 0.5 + 5)
+    assert run.to_dict()["parallel_seconds"] == pytest.approx(8.5)
+
+
+def test_train_plan_refuses_missing_or_extra_jobs_and_missing_caches():
+    plan = _chain_plan()
+    jobs = {"a": lambda: 0, "b": lambda: 0}
+    with pytest.raises(ConfigError, match=r"missing: \['c'\]"):
+        train_plan(plan, jobs, caches={"a": lambda: 0}, progress=False)
+    with pytest.raises(ConfigError, match=r"not in the plan: \['z'\]"):
+        train_plan(plan, {**jobs, "c": lambda: 0, "z": lambda: 0}, caches={"a": lambda: 0}, progress=False)
+    with pytest.raises(ConfigError, match="cache function"):
+        train_plan(plan, {**jobs, "c": lambda: 0}, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    train = make_clevr_like(ClevrLikeConfig(n_examples=128, depths=(2, 3), image_size=16, seed=1))
+    valid = make_clevr_like(ClevrLikeConfig(n_examples=64, depths=(2, 3), image_size=16, seed=2))
+    return train, valid
+
+
+def test_nmn_modulewise_trains_every_part_from_the_plan_and_the_cache(tiny, tmp_path):
+    train, valid = tiny
+    torch.manual_seed(0)
+    model = nmn(True, image_size=16, hidden=16, prior="logits", questions=QuestionVocabulary.build(train.questions),
+                question_hidden=16)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loss_before = validation_loss(model, train, collate=collate)
+    config = NMNModulewiseConfig(find=FitConfig(epochs=3, batch_size=32, lr=1e-2),
+                                 heads=FitConfig(epochs=6, batch_size=32, lr=1e-2),
+                                 prior=FitConfig(epochs=3, batch_size=32, lr=1e-2),
+                                 search_trials=2, search_examples=64, sgm_rank=4)
+    done = train_nmn_modulewise(model, train, plan=dependencies(nmn_assembly(True, prior=True)).plan,
+                                collate=collate, directory=tmp_path, config=config, valid=valid, progress=False)
+    assert done.run.stages == [["encoder", "find"], ["describe", "exist", "count"]]
+    assert done.run.parallel_seconds < done.run.sequential_seconds
+    assert done.sgm_score is not None and done.sgm_score.n == len(valid)
+    assert len(done.search.trials) == 2 and done.find_params["lr"] == done.search.best_params["lr"]
+    after = model.state_dict()
+    for prefix in ("stem.", "library.table.find.", "library.table.describe.", "library.table.exist.",
+                   "library.table.count.", "question_prior."):
+        assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(prefix)), prefix
+    cache = AuxiliaryDataset(tmp_path / "cache" / "find", producer=torch.nn.ModuleDict(
+        {"stem": model.stem, **{n: model.library[n] for n in ("find", "relate", "and", "or")}}))
+    assert len(cache) == len(train) and cache.tensors["mask"].dtype == torch.float16
+    assert (tmp_path / "checkpoints" / "describe").is_dir() and (tmp_path / "search" / "find.db").exists()
+    assert validation_loss(model, train, collate=collate) < loss_before
+
+
+def test_nmn_modulewise_refuses_a_plan_that_does_not_match_the_prior(tiny, tmp_path):
+    train, _ = tiny
+    model = nmn(True, image_size=16, hidden=8)
+    with pytest.raises(ConfigError, match="question prior"):
+        train_nmn_modulewise(model, train, plan=dependencies(nmn_assembly(True, prior=True)).plan,
+                             collate=collate, directory=tmp_path, progress=False)
+
+
+def test_the_sgm_target_of_a_negated_question_is_the_answer_before_negation():
+    from modnets.data import EASY_VQA_ANSWERS
+    from modnets.models import easy_vqa_library
+    from modnets.train._nmn_modulewise import _Parts
+
+    model = nmn(True, image_size=32, library=easy_vqa_library)
+    parts = _Parts(model, ("describe", "exist", "count"))
+    programs = [Program.parse("not(exist(find[red]))"), Program.parse("exist(find[red])")]
+    yes = EASY_VQA_ANSWERS.index("yes")
+    layouts = parts.layouts(programs)
+    assert [lay.wrappers for lay in layouts] == [("not",), ()]
+    target = parts.head_target(torch.tensor([yes, yes]), layouts, len(EASY_VQA_ANSWERS))
+    assert target.tolist() == [EASY_VQA_ANSWERS.index("no"), yes]
+    assert set(parts.unit) == {"stem", "find", "and", "or"} and parts.heads == ("describe", "exist")
