@@ -43,6 +43,32 @@ def test_parse_never_crashes_on_arbitrary_text(text):
         assert 0 <= e.position <= len(text)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=40))
+def test_parse_never_crashes_on_any_unicode_text(text):
+    try:
+        Program.parse(text)
+    except ProgramSyntaxError as e:
+        assert 0 <= e.position <= len(text)
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(
+        ["function", "inputs", "value_inputs", "x"]) | st.text(max_size=4), inner, max_size=4),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_json)
+def test_node_lists_never_crash_the_reader(nodes):
+    try:
+        Program.from_nodes(nodes)
+    except ProgramSyntaxError:
+        pass
+
+
 @pytest.mark.parametrize(
     "text, position, message",
     [
