@@ -34,8 +34,6 @@ from ._criterion import pointer_errors as pointer_errors
 from ._criterion import saturation as saturation
 from ._distributed import init_from_env as init_from_env
 from ._distributed import world as world
-from ._distributed import init_from_env as init_from_env
-from ._distributed import world as world
 from ._end_to_end import EndToEnd as EndToEnd
 from ._end_to_end import EndToEndConfig as EndToEndConfig
 from ._likelihood import GaussianLikelihood as GaussianLikelihood
