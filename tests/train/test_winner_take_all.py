@@ -88,10 +88,10 @@ def test_training_with_fit_lowers_the_loss_and_logs_usage():
     from modnets.data import Shapes3DConfig, collate_shapes3d, make_shapes3d
     from modnets.train import FitConfig, fit
 
-    data = make_shapes3d(Shapes3DConfig(n_examples=64, image_size=16, seed=0))
+    data = make_shapes3d(Shapes3DConfig(n_examples=32, image_size=8, seed=0))
     torch.manual_seed(0)
-    net = imn(image_size=16, m=2, n=2, latent_dim=2, matrix_size=4, hidden=32, channels=4)
-    result = fit(net, data, config=FitConfig(epochs=6, batch_size=32, lr=3e-3, log_every=2), collate=collate_shapes3d,
+    net = imn(image_size=8, m=2, n=2, latent_dim=2, matrix_size=4, hidden=32, channels=4)
+    result = fit(net, data, config=FitConfig(epochs=8, batch_size=16, lr=3e-3, log_every=2), collate=collate_shapes3d,
                  loss=WinnerTakeAll(net), progress=False)
     first, last = result.history[0], result.history[-1]
     assert last["loss_img"] < 0.7 * first["loss_img"]

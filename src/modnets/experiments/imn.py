@@ -51,15 +51,15 @@ class Config:
     quick: bool = False
     seed: int = 0
     image_size: int = 64
-    n_train: int = 20000
+    n_train: int = 8000
     n_test: int = 2000
     m: int = 5
     n: int = 5
     latent_dim: int = 3
     matrix_size: int = 8
     hidden: int = 256
-    channels: int = 32
-    fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=6, batch_size=64, lr=1e-3))
+    channels: int = 16
+    fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=1, batch_size=32, lr=2e-3))
     objective: WinnerTakeAllConfig = field(default_factory=WinnerTakeAllConfig)
 
     def __post_init__(self) -> None:
@@ -70,16 +70,19 @@ class Config:
     @classmethod
     def for_mode(cls, quick: bool, seed: int = 0) -> Config:
         if quick:
-            return cls(quick=True, seed=seed, image_size=32, n_train=3000, n_test=800, hidden=128, channels=16,
-                       fit=FitConfig(epochs=2, batch_size=64, lr=2e-3, seed=seed))
-        return cls(seed=seed, fit=FitConfig(epochs=6, batch_size=64, lr=1e-3, seed=seed))
+            return cls(quick=True, seed=seed, image_size=32, n_train=2400, n_test=800, hidden=128, channels=16,
+                       fit=FitConfig(epochs=1, batch_size=32, lr=2e-3, seed=seed),
+                       objective=WinnerTakeAllConfig(score_independence=False))
+        return cls(seed=seed, fit=FitConfig(epochs=1, batch_size=32, lr=2e-3, seed=seed),
+                   objective=WinnerTakeAllConfig(score_independence=False))
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def run(config: Config, out_dir: str | Path, *, progress: bool = True) -> Report:
-    """Train both variants, build the Table I analogue and the identity reconstructions; return the report."""
+def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: bool = False) -> Report:
+    """Train both variants, build the Table I analogue and the identity reconstructions; return the report
+    (checkpoints go into ``out_dir``; ``resume=True`` continues from them)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -97,7 +100,8 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True) -> Report
         objective = WinnerTakeAll(net, config=config.objective)
         with RunLogger(out / "tensorboard" / variant) as logger:
             result = fit(net, train, config=config.fit, collate=collate_shapes3d, loss=objective, logger=logger,
-                         progress=progress, desc=variant, checkpoint_dir=out / "checkpoints" / variant)
+                         progress=progress, desc=variant, checkpoint_dir=out / "checkpoints" / variant,
+                         resume=resume)
         winners = _assign(objective, test)
         table = decomposition_table(test.shapes, winners["identity"], n_concepts=len(SHAPES3D_SHAPES),
                                     n_modules=config.n)

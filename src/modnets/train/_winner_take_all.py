@@ -201,7 +201,14 @@ def hessian_penalty(fn: Callable[[Tensor], Tensor], z: Tensor, *, directions: Te
     center = fn(z).flatten(1)
     second = torch.stack([(fn(z + eps * v).flatten(1) + fn(z - eps * v).flatten(1) - 2 * center) / eps**2
                           for v in directions])  # (K, B, D)
-    return second.var(dim=0).sum(-1)
+    return _probe_variance(second)
+
+
+def _probe_variance(second: Tensor) -> Tensor:
+    """``(K, ...rows, D)`` -> ``(...rows,)`` unbiased variance over the first dimension, summed over the last
+    (written out: ``Tensor.var`` over a short leading dimension is many times slower)."""
+    centered = second - second.mean(0)
+    return centered.pow(2).sum(0).sum(-1) / (second.shape[0] - 1)
 
 
 class Assignment(NamedTuple):
@@ -367,7 +374,10 @@ class WinnerTakeAll:
         """``(P, B, C, k, k)`` every candidate transform ``P_S T^I_j`` (eq. 5), candidate index ``s * n + j``."""
         products = subset_products(self.model.transforms(z_versions), self.plan)  # (P, B, S, k, k)
         identities = self.model.identities()  # (n, k, k)
-        cand = products.unsqueeze(-3) @ identities  # (P, B, S, n, k, k)
+        n, k = identities.shape[0], identities.shape[-1]
+        # one GEMM for all (subset, identity) pairs: rows of P_S times [T_1 | ... | T_n]
+        cand = products.reshape(-1, k) @ identities.permute(1, 0, 2).reshape(k, n * k)  # (P*B*S*k, n*k)
+        cand = cand.view(*products.shape[:-2], k, n, k).transpose(-3, -2)  # (P, B, S, n, k, k)
         return cand.flatten(-4, -3)
 
     def _kl_per_candidate(self, prep: _Prepared) -> Tensor:
@@ -405,7 +415,7 @@ class WinnerTakeAll:
             loss = (target[r] - decoded[0]).pow(2).sum(-1)
             if n_probes:
                 second = (decoded[1:1 + n_probes] + decoded[1 + n_probes:] - 2 * decoded[0]) / cfg.eps**2
-                loss = loss + cfg.independence * second.var(dim=0).sum(-1)
+                loss = loss + cfg.independence * _probe_variance(second)
             out[start:start + cfg.chunk_rows] = loss
         return out + cfg.beta * kl
 
@@ -416,14 +426,15 @@ class WinnerTakeAll:
         gram = weight.T @ weight  # (F, F)
         target = x.flatten(1).double() - bias  # (B, D)
         cross = target @ weight  # (B, F)
-        feats = decoder.features(self._candidates(self._latent_versions(prep)).flatten(-2)).double()  # (P, B, C, F)
-        h = feats[0]
+        feats = decoder.features(self._candidates(self._latent_versions(prep)).flatten(-2))  # (P, B, C, F)
+        h = feats[0].double()
         loss = target.pow(2).sum(-1, keepdim=True) - 2 * (h * cross[:, None]).sum(-1) + ((h @ gram) * h).sum(-1)
         n_probes = (feats.shape[0] - 1) // 2
-        if n_probes:
-            second = (feats[1:1 + n_probes] + feats[1 + n_probes:] - 2 * h) / cfg.eps**2  # (K, B, C, F)
+        if n_probes:  # a sum of squares, free of cancellation: float32 is enough
+            second = (feats[1:1 + n_probes] + feats[1 + n_probes:] - 2 * feats[0]) / cfg.eps**2  # (K, B, C, F)
             centered = second - second.mean(0)
-            loss = loss + cfg.independence * ((centered @ gram) * centered).sum(-1).sum(0) / (n_probes - 1)
+            penalty = ((centered @ gram.to(centered.dtype)) * centered).sum(-1).sum(0) / (n_probes - 1)
+            loss = loss + cfg.independence * penalty.double()
         return loss + cfg.beta * self._kl_per_candidate(prep).double()
 
     class _Terms(NamedTuple):
