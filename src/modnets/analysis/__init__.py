@@ -10,6 +10,7 @@ from ._assembly import Merge as Merge
 from ._assembly import ModuleSpec as ModuleSpec
 from ._decomposition import Decomposition as Decomposition
 from ._decomposition import decomposition_table as decomposition_table
+from ._decomposition import factor_alignment as factor_alignment
 from ._decomposition import plot_identity_images as plot_identity_images
 from ._decomposition import plot_usage_curves as plot_usage_curves
 from ._dependencies import AuxiliaryNeed as AuxiliaryNeed

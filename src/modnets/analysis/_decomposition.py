@@ -12,7 +12,7 @@ from torch import Tensor
 
 from ..errors import ShapeError
 
-__all__ = ["Decomposition", "decomposition_table", "plot_identity_images", "plot_usage_curves"]
+__all__ = ["Decomposition", "decomposition_table", "factor_alignment", "plot_identity_images", "plot_usage_curves"]
 
 
 class Decomposition(NamedTuple):
@@ -55,6 +55,27 @@ def decomposition_table(concepts: Tensor, modules: Tensor, *, n_concepts: int, n
     fractions = counts / counts.sum(1, keepdim=True).clamp(min=1)
     best, dominant = fractions.max(1)
     return Decomposition(fractions, dominant, best, len(set(dominant[counts.sum(1) > 0].tolist())))
+
+
+def factor_alignment(factors: Tensor, modules: Tensor, names: Sequence[str]) -> dict[str, float]:
+    """How much each ground-truth factor has to do with which module wins: the normalised mutual information
+    (arithmetic normalisation, 0 = independent, 1 = the module determines the factor and back).
+
+    Args:
+        factors: ``(N, F)`` integer labels of ``F`` factors.
+        modules: ``(N,)`` the winning module of each example.
+        names: the ``F`` factor names.
+
+    Returns:
+        factor name -> NMI between that factor and the winning module.
+    """
+    from sklearn.metrics import normalized_mutual_info_score
+
+    if factors.dim() != 2 or factors.shape[0] != modules.shape[0] or factors.shape[1] != len(names):
+        raise ShapeError(f"factors must be (N, {len(names)}) with N = len(modules) = {modules.shape[0]}, got "
+                         f"{tuple(factors.shape)}")
+    return {name: float(normalized_mutual_info_score(factors[:, i].numpy(), modules.numpy()))
+            for i, name in enumerate(names)}
 
 
 def plot_identity_images(images: Tensor, path: str | Path, *, titles: Sequence[str] | None = None,

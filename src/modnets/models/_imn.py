@@ -207,7 +207,7 @@ def imn(
     latent_dim: int = 3,
     matrix_size: int = 8,
     hidden: int = 256,
-    channels: int = 32,
+    channels: int = 16,
     id_classifier: bool = False,
     n_classes: int = 4,
 ) -> IMN:
