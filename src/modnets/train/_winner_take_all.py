@@ -102,7 +102,7 @@ class WinnerTakeAllConfig:
     eps: float = 0.1
     scorer: str = "fast"
     score_independence: bool = True
-    chunk_rows: int = 64
+    chunk_rows: int = 256
     sample: bool = True
 
     def __post_init__(self) -> None:
@@ -412,10 +412,12 @@ class WinnerTakeAll:
         for start in range(0, rows.shape[0], cfg.chunk_rows):
             r, c = rows[start:start + cfg.chunk_rows], cols[start:start + cfg.chunk_rows]
             decoded = self.model.decoder(cand[:, r, c]).flatten(2)  # (P, R, D)
-            loss = (target[r] - decoded[0]).pow(2).sum(-1)
             if n_probes:
                 second = (decoded[1:1 + n_probes] + decoded[1 + n_probes:] - 2 * decoded[0]) / cfg.eps**2
-                loss = loss + cfg.independence * _probe_variance(second)
+                penalty = _probe_variance(second)
+            loss = decoded[0].sub_(target[r]).square_().sum(-1)  # in place: the chunk stays in cache
+            if n_probes:
+                loss = loss + cfg.independence * penalty
             out[start:start + cfg.chunk_rows] = loss
         return out + cfg.beta * kl
 
