@@ -11,10 +11,6 @@ __all__ = ["EXPERIMENTS", "get_experiment"]
 
 #: name -> (module path, one-line description)
 EXPERIMENTS: dict[str, tuple[str, str]] = {
-    "imn": (
-        "modnets.experiments.imn",
-        "Independent Modular Networks on generated 3D-shapes-like images: Table I shape decomposition, ID classifier",
-    ),
     "nmn": (
         "modnets.experiments.nmn",
         "Neural Module Networks on generated CLEVR-like scenes: typed vs untyped interfaces, error by depth",
@@ -30,6 +26,10 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
     "sorting": (
         "modnets.experiments.sorting",
         "List-sorting agent (perception-action loop): monolithic vs modular training time and generalisation",
+    ),
+    "imn": (
+        "modnets.experiments.imn",
+        "Independent Modular Networks on generated 3D-shapes-like images: Table I shape decomposition, ID classifier",
     ),
 }
 
