@@ -48,7 +48,19 @@ class InterfaceError(ModnetsError, ValueError):
     Raised by ``DataType.validate`` (and so by every typed module when
     ``modnets.check_interfaces(True)`` is on); the message names the module, the data type, the tensor's
     shape and what was wrong.
+
+    Attributes:
+        where: the interface (e.g. ``"module 'find[red]' output"``), or ``""``.
+        nonfinite: whether the problem is a NaN or an infinity (training loops report those as
+            :class:`NumericalError` with the step).
     """
+
+    def __init__(self, message: str, *, where: str = "", nonfinite: bool = False):
+        super().__init__(message)
+        self.where, self.nonfinite = where, nonfinite
+
+    def __reduce__(self):
+        return _rebuild, (type(self), self.args, {"where": self.where, "nonfinite": self.nonfinite})
 
 
 class MissingDependencyError(ModnetsError, ImportError):

@@ -151,3 +151,32 @@ def test_bad_reliability_options_raise():
         FitConfig(checkpoint_every=0)
     with pytest.raises(ConfigError, match="checkpoint_dir"):
         fit(Regressor(), dataset(), config=FitConfig(), collate=collate, progress=False, resume=True)
+
+
+def test_a_nan_between_modules_with_interface_checking_on_names_the_step_and_the_interface(tmp_path):
+    import modnets
+    from modnets.modules import Signature, Typed
+    from modnets.types import Latent
+
+    class TwoModules(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.first = Typed(nn.Linear(4, 4), Signature(inputs={"x": Latent(4)}, output=Latent(4)))
+            self.second = nn.Linear(4, 1)
+            self.calls = 0
+
+        def loss(self, batch):
+            self.calls += 1
+            h = self.first(batch["x"] * (float("nan") if self.calls == 3 else 1.0))
+            return {"loss": (self.second(h) - batch["y"]).pow(2).mean()}
+
+    previous = modnets.check_interfaces(True)
+    try:
+        with pytest.raises(NumericalError, match=r"step 3: module 'Linear' input 'x'") as info:
+            fit(TwoModules(), dataset(), config=FitConfig(epochs=1, batch_size=8, checkpoint_every=2),
+                collate=collate, progress=False, checkpoint_dir=tmp_path)
+    finally:
+        modnets.check_interfaces(previous)
+    assert info.value.step == 3 and info.value.quantity == "interface value"
+    assert info.value.module == "module 'Linear' input 'x'"
+    assert Checkpointer(tmp_path).load_latest()["steps"] == 2  # the last good checkpoint is intact

@@ -22,6 +22,7 @@ from ._dependencies import TrainingPlan as TrainingPlan
 from ._dependencies import dependencies as dependencies
 from ._dependencies import format_dependency_table as format_dependency_table
 from ._dependencies import format_training_plan as format_training_plan
+from ._figures import save_figure as save_figure
 from ._generalization import accuracy_by as accuracy_by
 from ._generalization import majority_baseline as majority_baseline
 from ._generalization import plot_error_curves as plot_error_curves

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ShapeError
+from ._figures import save_figure
 
 __all__ = ["Decomposition", "decomposition_table", "factor_alignment", "plot_identity_images", "plot_usage_curves"]
 
@@ -105,9 +106,7 @@ def plot_identity_images(images: Tensor, path: str | Path, *, titles: Sequence[s
                 if titles is not None and i == 0:
                     ax.set_title(titles[j], fontsize=8)
         axes[i, 0].text(-0.1, 0.5, label, transform=axes[i, 0].transAxes, ha="right", va="center", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def plot_usage_curves(histories: Mapping[str, Sequence[Mapping[str, float]]], path: str | Path, *,
@@ -135,6 +134,4 @@ def plot_usage_curves(histories: Mapping[str, Sequence[Mapping[str, float]]], pa
         ax.set_ylabel("share of batch")
         ax.set_ylim(0, 1)
         ax.legend(fontsize=7, title="identity", title_fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)

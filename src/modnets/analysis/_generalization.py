@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ShapeError
+from ._figures import save_figure
 
 __all__ = ["accuracy_by", "majority_baseline", "plot_error_curves"]
 
@@ -72,12 +73,7 @@ def plot_error_curves(
         ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def majority_baseline(

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError, ShapeError
+from ._figures import save_figure
 
 __all__ = ["ParetoSelection", "pareto_front", "plot_pareto_selection", "select_near_pareto"]
 
@@ -133,9 +134,4 @@ def plot_pareto_selection(losses, variances, selection: ParetoSelection, path: s
     ax.set_ylabel("predictive variance")
     ax.set_title(title)
     ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ._figures import save_figure
+
 __all__ = ["plot_routing_curves"]
 
 ROUTING_KEYS = ("H(A)", "H(A|X)", "I(A;X)")
@@ -47,8 +49,4 @@ def plot_routing_curves(
     axes[0][0].legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, ShapeError
+from ._figures import save_figure
 
 __all__ = ["SurrogateCorrelation", "plot_surrogate_correlation", "surrogate_correlation"]
 
@@ -116,9 +117,4 @@ def plot_surrogate_correlation(
     ax.set_xlabel("SGM validation loss")
     ax.set_ylabel("full-model validation loss")
     ax.set_title(f"{title}\nPearson r = {corr.r:.2f}, p = {corr.p_value:.2g}, n = {corr.n}")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

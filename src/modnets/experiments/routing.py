@@ -21,7 +21,7 @@ from torch.utils.data import Dataset, default_collate
 
 from .._checks import check_ints
 from .._threads import num_threads
-from ..analysis import plot_routing_curves, recovery_scores, routing_stats
+from ..analysis import plot_routing_curves, recovery_scores, routing_stats, save_figure
 from ..data import CompositionConfig, collate_images, load_image_classification, make_composition_task
 from ..errors import ConfigError
 from ..models import dense_mlp, modular_mlp
@@ -264,10 +264,7 @@ def _plot_usage(metrics: dict, path: Path, title: str) -> Path:
         ax.set_ylabel("layer")
         ax.set_yticks(range(len(m["usage"])))
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: bool = False) -> Report:

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from .._checks import check_ints
-from ..errors import ConfigError, NumericalError
+from ..errors import ConfigError, InterfaceError, NumericalError
 from ..routing import RoutedOutput, RouteResult
 from ._checkpoint import Checkpointer, get_rng_state, set_rng_state
 from ._distributed import all_any, all_gather_objects, all_mean, barrier, broadcast_object, world
@@ -243,7 +243,13 @@ def fit(
             loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate,
                                 generator=torch.Generator().manual_seed(config.seed))
             for batch, rows in zip(loader, batches.batches, strict=True):
-                terms = step_fn(batch)
+                try:
+                    terms = step_fn(batch)
+                except InterfaceError as e:  # interface checking on: a NaN or inf between modules
+                    if not e.nonfinite:
+                        raise
+                    raise NumericalError(f"step {result.steps + 1}: {e}", step=result.steps + 1,
+                                         module=e.where or type(model).__name__, quantity="interface value") from e
                 opt.zero_grad(set_to_none=True)
                 bad = nonfinite_loss(terms, result.steps + 1, type(model).__name__)
                 if all_any(bad is not None) and bad is None:

@@ -82,7 +82,8 @@ class DataType(ABC):
         if problem is not None:
             prefix = f"{where}: " if where else ""
             shape = tuple(x.shape) if isinstance(x, Tensor) else None
-            raise InterfaceError(f"{prefix}{self} value of shape {shape} {problem}")
+            nonfinite = isinstance(x, Tensor) and x.is_floating_point() and problem == _nonfinite(x.detach())
+            raise InterfaceError(f"{prefix}{self} value of shape {shape} {problem}", where=where, nonfinite=nonfinite)
 
     # ------------------------------------------------------------------ helpers for subclasses
     def _problem(self, x: Tensor) -> str | None:
@@ -97,12 +98,7 @@ class DataType(ABC):
         shape_problem = self._shape_problem(x)
         if shape_problem is not None:
             return shape_problem
-        finite = torch.isfinite(x)
-        if not bool(finite.all()):
-            n_nan = int(torch.isnan(x).sum())
-            n_inf = int((~finite).sum()) - n_nan
-            return f"contains {n_nan} NaN and {n_inf} infinite values"
-        return self._check_values(x)
+        return _nonfinite(x) or self._check_values(x)
 
     def _shape_problem(self, x: Tensor) -> str | None:
         """Shape checks; by default the last dimension must equal ``size`` when it is set."""
@@ -129,3 +125,12 @@ def _channels_first_problem(x: Tensor, size: int | None) -> str | None:
 
 def _sizes_agree(a: int | None, b: int | None) -> bool:
     return a is None or b is None or a == b
+
+
+def _nonfinite(x: Tensor) -> str | None:
+    """What is not finite in ``x`` (a floating tensor), or ``None``."""
+    finite = torch.isfinite(x)
+    if bool(finite.all()):
+        return None
+    n_nan = int(torch.isnan(x).sum())
+    return f"contains {n_nan} NaN and {int((~finite).sum()) - n_nan} infinite values"
