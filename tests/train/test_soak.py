@@ -89,4 +89,5 @@ def test_training_survives_half_an_hour_of_random_kills(tmp_path):
         for key in reference:
             assert torch.equal(reference[key], state[key]), (name, key)
         runs += 1
+    print(f"soak: {runs} complete runs, {kills} kills, {time.monotonic() - t0:.0f} s")
     assert runs >= 1 and kills >= 1
