@@ -21,6 +21,7 @@ WORKER = textwrap.dedent(
     from modnets.train._distributed import init_from_env, world
 
     kind, out = sys.argv[1], sys.argv[2]
+    ckpt = sys.argv[3] if len(sys.argv) > 3 else None
     init_from_env()
     rank, size = world()
     torch.manual_seed(0)
@@ -36,8 +37,9 @@ WORKER = textwrap.dedent(
     mode = "soft" if kind == "soft" else "sample"
     net = modular_mlp(d_model=8, n_modules=4, d_in=6, n_out=3, mode=mode)
     objective = EndToEnd(net) if kind == "soft" else generalized_em(net, dataset_size=n, samples=3)
-    result = fit(objective, data, config=FitConfig(epochs=3, batch_size=16, lr=1e-2, log_every=1), collate=collate,
-                 progress=False)
+    config = FitConfig(epochs=3, batch_size=16, lr=1e-2, log_every=1, checkpoint_every=5, keep_checkpoints=100)
+    result = fit(objective, data, config=config, collate=collate, progress=False, checkpoint_dir=ckpt,
+                 resume=ckpt is not None)
     torch.save({"state": objective.state_dict(), "history": result.history, "steps": result.steps,
                 "rank": rank, "size": size}, f"{out}-{rank}.pt")
     """
@@ -50,13 +52,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _train(tmp_path, kind: str, nproc: int) -> list[dict]:
+def _train(tmp_path, kind: str, nproc: int, *extra: str) -> list[dict]:
     out = tmp_path / f"{kind}-{nproc}"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if nproc > 1:
         env.update(WORLD_SIZE=str(nproc), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
     procs = [
-        subprocess.Popen([sys.executable, "-c", WORKER, kind, str(out)], stderr=subprocess.PIPE,
+        subprocess.Popen([sys.executable, "-c", WORKER, kind, str(out), *extra], stderr=subprocess.PIPE,
                          env={**env, "RANK": str(r), "LOCAL_RANK": str(r)} if nproc > 1 else env)
         for r in range(nproc)
     ]
@@ -80,12 +82,24 @@ def test_two_processes_train_the_same_model_as_one(tmp_path):
     torch.testing.assert_close(losses_two, losses_one, atol=1e-4, rtol=1e-4)
 
 
-def test_em_incumbent_tables_stay_the_same_in_every_process(tmp_path):
-    two = _train(tmp_path, "em", 2)
-    a, b = two[0]["state"], two[1]["state"]
+def test_em_tables_agree_across_processes_and_a_data_parallel_run_resumes_exactly(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    whole = _train(tmp_path, "em", 2, str(ckpt))  # checkpoints every 5 of its 21 steps
+    a, b = whole[0]["state"], whole[1]["state"]
     assert a.keys() == b.keys()
     for name in a:  # parameters, the incumbent table, the step counter: identical in both processes
         assert torch.equal(a[name], b[name]), name
     # each process saw half the examples, yet every example's incumbent is known to both
-    assert bool(a["buffer.valid"].all())
-    assert bool(torch.isfinite(a["buffer.score"]).all())
+    assert bool(a["buffer.valid"].all()) and bool(torch.isfinite(a["buffer.score"]).all())
+
+    for path in ckpt.glob("step-*.pt"):  # as if both processes had been killed after step 10
+        if int(path.stem.split("-")[1]) > 10:
+            path.unlink()
+    resumed = _train(tmp_path, "em", 2, str(ckpt))
+    for rank in (0, 1):
+        def values(run):
+            return [{k: v for k, v in row.items() if k != "seconds"} for row in run["history"]]
+
+        assert values(resumed[rank]) == values(whole[rank])
+        for name, value in whole[rank]["state"].items():  # each process's own random stream was restored too
+            assert torch.equal(resumed[rank]["state"][name], value), (rank, name)
