@@ -49,8 +49,9 @@ from ._report import Report, markdown_table, percent
 
 __all__ = ["Config", "run"]
 
-#: trains with ``fit``, so ``modnets run NAME --nproc N`` trains it data-parallel
-DATA_PARALLEL = True
+#: not data-parallel: besides ``fit`` it runs searches, caches and stage backends that each process would
+#: repeat on its own (use ``--backend ray`` to spread the module-wise stages instead)
+DATA_PARALLEL = False
 
 #: Table 4.2 regimes: (typed, prior merge, module-wise)
 REGIMES = {"end_to_end": (False, "geometric", False), "modular": (False, "geometric", True),
