@@ -75,12 +75,17 @@ class Config:
 
     @classmethod
     def for_mode(cls, quick: bool, seed: int = 0) -> Config:
+        # beta = 0.1 and thousands of steps: the compositional modules must first absorb the hues (most of the
+        # pixel variance) before the winning identity can follow the shape; at beta = 1 or a few hundred
+        # steps the identities split the floor and wall hues instead (measured at 32x32, see the report text)
+        objective = WinnerTakeAllConfig(beta=0.1, score_independence=False)
         if quick:
             return cls(quick=True, seed=seed, image_size=32, n_train=2400, n_test=800, hidden=128, channels=16,
-                       fit=FitConfig(epochs=1, batch_size=32, lr=2e-3, seed=seed),
-                       objective=WinnerTakeAllConfig(score_independence=False))
-        return cls(seed=seed, fit=FitConfig(epochs=1, batch_size=32, lr=2e-3, seed=seed),
-                   objective=WinnerTakeAllConfig(score_independence=False))
+                       fit=FitConfig(epochs=6, batch_size=32, lr=2e-3, seed=seed, on_nonfinite="skip"),
+                       objective=objective)
+        return cls(seed=seed, image_size=32, hidden=128,
+                   fit=FitConfig(epochs=10, batch_size=32, lr=2e-3, seed=seed, on_nonfinite="skip"),
+                   objective=objective)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -118,7 +123,7 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: b
                                                  zip(SHAPES3D_SHAPES, table.dominant_fraction, strict=True)}
         metrics["distinct_dominant_identities"][variant] = table.distinct_dominant
         metrics[variant] = {
-            "train_seconds": result.seconds, "steps": result.steps,
+            "train_seconds": result.seconds, "steps": result.steps, "skipped_batches": result.skipped,
             "final": {k: v for k, v in result.history[-1].items() if not k.startswith("usage_")},
             "test_winner_loss": float(winners["loss"].mean()),
             "test_subset_size": float(winners["subset_size"].mean()),
@@ -144,6 +149,31 @@ def _assign(objective: WinnerTakeAll, data: Shapes3DDataset, batch_size: int = 2
     subset = torch.cat([p.subset for p in parts])
     return {"identity": torch.cat([p.identity for p in parts]), "subset": subset,
             "subset_size": mask[subset].sum(1).float(), "loss": torch.cat([p.loss for p in parts])}
+
+
+#: probe measurements behind the presets (fixed text: they come from separate short runs, not from this run)
+WHAT_IT_TAKES = (
+    "Probes at 32x32 (2,400 training and 800 test images, seed 0, ID classifier on, batch 32, lr 2e-3) showed "
+    "that the identities follow the shape only once the compositional modules have absorbed the hues. In the "
+    "generated images the floor hue explains 50 % of the pixel variance, the wall hue 31 %, the object hue 7 %, "
+    "the shape 0.9 % (the object covers 6-34 % of the pixels, 15 % on average), so the winner-take-all split "
+    "first follows the floor and wall hues. With beta = 1 it stayed there: after 1,500 steps the mean "
+    "dominant-identity fraction was 27 % and the shape NMI 0.006 (floor 0.34, wall 0.32). With beta = 0.1 the "
+    "latents carried more (KL about 19 instead of 4 nats), the hue NMIs fell, and between 1,200 and 1,800 steps "
+    "the split turned to the shape: mean dominant fraction 30 % / 40 % / 52 % / 54 % and shape NMI "
+    "0.008 / 0.058 / 0.35 / 0.42 after 600 / 1,200 / 1,800 / 2,400 steps (capsule 100 % on one identity, the ID "
+    "classifier's loss below ln 4 for the first time); beta = 0.03 behaved alike (shape NMI 0.33 at 1,800 "
+    "steps). Forcing the training winner's identity to the shape label (an oracle, not the paper's method) gave "
+    "a test split by reconstruction alone of 73 % (shape NMI 0.48) after 900 steps at a training pixel error of "
+    "41.3 against 40.1 for the free hue split: eq. 9 barely prefers either split, so the order in which factors "
+    "are learnt decides. Adding the ID classifier's cross-entropy to the score (weights 1 and 50) changed nothing "
+    "while the identities were mixed (the classifier predicts the same marginal for every identity), and "
+    "neither a latent size of 6 (600 steps) nor identities initialised closer together with a 3x larger "
+    "Lie-algebra basis (300 steps) moved the split at beta = 1. The turn is not guaranteed within the presets' "
+    "step budget: one full-mode run "
+    "(seed 0, 2,500 steps per variant) turned without the ID classifier (shape NMI 0.40, capsule 98 % on one "
+    "identity) and stayed on the floor hue with it (floor-hue NMI 0.37, shape NMI 0.008)."
+)
 
 
 def _report(config: Config, m: dict, figures: list[str]) -> Report:
@@ -179,9 +209,10 @@ def _report(config: Config, m: dict, figures: list[str]) -> Report:
         f"exact values."
     )
     per_variant = markdown_table(
-        ["variant", "train time", "steps", "final loss", "test winner loss", "mean modules in winner",
-         "test identity usage"],
-        [(v.replace("_", " "), f"{m[v]['train_seconds']:.0f} s", m[v]["steps"], f"{m[v]['final']['loss']:.1f}",
+        ["variant", "train time", "steps", "skipped (non-finite)", "final loss", "test winner loss",
+         "mean modules in winner", "test identity usage"],
+        [(v.replace("_", " "), f"{m[v]['train_seconds']:.0f} s", m[v]["steps"], m[v]["skipped_batches"],
+          f"{m[v]['final']['loss']:.1f}",
           f"{m[v]['test_winner_loss']:.1f}", f"{m[v]['test_subset_size']:.2f}",
           " / ".join(f"{100 * u:.0f}" for u in m[v]["test_identity_usage"])) for v in VARIANTS])
     nmi = markdown_table(["factor"] + [v.replace("_", " ") for v in VARIANTS],
@@ -220,7 +251,7 @@ def _report(config: Config, m: dict, figures: list[str]) -> Report:
         summary=summary,
         headline=headline,
         sections=[("What the identities encode", nmi), ("Training", per_variant), ("Method", method),
-                  ("Data", data)],
+                  ("What it takes for the identities to follow shape", WHAT_IT_TAKES), ("Data", data)],
         metrics=m,
         figures=figures,
     )
