@@ -9,7 +9,9 @@ publishes its folder while it holds the write lock, so concurrent saves neither 
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -67,14 +69,7 @@ class HubIndex:
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as conn:  # closing an open transaction rolls it back
-            try:
-                if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                    conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = FULL")
-                conn.execute("BEGIN IMMEDIATE")
-                self._ensure_schema(conn)
-            except sqlite3.DatabaseError as e:
-                raise HubError(f"cannot write the hub index {self.path} ({e}); rebuild it from the folders") from None
+            self._begin(conn)
             try:
                 yield conn
             except sqlite3.DatabaseError as e:
@@ -83,6 +78,28 @@ class HubIndex:
                 conn.execute("COMMIT")
             except sqlite3.DatabaseError as e:
                 raise HubError(f"cannot commit to the hub index {self.path} ({e})") from None
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        """WAL mode, then ``BEGIN IMMEDIATE`` and the schema. SQLite answers "database is locked" at once,
+        without waiting for the busy timeout, when two processes switch a new database to WAL together or
+        one upgrades a read lock while another writes; those attempts are retried until the timeout."""
+        deadline = time.monotonic() + _BUSY_TIMEOUT_S
+        while True:
+            try:
+                if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = FULL")
+                conn.execute("BEGIN IMMEDIATE")
+                self._ensure_schema(conn)
+                return
+            except sqlite3.OperationalError as e:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if ("locked" not in str(e) and "busy" not in str(e)) or time.monotonic() > deadline:
+                    raise HubError(f"cannot write the hub index {self.path} ({e})") from None
+                time.sleep(random.uniform(0.005, 0.05))
+            except sqlite3.DatabaseError as e:
+                raise HubError(f"cannot write the hub index {self.path} ({e}); rebuild it from the folders") from None
 
     def reset(self) -> None:
         """Delete the index files (the database and its WAL and shared-memory files)."""
