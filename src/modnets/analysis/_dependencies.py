@@ -237,12 +237,7 @@ def _classify(assembly: Assembly, name: str) -> ModuleDependencies:
     merges: list[str] = []
     partners: set[str] = set()
     frontier: list[str] = []  # modules reading this module's output (directly or through merges)
-    stack, seen = [name], set()
-    while stack:
-        node = stack.pop()
-        if node in seen:
-            continue
-        seen.add(node)
+    for node in _through_merges(assembly, name):
         direct += [loss.name for loss in assembly.losses_on(node)]
         for consumer in assembly.consumers(node):
             if assembly.kind(consumer) == "module":
@@ -257,7 +252,6 @@ def _classify(assembly: Assembly, name: str) -> ModuleDependencies:
                 if coupled:
                     merges.append(f"{merge.name} ({merge.op})")
                     partners |= coupled
-            stack.append(consumer)
 
     if direct:
         supervision, nearest, through = "direct", tuple(dict.fromkeys(direct)), ()
@@ -276,6 +270,19 @@ def _classify(assembly: Assembly, name: str) -> ModuleDependencies:
     )
 
 
+def _through_merges(assembly: Assembly, start: str) -> list[str]:
+    """``start`` and every merge its output reaches through merges only (depth first, each once)."""
+    stack, seen, order = [start], set(), []
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        order.append(node)
+        stack += [c for c in assembly.consumers(node) if assembly.kind(c) == "merge"]
+    return order
+
+
 def _nearest_losses(assembly: Assembly, frontier: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Breadth-first over module hops: the losses at the fewest modules downstream, and those modules."""
     level, seen, passed = list(dict.fromkeys(frontier)), set(), []
@@ -285,18 +292,9 @@ def _nearest_losses(assembly: Assembly, frontier: list[str]) -> tuple[tuple[str,
         found: list[str] = []
         following: list[str] = []
         for module in level:
-            stack, visited = [module], set()
-            while stack:
-                node = stack.pop()
-                if node in visited:
-                    continue
-                visited.add(node)
+            for node in _through_merges(assembly, module):
                 found += [loss.name for loss in assembly.losses_on(node)]
-                for consumer in assembly.consumers(node):
-                    if assembly.kind(consumer) == "merge":
-                        stack.append(consumer)
-                    elif consumer not in seen:
-                        following.append(consumer)
+                following += [c for c in assembly.consumers(node) if assembly.kind(c) == "module" and c not in seen]
         if found:
             return tuple(dict.fromkeys(found)), tuple(passed)
         level = list(dict.fromkeys(following))
