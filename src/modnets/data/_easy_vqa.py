@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from ..compose._program import Program
 from ..errors import ConfigError, DataUnavailableError
+from ._clevr import collate_clevr_like
 from ._easy_vqa_parser import EASY_VQA_ANSWERS, easy_vqa_kind, parse_easy_vqa_question
 
 __all__ = ["EasyVQADataset", "collate_easy_vqa", "load_easy_vqa"]
@@ -46,15 +47,8 @@ def collate_easy_vqa(items: Sequence[Mapping]) -> dict:
     """
     if len(items) == 0:
         raise ConfigError("collate_easy_vqa needs at least one item, got an empty batch")
-    return {
-        "index": torch.tensor([it["index"] for it in items], dtype=torch.long),
-        "image": torch.stack([it["image"] for it in items]),
-        "answer": torch.tensor([it["answer"] for it in items], dtype=torch.long),
-        "depth": torch.tensor([it["depth"] for it in items], dtype=torch.long),
-        "kind": torch.tensor([it["kind"] for it in items], dtype=torch.long),
-        "program": [it["program"] for it in items],
-        "question": [it["question"] for it in items],
-    }
+    # the CLEVR-like batch, plus the question kind
+    return {**collate_clevr_like(items), "kind": torch.tensor([it["kind"] for it in items], dtype=torch.long)}
 
 
 class EasyVQADataset(Dataset):
