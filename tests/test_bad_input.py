@@ -18,6 +18,7 @@ from modnets.errors import (
     DataUnavailableError,
     HubError,
     InterfaceError,
+    NumericalError,
     ProgramSyntaxError,
     ShapeError,
     TypeMismatchError,
@@ -30,16 +31,46 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def _layer():
     from modnets.routing import MLPExperts, ModularLayer, Router
 
-    return ModularLayer(modules=MLPExperts(4, 6, 8, 6), router=Router(n_modules=4, d_in=6), k=1)
+    bank = MLPExperts(n_modules=4, d_in=6, d_hidden=8, d_out=6)
+    return ModularLayer(modules=bank, router=Router(n_modules=4, d_in=6), k=1)
 
 
-def _fit(**config):
+def _fit(resume=True, **config):
+    from modnets.train import Classification, FitConfig, fit
+
+    data = [{"x": torch.zeros(3), "y": 0}] * 4
+    return fit(Classification(torch.nn.Linear(3, 2)), data, config=FitConfig(**config),
+               collate=torch.utils.data.default_collate, checkpoint_dir=None, resume=resume, progress=False)
+
+
+def _routed(batch, *, n_tasks=None, objective="reinforce", d_in=6):
+    """A router objective's loss on one batch of a small routed MLP with 3 classes."""
+    from modnets.models import modular_mlp
+    from modnets.train import EndToEnd, Reinforce
+
+    net = modular_mlp(d_in=d_in, d_model=6, n_modules=4, n_out=3, n_tasks=n_tasks)
+    return (Reinforce(net) if objective == "reinforce" else EndToEnd(net)).loss(batch)
+
+
+def _batch(**changes):
+    return {"x": torch.randn(4, 6), "y": torch.tensor([0, 1, 2, 0]), **changes}
+
+
+def _fit_routed(batch):
+    from modnets.models import modular_mlp
+    from modnets.train import EndToEnd, FitConfig, fit
+
+    data = [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]
+    fit(EndToEnd(modular_mlp(d_in=6, d_model=6, n_modules=4, n_out=3)), data, config=FitConfig(epochs=1),
+        collate=torch.utils.data.default_collate, progress=False)
+
+
+def _fit_bare_model():
+    from modnets.models import modular_mlp
     from modnets.train import FitConfig, fit
 
-    data = [{"x": torch.zeros(3), "y": torch.zeros(())}] * 4
-    model = torch.nn.Linear(3, 1)
-    return fit(model, data, config=FitConfig(**config), collate=lambda b: b, checkpoint_dir=None, resume=True,
-               loss=lambda b: {"loss": model.weight.sum()}, progress=False)
+    fit(modular_mlp(d_in=6, d_model=6, n_modules=4, n_out=3), [_batch()], config=FitConfig(),
+        collate=lambda b: b[0], progress=False)
 
 
 def _typed_mismatch():
@@ -97,6 +128,18 @@ def _interface_nan():
     Mask().validate(torch.tensor([[0.5, float("nan")]]))
 
 
+def _reinforce_config(**fields):
+    from modnets.train import ReinforceConfig
+
+    ReinforceConfig(**fields)
+
+
+def _fit_config_from(data):
+    from modnets.train import FitConfig
+
+    FitConfig.from_dict(data)
+
+
 # (what the README shows, how to provoke it, the error, a fragment of its message)
 CASES = [
     ("`Program.parse('find[red')`", lambda tmp: Program.parse("find[red"), ProgramSyntaxError, "position"),
@@ -106,6 +149,12 @@ CASES = [
     ("`FitConfig(epochs=0)`", lambda tmp: _fit(epochs=0), ConfigError, "epochs"),
     ("`FitConfig(on_nonfinite='ignore')`", lambda tmp: _fit(on_nonfinite="ignore"), ConfigError,
      "one of ('raise', 'skip')"),
+    ("`ReinforceConfig(baseline='ema')`", lambda tmp: _reinforce_config(baseline="ema"), ConfigError,
+     "ReinforceConfig.baseline must be one of ('moving_average', 'learned', 'none'), got 'ema'"),
+    ("`FitConfig.from_dict({'epoch': 3})`", lambda tmp: _fit_config_from({"epoch": 3}), ConfigError,
+     "unknown key 'epoch' in FitConfig (did you mean 'epochs'?); accepted keys: epochs, batch_size"),
+    ("`FitConfig.from_dict({'epochs': 'ten'})`", lambda tmp: _fit_config_from({"epochs": "ten"}), ConfigError,
+     "FitConfig.epochs must be an int, got 'ten'"),
     ("`fit(..., resume=True)` without a `checkpoint_dir`", lambda tmp: _fit(), ConfigError, "checkpoint_dir"),
     ("`Router(n_modules=4, d_in=6, mode='greedy')`",
      lambda tmp: modnets.routing.Router(n_modules=4, d_in=6, mode="greedy"), ConfigError, "mode"),
@@ -116,6 +165,28 @@ CASES = [
     ("hub name with a path (`../../etc/passwd`)", _hub_traversal, HubError, "name"),
     ("hub weights changed after saving", _hub_tampered, HubError, "sha256"),
     ("a NaN in a `Mask` interface (checking on)", lambda tmp: _interface_nan(), InterfaceError, "NaN"),
+    ("a batch with `\"label\"` where the objective reads `\"y\"`",
+     lambda tmp: _fit_routed({"x": torch.randn(8, 6), "label": torch.zeros(8, dtype=torch.long)}), ConfigError,
+     "the batch has no 'y' ((B, ...) targets); the batch has 'label' instead"),
+    ("a batch without `\"task\"` for a router built with `n_tasks`", lambda tmp: _routed(_batch(), n_tasks=2),
+     ConfigError, "batches need 'task'"),
+    ("a NaN or inf in the inputs of a router objective",
+     lambda tmp: _routed(_batch(x=torch.full((4, 6), float("nan")))), NumericalError,
+     "step 1: batch['x'] holds NaN or inf values"),
+    ("float64 inputs", lambda tmp: _routed(_batch(x=torch.randn(4, 6, dtype=torch.float64))), ConfigError,
+     "batch['x'] must be torch.float32 like the model's parameters, got torch.float64"),
+    ("a NumPy array as inputs", lambda tmp: _routed(_batch(x=torch.randn(4, 6).numpy())), ConfigError,
+     "batch['x'] must be a torch.Tensor, got ndarray"),
+    ("labels out of range", lambda tmp: _routed(_batch(y=torch.tensor([0, 1, 2, 3])), objective="soft"), ConfigError,
+     "outside [0, 3)"),
+    ("float labels", lambda tmp: _routed(_batch(y=torch.zeros(4)), objective="soft"), ConfigError,
+     "must hold integer class ids"),
+    ("inputs of the wrong width into a preset model", lambda tmp: _routed(_batch(x=torch.randn(4, 5))), ShapeError,
+     "batch['x'] of shape (4, 5) does not fit ModularStack"),
+    ("`fit(model, ...)` on a bare routed model", lambda tmp: _fit_bare_model(), ConfigError,
+     "ModularStack is a routed model, not an objective"),
+    ("`FitConfig(device='cuda')` where there is no GPU", lambda tmp: _fit(resume=False, device="cuda:7"), ConfigError,
+     "is not available on this machine; available: cpu"),
 ]
 
 # (what the README shows, the command's arguments, a fragment of its one-line message)
@@ -125,6 +196,14 @@ CLI_CASES = [
     ("`modnets run routing --nproc 0`", ["run", "routing", "--nproc", "0"], "--nproc must be >= 1"),
     ("`modnets run sorting --nproc 2`", ["run", "sorting", "--nproc", "2"], "does not train data-parallel"),
     ("`modnets hub show nosuch --hub DIR`", ["hub", "show", "nosuch", "--hub", "{tmp}"], "nosuch"),
+    ("`modnets run routing --set fit.epoch=1`", ["run", "routing", "--set", "fit.epoch=1"],
+     "'fit.epoch=1' matches no field of routing.Config; nearest: compositions.fit.epochs"),
+    ("`modnets run routing --set fit.epochs=ten`", ["run", "routing", "--set", "fit.epochs=ten"],
+     "routing.Config.compositions.fit.epochs must be an int, got 'ten'"),
+    ("`modnets run routing --set fit.epochs`", ["run", "routing", "--set", "fit.epochs"],
+     "invalid override 'fit.epochs'; expected PATH=VALUE"),
+    ("`modnets run routing --config nowhere.json`", ["run", "routing", "--config", "{tmp}/nowhere.json"],
+     "cannot read config file"),
 ]
 
 

@@ -69,3 +69,96 @@ def test_diverged_training_is_a_failure_with_one_line_and_exit_code_1(capsys, mo
     assert main(["run", "nmn", "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert err == "modnets: error: step 7: loss term 'loss' of NMN is NaN\n"
+
+
+# ------------------------------------------------------------------------------------- --config and --set
+TINY_ROUTING = ['methods=["em"]', "fit.epochs=1", "fit.batch_size=64", "compositions.data.n_train=256",
+                "compositions.data.n_test=64", "compositions.d_hidden=8", "images.n_train=256", "images.n_test=64",
+                "images.d_model=16", "images.d_hidden=16", "images.n_modules=4"]
+
+
+class Recorded:
+    """The routing experiment with a ``run`` that only records the config it is given."""
+
+    seen: list = []
+
+    @staticmethod
+    def run(config, out, progress=True, resume=False):
+        from modnets.experiments import Report
+
+        Recorded.seen.append(config)
+        return Report(name="routing", title="recorded", summary="", headline="| done |", config=config)
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    import modnets.experiments
+
+    real = modnets.experiments.get_experiment
+    Recorded.Config = real("routing").Config
+    Recorded.seen = []
+    monkeypatch.setattr(modnets.experiments, "get_experiment", lambda name: Recorded)
+    return Recorded
+
+
+def _sets(overrides):
+    return [a for item in overrides for a in ("--set", item)]
+
+
+def test_set_and_config_reach_the_experiment_and_metrics_json_reruns_it(tmp_path, capsys, monkeypatch):
+    import modnets.experiments
+
+    first = tmp_path / "first"
+    assert main(["run", "routing", "--quick", "--no-progress", "--out", str(first), *_sets(TINY_ROUTING)]) == 0
+    saved = json.loads((first / "metrics.json").read_text())["config"]
+    assert saved["methods"] == ["em"] and saved["quick"] is True
+    assert saved["compositions"]["fit"]["epochs"] == saved["images"]["fit"]["epochs"] == 1
+    assert saved["compositions"]["data"]["n_train"] == 256 and saved["images"]["n_modules"] == 4
+    assert json.loads((first / "metrics.json").read_text())["compositions"]["em"]["steps"] == 4  # 256 / 64
+
+    routing = modnets.experiments.get_experiment("routing")
+    Recorded.Config, Recorded.seen = routing.Config, []
+    monkeypatch.setattr(modnets.experiments, "get_experiment", lambda name: Recorded)
+    # without --quick: the file, not the preset, decides every field
+    assert main(["run", "routing", "--no-progress", "--out", str(tmp_path / "again"),
+                 "--config", str(first / "metrics.json")]) == 0
+    assert Recorded.seen[-1] == routing.Config.from_dict(saved)
+    assert Recorded.seen[-1].to_dict() == saved
+    assert json.loads((tmp_path / "again" / "metrics.json").read_text())["config"] == saved
+
+
+def test_the_preset_then_the_file_then_each_set(recorded, tmp_path):
+    (tmp_path / "part.yaml").write_text("samples: 2\ncompositions:\n  fit:\n    lr: 1e-3\n    epochs: 5\n")
+    assert main(["run", "routing", "--quick", "--seed", "3", "--no-progress", "--out", str(tmp_path / "run"),
+                 "--config", str(tmp_path / "part.yaml"), "--set", "fit.epochs=2",
+                 "--set", "compositions.fit.epochs=4"]) == 0
+    config = recorded.seen[-1]
+    preset = recorded.Config.for_mode(True, 3)
+    assert config.quick is True and config.seed == 3 and config.samples == 2
+    assert config.compositions.fit.lr == 1e-3 and config.compositions.fit.epochs == 4
+    assert config.images.fit.epochs == 2 and config.images.fit.lr == preset.images.fit.lr
+    assert config.compositions.data == preset.compositions.data
+
+
+@pytest.mark.parametrize(
+    ("args", "files", "fragment"),
+    [
+        (["--set", "fit.epoch=1"], {}, "'fit.epoch=1' matches no field of routing.Config; nearest: "),
+        (["--set", "fit.epochs=ten"], {}, "routing.Config.compositions.fit.epochs must be an int, got 'ten'"),
+        (["--set", "fit.lr=0"], {}, "FitConfig.lr must be > 0"),
+        (["--set", "fit.epochs"], {}, "invalid override 'fit.epochs'; expected PATH=VALUE"),
+        (["--config", "{tmp}/nowhere.json"], {}, "cannot read config file"),
+        (["--config", "{tmp}/c.json"], {"c.json": '{"samples": 2,'}, "is not valid JSON"),
+        (["--config", "{tmp}/c.yaml"], {"c.yaml": "samples: [2\n"}, "is not valid YAML"),
+        (["--config", "{tmp}/c.json"], {"c.json": '{"sample": 2}'}, "unknown key 'sample' in routing.Config"),
+        (["--config", "{tmp}/c.json"], {"c.json": '{"images": {"fit": {"epochs": "1"}}}'},
+         "routing.Config.images.fit.epochs must be an int, got '1'"),
+    ],
+)
+def test_bad_config_input_is_one_line_and_exit_code_2(recorded, tmp_path, capsys, args, files, fragment):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    code = main(["run", "routing", "--quick", "--out", str(tmp_path / "run"), *[a.format(tmp=tmp_path) for a in args]])
+    err = capsys.readouterr().err
+    assert code == 2 and not recorded.seen
+    assert err.startswith("modnets: error: ") and err.count("\n") == 1 and fragment in err, err

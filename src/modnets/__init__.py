@@ -4,7 +4,13 @@ Typed modules composed per input by programs or learned routers, trained end to 
 """
 
 from . import errors as errors
+from . import models as models  # the presets register their module classes with the hub
+from . import plan as plan
 from . import types as types
+from ._config import Config as Config
+from ._config import read_config_file as read_config_file
+from ._config import with_overrides as with_overrides
+from ._config import with_values as with_values
 from .compose import Library as Library
 from .compose import Program as Program
 from .errors import ModnetsError as ModnetsError

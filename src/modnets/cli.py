@@ -39,13 +39,10 @@ def list_() -> None:
         typer.echo(f"  {name:<10} {text}")
 
 
-def _run_one(name: str, quick: bool, out: Path, seed: int, progress: bool, resume: bool = False,
-             backend: str = "sequential", ray_address: str | None = None):
-    from .experiments import get_experiment
+def _run_one(exp, config, out: Path, progress: bool, resume: bool = False):
+    """Run the experiment module ``exp`` with ``config``; write its report into ``out``."""
     from .train import world
 
-    exp = get_experiment(name)
-    config = _with_backend(exp.Config.for_mode(quick, seed), name, backend, ray_address)
     t = time.perf_counter()
     report = exp.run(config, out, progress=progress, resume=resume)
     report.metrics["wall_seconds"] = time.perf_counter() - t
@@ -56,19 +53,36 @@ def _run_one(name: str, quick: bool, out: Path, seed: int, progress: bool, resum
     return report, path
 
 
-def _with_backend(config, name: str, backend: str, ray_address: str | None):
+def _config(exp, quick: bool, seed: int, config_file: Path | None, overrides: list[str]):
+    """The settings of one run: the preset (``--quick``, ``--seed``), then ``--config FILE``, then each ``--set``."""
+    from . import with_overrides, with_values
+    from .experiments import read_run_config
+
+    config = exp.Config.for_mode(quick, seed)
+    if config_file is not None:
+        config = with_values(config, read_run_config(config_file))
+    if overrides:
+        config = with_overrides(config, overrides)
+    return config
+
+
+def _with_backend(config, name: str, backend: str | None, ray_address: str | None):
     """The experiment's config with its stage backend set (``backend`` and ``ray_address`` fields).
 
-    Only experiments that run the stages of a training plan have a ``backend`` field; asking the others for
-    another backend than the default is an error, not silently ignored.
+    ``backend=None`` keeps the config's own (the preset's, or a config file's). Only experiments that run
+    the stages of a training plan have a ``backend`` field; asking the others for another backend than the
+    default is an error, not silently ignored.
     """
     from dataclasses import fields, is_dataclass, replace
 
     from .train import check_backend
 
-    check_backend(backend)
+    if backend is not None:
+        check_backend(backend)
     if ray_address is not None and backend != "ray":
-        raise ConfigError(f"--ray-address needs --backend ray, got --backend {backend}")
+        raise ConfigError(f"--ray-address needs --backend ray, got --backend {backend or 'sequential'}")
+    if backend is None:
+        return config
     names = {f.name for f in fields(config)} if is_dataclass(config) else set()
     if "backend" not in names:
         if backend != "sequential":
@@ -98,19 +112,32 @@ def _launch(nproc: int, args: list[str]) -> int:
 def run(
     name: str = typer.Argument(..., help="experiment name (see `modnets list`)"),
     quick: bool = typer.Option(False, "--quick", help="small settings, a few minutes on 2 CPU cores"),
+    config_file: Path | None = typer.Option(
+        None, "--config", help="JSON or YAML file of config fields (some or all), or a run's metrics.json to repeat "
+        "that run; applied over the preset"
+    ),
+    overrides: list[str] | None = typer.Option(
+        None, "--set", help="PATH=VALUE, e.g. fit.lr=1e-3 or methods='[\"em\"]' (repeatable, applied last); a path "
+        "that does not start at a top-level field sets every field whose path ends with it: fit.epochs=1"
+    ),
     out: Path | None = typer.Option(None, "--out", help="run folder (default runs/NAME[-quick])"),
-    seed: int = typer.Option(0, "--seed", help="random seed"),
+    seed: int = typer.Option(0, "--seed", help="random seed of the preset"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
     resume: bool = typer.Option(False, "--resume", help="continue from the checkpoints in the run folder"),
     nproc: int = typer.Option(1, "--nproc", help="train data-parallel in N processes (torch.distributed)"),
-    backend: str = typer.Option(
-        "sequential", "--backend", help="run the stages of a training plan: sequential (default) or ray (parallel)"
+    backend: str | None = typer.Option(
+        None, "--backend", help="run the stages of a training plan: sequential (the default) or ray (parallel)"
     ),
     ray_address: str | None = typer.Option(
         None, "--ray-address", help="Ray cluster to use with --backend ray (default: start a local Ray)"
     ),
 ) -> None:
-    """Run one experiment; writes report.md, metrics.json, plots, TensorBoard logs and checkpoints."""
+    """Run one experiment; writes report.md, metrics.json, plots, TensorBoard logs and checkpoints.
+
+    The settings are the full preset (or the --quick one, with --seed), then the fields in the --config file,
+    then each --set in order. metrics.json records the whole config under "config", so
+    `modnets run NAME --config runs/NAME/metrics.json` repeats a run.
+    """
     from .experiments import EXPERIMENTS, get_experiment
     from .train import init_from_env, world
 
@@ -121,20 +148,24 @@ def run(
         parallel = [n for n in EXPERIMENTS if getattr(get_experiment(n), "DATA_PARALLEL", False)]
         raise ConfigError(f"experiment {name!r} does not train data-parallel; --nproc works with: "
                           f"{', '.join(parallel)}")
-    _with_backend(exp.Config.for_mode(quick, seed), name, backend, ray_address)  # bad options fail before work
+    overrides = overrides or []
+    # bad options, files and overrides fail before any work
+    config = _with_backend(_config(exp, quick, seed, config_file, overrides), name, backend, ray_address)
     out = out or Path("runs") / (f"{name}-quick" if quick else name)
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         args = ["run", name, "--out", str(out), "--seed", str(seed), *(["--quick"] if quick else []),
+                *(["--config", str(config_file)] if config_file is not None else []),
+                *[a for item in overrides for a in ("--set", item)],
                 *(["--resume"] if resume else []), *([] if progress else ["--no-progress"]),
-                "--backend", backend, *(["--ray-address", ray_address] if ray_address else [])]
+                *(["--backend", backend] if backend else []), *(["--ray-address", ray_address] if ray_address else [])]
         raise typer.Exit(_launch(nproc, args))
     if init_from_env():  # a harmless notice for parameters with a dimension of size 1 (e.g. routing tables)
         warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     if world()[0] > 0:  # the other processes train alongside process 0, which writes the report
         with tempfile.TemporaryDirectory(prefix="modnets-rank-") as scratch:
-            _run_one(name, quick, Path(scratch), seed, False, resume, backend, ray_address)
+            _run_one(exp, config, Path(scratch), False, resume)
         return
-    report, path = _run_one(name, quick, out, seed, progress, resume, backend, ray_address)
+    report, path = _run_one(exp, config, out, progress, resume)
     typer.echo(report.headline)
     typer.echo(f"\nreport: {path}  ({report.metrics['wall_seconds']:.0f} s)")
 
@@ -147,15 +178,16 @@ def reproduce(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
 ) -> None:
     """Run every experiment and write one combined report."""
-    from .experiments import EXPERIMENTS
+    from .experiments import EXPERIMENTS, get_experiment
 
     parts = [f"# modnets reproductions ({'quick' if quick else 'full'} mode, seed {seed})", ""]
     metrics = {}
     for name in EXPERIMENTS:
         typer.echo(f"== {name}")
-        report, path = _run_one(name, quick, out / name, seed, progress)
+        exp = get_experiment(name)
+        report, path = _run_one(exp, exp.Config.for_mode(quick, seed), out / name, progress)
         typer.echo(report.headline + "\n")
-        metrics[name] = report.metrics
+        metrics[name] = report.metrics_json()
         parts += [f"## {report.title}", "", report.summary, "", report.headline, "",
                   f"Full report: [{name}/report.md]({name}/report.md)", ""]
     (out / "report.md").write_text("\n".join(parts))

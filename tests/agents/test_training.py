@@ -13,13 +13,14 @@ from modnets.train import (
     Criterion,
     CriterionMonitor,
     ModuleJob,
+    ModuleJobs,
     category_errors,
     output_terms,
     pointer_errors,
+    run_stages,
     saturation,
     train_agent_end_to_end,
     train_control,
-    train_modules,
     train_operator,
 )
 from modnets.types import OneHot, Pointer
@@ -139,18 +140,21 @@ def test_modules_train_in_parallel_processes_and_come_back():
     jobs = [ModuleJob(op.name, op, partial(train_operator, action=k, traces=sorting_traces, config=config,
                                            progress=False)) for k, op in enumerate(agent.operators[:2])]
     before = {j.name: [p.detach().clone() for p in j.module.parameters()] for j in jobs}
-    out = train_modules(jobs, parallel=True, workers=2)
-    assert out.parallel and out.workers == 2 and set(out.results) == {"mova", "movb"}
-    assert out.wall_seconds > 0 and out.sequential_seconds > 0
+    modular = ModuleJobs(jobs)
+    out = run_stages([modular.names], modular, collect=modular.collect, backend="processes", workers=2,
+                     progress=False)
+    assert out.workers == 2 and set(out.results) == {"mova", "movb"}
+    assert out.timings.wall_seconds > 0 and out.timings.sequential_seconds > 0
     for j in jobs:
         after = list(j.module.parameters())
         assert any(not torch.equal(a, b) for a, b in zip(after, before[j.name], strict=True))
         for k, v in j.module.state_dict().items():
             torch.testing.assert_close(v, out.results[j.name].state_dict[k])
+        assert out.results[j.name].steps == 3
     with pytest.raises(ConfigError, match="distinct"):
-        train_modules([jobs[0], jobs[0]])
-    with pytest.raises(ConfigError, match="start_method"):
-        train_modules(jobs, parallel=True, start_method="teleport")
+        ModuleJobs([jobs[0], jobs[0]])
+    with pytest.raises(ConfigError, match="distinct"):
+        ModuleJobs([])
 
 
 def test_training_config_is_validated():

@@ -4,7 +4,7 @@ import torch
 from modnets.data import ClevrLikeConfig, make_clevr_like
 from modnets.errors import ShapeError
 from modnets.models import FiLM, QuestionVocabulary, film, nmn
-from modnets.train import FitConfig, fit
+from modnets.train import Classification, FitConfig, fit
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def test_film_answers_from_image_and_question_text_never_the_program(data, vocab
     logits = model(batch["image"], batch["question"])
     assert logits.shape == (8, 26)
     assert model.predict(batch).shape == (8,)
-    assert set(model.loss(batch)) == {"loss", "accuracy"}
+    assert set(Classification(model, target="answer").loss(batch)) == {"loss", "accuracy"}
     with pytest.raises(ShapeError, match="FiLM got 8 images but 7 questions"):
         model(batch["image"], batch["question"][:7])
 
@@ -54,9 +54,10 @@ def test_film_training_lowers_the_loss(data, vocab):
     model = film(vocab, image_size=32, channels=(16, 32), width=16)
     assert isinstance(model, FiLM)
     batch = data.collate([data[i] for i in range(16)])
-    before = model.loss(batch)["loss"].item()
-    result = fit(model, data.subset(range(16)), config=FitConfig(epochs=8, batch_size=16, lr=1e-2),
+    objective = Classification(model, target="answer")
+    before = objective.loss(batch)["loss"].item()
+    result = fit(objective, data.subset(range(16)), config=FitConfig(epochs=8, batch_size=16, lr=1e-2),
                  collate=data.collate, progress=False)
     model.eval()
     assert result.steps == 8
-    assert model.loss(batch)["loss"].item() < 0.6 * before
+    assert objective.loss(batch)["loss"].item() < 0.6 * before

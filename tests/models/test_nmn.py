@@ -6,7 +6,7 @@ from modnets import Program
 from modnets.data import ANSWERS, ClevrLikeConfig, collate_clevr_like, make_clevr_like
 from modnets.errors import InterfaceError, ShapeError, TypeMismatchError, UnknownNameError
 from modnets.models import nmn, nmn_library
-from modnets.train import FitConfig, fit
+from modnets.train import Classification, FitConfig, fit
 from modnets.types import HeatMap, Logits, Mask, Probs
 
 
@@ -61,9 +61,10 @@ def test_training_lowers_the_loss(data):
     torch.manual_seed(0)
     model = nmn(True, image_size=32)
     batch = collate_clevr_like([data[i] for i in range(len(data))])
-    before = model.loss(batch)["loss"].item()
-    fit(model, data, config=FitConfig(epochs=6, batch_size=32, lr=3e-3), collate=collate_clevr_like, progress=False)
-    after = model.loss(batch)["loss"].item()
+    objective = Classification(model, target="answer")
+    before = objective.loss(batch)["loss"].item()
+    fit(objective, data, config=FitConfig(epochs=6, batch_size=32, lr=3e-3), collate=collate_clevr_like, progress=False)
+    after = objective.loss(batch)["loss"].item()
     assert after < before - 0.3
 
 

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from modnets.data import ClevrLikeConfig, make_clevr_like
 from modnets.errors import ConfigError, ShapeError
 from modnets.models import NMN, PRIOR_KEY, QuestionVocabulary, nmn
+from modnets.train import Classification
 
 
 @pytest.fixture(scope="module")
@@ -60,18 +61,18 @@ def test_cached_prior_logits_replace_the_question_encoder(data, vocab):
     batch = _batch(data)
     with torch.no_grad():
         prior = model.question_prior(batch["question"])
-        fresh = model.loss(batch)["loss"]
+        fresh = Classification(model, target="answer").loss(batch)["loss"]
     cached = {**batch, PRIOR_KEY: prior, "question": ["unrelated words"] * 16}
     with torch.no_grad():
-        torch.testing.assert_close(model.loss(cached)["loss"], fresh)
+        torch.testing.assert_close(Classification(model, target="answer").loss(cached)["loss"], fresh)
     # an NMN without an encoder runs on cached logits alone, and says so when they are missing
     bare = NMN(library=model.library, stem=model.stem, prior="logits")
     with torch.no_grad():
-        torch.testing.assert_close(bare.loss(cached)["loss"], fresh)
+        torch.testing.assert_close(Classification(bare, target="answer").loss(cached)["loss"], fresh)
     with pytest.raises(ConfigError, match="batches must carry cached prior logits under 'prior_logits'"):
-        bare.loss(batch)
+        Classification(bare, target="answer").loss(batch)
     with pytest.raises(ShapeError, match=r"prior logits must have the root answers' shape \(16, 26\)"):
-        bare.loss({**batch, PRIOR_KEY: prior[:, :5]})
+        Classification(bare, target="answer").loss({**batch, PRIOR_KEY: prior[:, :5]})
 
 
 def test_prior_none_keeps_the_plain_model(data, vocab):
@@ -97,10 +98,10 @@ def test_training_with_the_prior_lowers_the_loss(data, vocab, prior):
     model = nmn(True, image_size=32, hidden=32, channels=(16, 32), prior=prior, questions=vocab)
     batch = _batch(data)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    first = model.loss(batch)["loss"].item()
+    first = Classification(model, target="answer").loss(batch)["loss"].item()
     for _ in range(12):
         opt.zero_grad()
-        model.loss(batch)["loss"].backward()
+        Classification(model, target="answer").loss(batch)["loss"].backward()
         opt.step()
-    assert model.loss(batch)["loss"].item() < 0.7 * first
+    assert Classification(model, target="answer").loss(batch)["loss"].item() < 0.7 * first
     assert model.question_prior.out.weight.grad.abs().sum() > 0  # the prior branch trains too

@@ -3,6 +3,7 @@ import torch
 
 from modnets.errors import ConfigError
 from modnets.models import QuestionEncoder, QuestionPrior, QuestionVocabulary, tokenize
+from modnets.train import Classification
 
 QUESTIONS = [
     "Is there a red shape?",
@@ -69,12 +70,12 @@ def test_question_prior_learns_answers_from_the_question_alone():
     prior = QuestionPrior(QuestionEncoder(QuestionVocabulary.build(questions), embed=8, hidden=16), n_answers=4)
     opt = torch.optim.Adam(prior.parameters(), lr=3e-2)
     batch = {"question": questions, "answer": answers}
-    first = prior.loss(batch)["loss"].item()
+    first = Classification(prior, target="answer").loss(batch)["loss"].item()
     for _ in range(30):
         opt.zero_grad()
-        prior.loss(batch)["loss"].backward()
+        Classification(prior, target="answer").loss(batch)["loss"].backward()
         opt.step()
-    terms = prior.loss(batch)
+    terms = Classification(prior, target="answer").loss(batch)
     assert terms["loss"].item() < 0.2 * first
     assert terms["accuracy"].item() == 1.0
     assert torch.equal(prior.predict(batch), answers)

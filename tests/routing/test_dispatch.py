@@ -19,22 +19,21 @@ from modnets.routing import (
     dispatch_naive,
     make_groups,
 )
-from modnets.routing._dispatch import best_capacity, with_buckets
 
 D_IN, D_OUT = 4, 8  # multiples of 4: grouped mm runs for real (fp32 rows of 16 bytes)
 
 
 def _bank(kind: str, n_modules: int, d_in: int = D_IN, d_out: int = D_OUT) -> nn.Module:
     if kind == "linear":
-        return LinearExperts(n_modules, d_in, d_out)
+        return LinearExperts(n_modules=n_modules, d_in=d_in, d_out=d_out)
     if kind == "linear_nobias":
-        return LinearExperts(n_modules, d_in, d_out, bias=False)
+        return LinearExperts(n_modules=n_modules, d_in=d_in, d_out=d_out, bias=False)
     if kind == "mlp":
-        return MLPExperts(n_modules, d_in, 12, d_out)
+        return MLPExperts(n_modules=n_modules, d_in=d_in, d_hidden=12, d_out=d_out)
     if kind == "mlp_tanh":
-        return MLPExperts(n_modules, d_in, 12, d_out, activation=torch.tanh)
+        return MLPExperts(n_modules=n_modules, d_in=d_in, d_hidden=12, d_out=d_out, activation=torch.tanh)
     return ModuleListExperts(
-        [nn.Sequential(nn.Linear(d_in, 5), nn.Tanh(), nn.Linear(5, d_out)) for _ in range(n_modules)]
+        modules=[nn.Sequential(nn.Linear(d_in, 5), nn.Tanh(), nn.Linear(5, d_out)) for _ in range(n_modules)]
     )
 
 
@@ -92,7 +91,7 @@ def test_dispatch_equals_naive_values_and_gradients(case):
 
 
 def test_frozen_parameters_get_no_gradient_and_the_rest_stay_exact():
-    bank = MLPExperts(3, D_IN, 8, D_OUT)
+    bank = MLPExperts(n_modules=3, d_in=D_IN, d_hidden=8, d_out=D_OUT)
     bank.w1.requires_grad_(False)
     bank.b2.requires_grad_(False)
     x = torch.randn(9, D_IN, requires_grad=True)
@@ -106,7 +105,7 @@ def test_frozen_parameters_get_no_gradient_and_the_rest_stay_exact():
 
 
 def test_output_shapes_sum_and_concat():
-    bank = MLPExperts(3, D_IN, 6, D_OUT)
+    bank = MLPExperts(n_modules=3, d_in=D_IN, d_hidden=6, d_out=D_OUT)
     x = torch.randn(5, D_IN)
     choice = torch.tensor([[0, 1], [1, 2], [2, 0], [0, 2], [1, 0]])
     assert dispatch(x, choice, bank).shape == (5, D_OUT)
@@ -114,7 +113,7 @@ def test_output_shapes_sum_and_concat():
 
 
 def test_unaligned_sizes_fall_back_from_grouped_mm():
-    bank = LinearExperts(3, 3, 5)  # 12- and 20-byte rows: grouped mm cannot run
+    bank = LinearExperts(n_modules=3, d_in=3, d_out=5)  # 12- and 20-byte rows: grouped mm cannot run
     x = torch.randn(7, 3)
     choice = torch.randint(0, 3, (7, 1))
     got = dispatch(x, choice, bank, strategy="grouped_mm")
@@ -122,7 +121,7 @@ def test_unaligned_sizes_fall_back_from_grouped_mm():
 
 
 def test_stride_zero_gradient_from_sum_is_accepted():
-    bank = MLPExperts(4, D_IN, 8, D_OUT)
+    bank = MLPExperts(n_modules=4, d_in=D_IN, d_hidden=8, d_out=D_OUT)
     x = torch.randn(10, D_IN, requires_grad=True)
     choice = torch.randint(0, 4, (10, 1))
     for strategy in bank.strategies:
@@ -131,7 +130,7 @@ def test_stride_zero_gradient_from_sum_is_accepted():
 
 
 def test_non_finite_input_in_one_row_does_not_leak_into_other_modules_gradients():
-    bank = MLPExperts(3, D_IN, 8, D_OUT)
+    bank = MLPExperts(n_modules=3, d_in=D_IN, d_hidden=8, d_out=D_OUT)
     x = torch.randn(6, D_IN)
     x[0] = float("inf")  # row 0 feeds module 0 only; padding slots must not copy it
     choice = torch.tensor([[0], [1], [1], [1], [2], [2]])
@@ -148,24 +147,6 @@ def test_arbitrary_modules_with_image_shaped_rows():
     want = dispatch_naive(x, choice, nn.ModuleList(convs), aggregate="concat")
     assert got.shape == (5, 6, 4, 4)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
-
-
-def test_groups_sort_and_count():
-    choice = torch.tensor([[2], [0], [2], [2], [0]])
-    groups = make_groups(choice, 4)
-    assert groups.counts.tolist() == [2, 0, 3, 0]
-    assert groups.module_ids.tolist() == [0, 0, 2, 2, 2]
-    assert groups.order.tolist() == [1, 4, 0, 2, 3]  # stable
-    assert groups.offsets.tolist() == [2, 2, 5, 5]
-    buckets = with_buckets(groups, 1, capacity=2)
-    assert buckets.n_slots == 4 * 2 + 1 and buckets.overflow == ((2, 0, 1),)
-    assert sorted(buckets.slot_of_pick.tolist()) == [0, 1, 4, 5, 8]
-
-
-def test_best_capacity_trades_padding_for_overflow():
-    assert best_capacity([5]) == 5
-    assert best_capacity([100, 100, 100, 100]) == 100
-    assert best_capacity([1000, 10, 10, 10]) == 10  # padding everyone to 1000 would quadruple the work
 
 
 def test_choose_strategy():
@@ -199,3 +180,15 @@ def test_bad_input_raises_named_error(kwargs, error, words):
 def test_strategy_the_bank_lacks_raises():
     with pytest.raises(ConfigError, match="grouped_mm"):
         dispatch(torch.randn(2, D_IN), torch.zeros(2, 1, dtype=torch.long), _bank("list", 2), strategy="grouped_mm")
+
+
+@pytest.mark.parametrize("kind", ["linear", "mlp", "mlp_tanh", "list"])
+def test_every_strategy_keeps_to_the_input_device_not_the_default_device(kind):
+    bank = _bank(kind, 3)
+    x = torch.randn(6, D_IN, requires_grad=True)
+    choice = torch.tensor([[0, 1], [0, 2], [0, 1], [0, 2], [1, 0], [0, 2]])
+    for strategy in bank.strategies:
+        with torch.device("meta"):  # a tensor created without device= would land here and fail to mix
+            out = dispatch(x, choice, bank, strategy=strategy, capacity=2)
+            out.sum().backward()
+        assert out.device == x.device and x.grad.device == x.device

@@ -20,7 +20,7 @@ from modnets.routing import (
 
 def _layer(mode="sample", k=1, aggregate="sum", n_modules=4, d=8) -> ModularLayer:
     return ModularLayer(
-        modules=MLPExperts(n_modules, d, 12, d),
+        modules=MLPExperts(n_modules=n_modules, d_in=d, d_hidden=12, d_out=d),
         router=Router(n_modules=n_modules, d_in=d, mode=mode, k=k),
         k=k,
         aggregate=aggregate,
@@ -108,14 +108,17 @@ def test_state_dict_round_trip_gives_identical_outputs():
 
 
 def test_bad_construction_raises_config_error():
+    def bank():
+        return LinearExperts(n_modules=4, d_in=8, d_out=8)
+
     with pytest.raises(ConfigError, match=r"k=5.*M=4|M=4.*k=5"):
-        ModularLayer(modules=LinearExperts(4, 8, 8), router=Router(n_modules=4, d_in=8, mode="soft"), k=5)
+        ModularLayer(modules=bank(), router=Router(n_modules=4, d_in=8, mode="soft"), k=5)
     with pytest.raises(ConfigError, match="router.k=1"):
-        ModularLayer(modules=LinearExperts(4, 8, 8), router=Router(n_modules=4, d_in=8), k=2)
+        ModularLayer(modules=bank(), router=Router(n_modules=4, d_in=8), k=2)
     with pytest.raises(ConfigError, match="n_modules=3"):
-        ModularLayer(modules=LinearExperts(4, 8, 8), router=Router(n_modules=3, d_in=8))
+        ModularLayer(modules=bank(), router=Router(n_modules=3, d_in=8))
     with pytest.raises(ConfigError, match="aggregate"):
-        ModularLayer(modules=LinearExperts(4, 8, 8), router=Router(n_modules=4, d_in=8), aggregate="max")
+        ModularLayer(modules=bank(), router=Router(n_modules=4, d_in=8), aggregate="max")
 
 
 def test_bad_input_raises_shape_error_naming_expected_and_received():

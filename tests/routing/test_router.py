@@ -165,3 +165,15 @@ def test_bad_input_raises_named_errors():
         router(torch.randn(5, 4), task=torch.zeros(4, dtype=torch.long))
     with pytest.raises(ShapeError, match="choice"):
         router(torch.randn(5, 4), choice=torch.zeros(4, 1, dtype=torch.long))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_noise_and_picks_are_created_on_the_logits_device_not_the_default_device(mode):
+    router = Router(n_modules=4, d_in=3, mode=mode, k=2 if mode != "argmax" else 1)
+    x = torch.randn(5, 3)
+    gen = torch.Generator().manual_seed(0)
+    with torch.device("meta"):  # a tensor created without device= would land here
+        r = router(x, generator=gen)
+        dense = r.dense()
+    assert all(t.device == x.device for t in (r.choice, r.log_prob, r.probs, dense))
+    assert r.weights is None or r.weights.device == x.device

@@ -46,13 +46,17 @@ def test_mode_override_and_task_embedding():
         dense(x)
 
 
+def _bank() -> MLPExperts:
+    return MLPExperts(n_modules=3, d_in=4, d_hidden=4, d_out=4)
+
+
 def test_bad_stacks_and_routes_raise():
     with pytest.raises(ConfigError, match="at least one"):
         ModularStack(layers=[])
     with pytest.raises(ConfigError, match="ModularLayer"):
         ModularStack(layers=[nn.Linear(2, 2)])
-    soft = ModularLayer(modules=MLPExperts(3, 4, 4, 4), router=Router(n_modules=3, d_in=4, mode="soft"))
-    hard = ModularLayer(modules=MLPExperts(3, 4, 4, 4), router=Router(n_modules=3, d_in=4))
+    soft = ModularLayer(modules=_bank(), router=Router(n_modules=3, d_in=4, mode="soft"))
+    hard = ModularLayer(modules=_bank(), router=Router(n_modules=3, d_in=4))
     with pytest.raises(ConfigError, match="same number of modules"):
         ModularStack(layers=[soft, hard])
     net = ModularStack(layers=[hard])

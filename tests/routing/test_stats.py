@@ -71,3 +71,10 @@ def test_usage_from_choices_and_bad_input():
     with pytest.raises(ConfigError, match="collapse_fraction"):
         routing_stats(probs, collapse_fraction=2.0)
     assert set(s.scalars()) >= {"routing/H(A)", "routing/H(A|X)", "routing/I(A;X)", "routing/collapsed"}
+
+
+def test_stats_of_probs_off_the_default_device():
+    probs = torch.full((6, 2, 3), 1 / 3)
+    with torch.device("meta"):  # the check that probs sum to 1 must compare on the device of probs
+        s = routing_stats(probs)
+    assert s.entropy == pytest.approx(2 * math.log(3))  # two independent layers

@@ -1,4 +1,9 @@
 import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
@@ -91,12 +96,19 @@ def test_downstream_module_trains_from_the_cache_alone(tmp_path):
     del upstream  # the downstream module never runs it
 
     class Head(nn.Module):
+        batch_keys = {"h": "(B, 8) cached upstream outputs", "y": "(B,) class labels"}
+
+        batch_keys = {"h": "(B, 8) cached features", "y": "(B,) labels"}
+
         def __init__(self):
             super().__init__()
             self.net = nn.Linear(8, 2)
 
         def loss(self, batch):
             return {"loss": nn.functional.cross_entropy(self.net(batch["h"]), batch["y"])}
+
+        def predict(self, batch):
+            return self.net(batch["h"]).argmax(-1)
 
     aux = AuxiliaryDataset(tmp_path / "cache", producer_sha256=json.loads(
         (tmp_path / "cache" / "manifest.json").read_text())["producer_sha256"])
@@ -108,3 +120,69 @@ def test_downstream_module_trains_from_the_cache_alone(tmp_path):
     with torch.no_grad():
         after = float(head.loss(everything)["loss"])
     assert after < 0.6 * before
+
+
+# ---------------------------------------------------------------------------------------------- crashes
+KILLED_WRITER = textwrap.dedent(
+    """
+    import os, signal, sys
+    import torch
+    from torch import nn
+    from torch.utils.data import TensorDataset, default_collate
+    from modnets import _files
+    from modnets.train import cache_outputs
+
+    directory, point = sys.argv[1], sys.argv[2]
+
+    def die_at(step):
+        if step == point:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    _files._after_swap_step = die_at
+    torch.manual_seed(1)
+    producer = nn.Linear(4, 3)
+    x = torch.randn(50, 4, generator=torch.Generator().manual_seed(0))
+    data = TensorDataset(x, (x[:, 0] > 0).long())
+
+    def collate(items):
+        x, y = default_collate(items)
+        return {"x": x, "y": y}
+
+    cache_outputs(producer, data, directory=directory, collate=collate, outputs=lambda b: {"h": producer(b["x"])},
+                  targets=("y",), shard_size=16)
+    """
+)
+
+
+def _loads(directory, producer):
+    try:
+        aux = AuxiliaryDataset(directory, producer=producer)
+    except DataUnavailableError:
+        return False
+    with torch.no_grad():
+        return torch.equal(aux.tensors["h"], producer(_data().tensors[0]))
+
+
+@pytest.mark.parametrize(("point", "survivor"), [("aside", "old"), ("placed", "new")])
+def test_a_writer_killed_between_the_steps_of_the_swap_leaves_the_old_or_the_new_cache(tmp_path, point, survivor):
+    torch.manual_seed(0)
+    old = nn.Linear(4, 3)
+    _cache(old, tmp_path, _data(), shard_size=16)
+    torch.manual_seed(1)
+    new = nn.Linear(4, 3)  # what the killed writer builds
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(tmp_path / "cache"), point], env=env,
+                          capture_output=True)
+    assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
+
+    # Readers find exactly one whole cache, without anything repairing the folder first.
+    assert (_loads(tmp_path / "cache", old), _loads(tmp_path / "cache", new)) == (survivor == "old", survivor == "new")
+    expected = module_sha256(old if survivor == "old" else new)
+    assert AuxiliaryManifest.read(tmp_path / "cache").producer_sha256 == expected
+
+    # The next writer settles the swap and tidies up: a valid cache is reused, a stale one rebuilt.
+    calls = []
+    cache_outputs(new, _data(), directory=tmp_path / "cache", collate=_collate, shard_size=16, targets=("y",),
+                  outputs=lambda b: calls.append(1) or {"h": new(b["x"])})
+    assert bool(calls) == (survivor == "old")
+    assert _loads(tmp_path / "cache", new) and [p.name for p in tmp_path.iterdir()] == ["cache"]

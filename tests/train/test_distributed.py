@@ -17,7 +17,7 @@ WORKER = textwrap.dedent(
     import sys
     import torch
     from modnets.models import modular_mlp
-    from modnets.train import EndToEnd, FitConfig, fit, generalized_em
+    from modnets.train import EndToEnd, FitConfig, TopKBufferConfig, fit, generalized_em
     from modnets.train._distributed import init_from_env, world
 
     kind, out = sys.argv[1], sys.argv[2]
@@ -36,7 +36,8 @@ WORKER = textwrap.dedent(
 
     mode = "soft" if kind == "soft" else "sample"
     net = modular_mlp(d_model=8, n_modules=4, d_in=6, n_out=3, mode=mode)
-    objective = EndToEnd(net) if kind == "soft" else generalized_em(net, dataset_size=n, samples=3)
+    objective = (EndToEnd(net) if kind == "soft"
+                 else generalized_em(net, dataset_size=n, config=TopKBufferConfig.em(samples=3)))
     config = FitConfig(epochs=3, batch_size=16, lr=1e-2, log_every=1, checkpoint_every=5, keep_checkpoints=100)
     result = fit(objective, data, config=config, collate=collate, progress=False, checkpoint_dir=ckpt,
                  resume=ckpt is not None)

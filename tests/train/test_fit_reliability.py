@@ -71,6 +71,10 @@ def collate(items):
 
 
 class Regressor(nn.Module):
+    """A user-written objective: regression by squared error."""
+
+    batch_keys = {"x": "(B, 4) inputs", "y": "(B, 1) targets"}
+
     def __init__(self, nan_at=None, where="loss"):
         super().__init__()
         self.body = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
@@ -85,6 +89,9 @@ class Regressor(nn.Module):
         if self.calls == self.nan_at and self.where == "loss":
             err = err * float("nan")
         return {"loss": err, "loss_mse": err}
+
+    def predict(self, batch):
+        return self.body(batch["x"])
 
 
 def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one_with_a_warning(tmp_path):
@@ -159,6 +166,8 @@ def test_a_nan_between_modules_with_interface_checking_on_names_the_step_and_the
     from modnets.types import Latent
 
     class TwoModules(nn.Module):
+        batch_keys = {"x": "(B, 4) inputs", "y": "(B, 1) targets"}
+
         def __init__(self):
             super().__init__()
             self.first = Typed(nn.Linear(4, 4), Signature(inputs={"x": Latent(4)}, output=Latent(4)))
@@ -169,6 +178,9 @@ def test_a_nan_between_modules_with_interface_checking_on_names_the_step_and_the
             self.calls += 1
             h = self.first(batch["x"] * (float("nan") if self.calls == 3 else 1.0))
             return {"loss": (self.second(h) - batch["y"]).pow(2).mean()}
+
+        def predict(self, batch):
+            return self.second(self.first(batch["x"]))
 
     previous = modnets.check_interfaces(True)
     try:

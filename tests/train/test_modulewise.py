@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from modnets.analysis import Assembly, Loss, ModuleSpec, dependencies
+from modnets.analysis import dependencies
 from modnets.compose import Program
 from modnets.data import ClevrLikeConfig, make_clevr_like
 from modnets.data import collate_clevr_like as collate
@@ -11,50 +11,9 @@ from modnets.train import (
     AuxiliaryDataset,
     FitConfig,
     NMNModulewiseConfig,
-    PlanRun,
     train_nmn_modulewise,
-    train_plan,
     validation_loss,
 )
-
-
-def _chain_plan():
-    a = Assembly(sources=("x",),
-                 modules=(ModuleSpec("a", ("x",)), ModuleSpec("b", ("a",)), ModuleSpec("c", ("a",))),
-                 losses=(Loss("y", on="b"), Loss("y", on="c")))
-    return dependencies(a).plan
-
-
-def test_train_plan_runs_stages_in_order_with_collect_then_cache_between():
-    events = []
-    jobs = {m: (lambda m=m: events.append(m) or m.upper()) for m in "abc"}
-    run = train_plan(_chain_plan(), jobs, caches={"a": lambda: events.append("cache a") or "manifest"},
-                     collect=lambda name, result: events.append(f"collect {name}={result}"), progress=False)
-    assert events == ["a", "collect a=A", "cache a", "b", "c", "collect b=B", "collect c=C"]
-    assert run.stages == [["a"], ["b", "c"]]
-    assert run.results == {"a": "A", "b": "B", "c": "C"}
-    assert run.cache_results == {"a": "manifest"} and run.cache_after == {"a": 1}
-    assert set(run.module_seconds) == {"a", "b", "c"} and run.wall_seconds >= run.parallel_seconds
-
-
-def test_plan_run_costs_are_the_sum_and_the_slowest_per_stage():
-    run = PlanRun(backend="sequential", stages=[["a", "e"], ["b", "c"]],
-                  module_seconds={"a": 3.0, "e": 1.0, "b": 2.0, "c": 5.0}, cache_seconds={"a": 0.5},
-                  cache_after={"a": 1})
-    assert run.sequential_seconds == pytest.approx(3 + 1 + 2 + 5 + 0.5)
-    assert run.parallel_seconds == pytest.approx(3 + 0.5 + 5)
-    assert run.to_dict()["parallel_seconds"] == pytest.approx(8.5)
-
-
-def test_train_plan_refuses_missing_or_extra_jobs_and_missing_caches():
-    plan = _chain_plan()
-    jobs = {"a": lambda: 0, "b": lambda: 0}
-    with pytest.raises(ConfigError, match=r"missing: \['c'\]"):
-        train_plan(plan, jobs, caches={"a": lambda: 0}, progress=False)
-    with pytest.raises(ConfigError, match=r"not in the plan: \['z'\]"):
-        train_plan(plan, {**jobs, "c": lambda: 0, "z": lambda: 0}, caches={"a": lambda: 0}, progress=False)
-    with pytest.raises(ConfigError, match="cache function"):
-        train_plan(plan, {**jobs, "c": lambda: 0}, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +37,9 @@ def test_nmn_modulewise_trains_every_part_from_the_plan_and_the_cache(tiny, tmp_
     done = train_nmn_modulewise(model, train, plan=dependencies(nmn_assembly(True, prior=True)).plan,
                                 collate=collate, directory=tmp_path, config=config, valid=valid, progress=False)
     assert done.run.stages == [["encoder", "find"], ["describe", "exist", "count"]]
-    assert done.run.parallel_seconds < done.run.sequential_seconds
+    assert done.run.timings.parallel_seconds < done.run.timings.sequential_seconds
+    assert set(done.run.timings.cache_seconds) == {"find"} and done.to_dict()["module_seconds"].keys() == {
+        "encoder", "find", "describe", "exist", "count"}
     assert done.sgm_score is not None and done.sgm_score.n == len(valid)
     assert len(done.search.trials) == 2 and done.find_params["lr"] == done.search.best_params["lr"]
     after = model.state_dict()

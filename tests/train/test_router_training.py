@@ -30,7 +30,7 @@ def make_net(seed=0, mode="sample", layers=2, m=4, d=6, k=1, static=False, n_tas
     return ModularStack(
         layers=[
             ModularLayer(
-                modules=MLPExperts(m, d, 8, d),
+                modules=MLPExperts(n_modules=m, d_in=d, d_hidden=8, d_out=d),
                 router=Router(n_modules=m, d_in=d, mode=mode, k=k, static=static, n_tasks=n_tasks),
                 k=k,
             )
@@ -100,7 +100,7 @@ def test_reinforce_moving_average_baseline_is_subtracted():
 def test_buffer_of_one_without_sample_gradient_is_kirsch_em():
     b = batch()
     net_a, net_b = make_net(), make_net()
-    em = generalized_em(net_a, dataset_size=16, samples=3)
+    em = generalized_em(net_a, dataset_size=16, config=TopKBufferConfig.em(samples=3))
     incumbent = None  # reference: (B, L, k) incumbents and their scores, kept by hand
     for step in range(3):
         torch.manual_seed(100 + step)
@@ -151,16 +151,16 @@ def test_buffer_keeps_the_k_best_distinct_routings():
 
 def test_e_step_schedule_runs_the_e_step_every_nth_step():
     net = make_net()
-    em = generalized_em(net, dataset_size=16, samples=2, e_step_every=3)
+    em = generalized_em(net, dataset_size=16, config=TopKBufferConfig.em(samples=2, e_step_every=3))
     flags = [float(em.loss(batch())["e_step"]) for _ in range(6)]
     assert flags == [1.0, 0.0, 0.0, 1.0, 0.0, 0.0]
 
 
 def test_state_dict_round_trip_keeps_the_buffer():
     net = make_net()
-    em = generalized_em(net, dataset_size=16, samples=2)
+    em = generalized_em(net, dataset_size=16, config=TopKBufferConfig.em(samples=2))
     em.loss(batch())
-    clone = generalized_em(make_net(seed=5), dataset_size=16, samples=2)
+    clone = generalized_em(make_net(seed=5), dataset_size=16, config=TopKBufferConfig.em(samples=2))
     clone.load_state_dict(copy.deepcopy(em.state_dict()))
     assert torch.equal(clone.buffer.choice, em.buffer.choice) and torch.equal(clone.buffer.valid, em.buffer.valid)
     assert int(clone.steps) == 1
@@ -183,7 +183,10 @@ def collate(items):
 def routed_regressor(mode="sample", seed=0):
     torch.manual_seed(seed)
     return ModularStack(layers=[
-        ModularLayer(modules=MLPExperts(2, 4, 16, 4), router=Router(n_modules=2, static=True, n_tasks=2, mode=mode))
+        ModularLayer(
+            modules=MLPExperts(n_modules=2, d_in=4, d_hidden=16, d_out=4),
+            router=Router(n_modules=2, static=True, n_tasks=2, mode=mode),
+        )
     ])
 
 
@@ -194,7 +197,7 @@ def test_every_method_learns_a_two_task_problem(method):
     net = routed_regressor(mode)
     ll = GaussianLikelihood(sigma=0.5)
     objective = {
-        "em": lambda: generalized_em(net, dataset_size=len(data), samples=2, likelihood=ll),
+        "em": lambda: generalized_em(net, dataset_size=len(data), config=TopKBufferConfig.em(samples=2), likelihood=ll),
         "topk": lambda: TopKBuffer(net, dataset_size=len(data), likelihood=ll,
                                    config=TopKBufferConfig(buffer_size=2, samples=2)),
         "reinforce": lambda: Reinforce(net, ReinforceConfig(), likelihood=ll),
@@ -216,7 +219,8 @@ def test_every_method_learns_a_two_task_problem(method):
 def test_em_separates_the_two_tasks_onto_two_modules():
     data = composition_data()
     net = routed_regressor()
-    em = generalized_em(net, dataset_size=len(data), samples=2, likelihood=GaussianLikelihood(sigma=0.5))
+    em = generalized_em(net, dataset_size=len(data), config=TopKBufferConfig.em(samples=2),
+                        likelihood=GaussianLikelihood(sigma=0.5))
     fit(em, data, config=FitConfig(epochs=20, batch_size=64, lr=1e-2), collate=collate, progress=False)
     probs = net.layers[0].router.logits.detach().softmax(-1)[:, 0]  # (tasks, M)
     assert probs.argmax(1).tolist() in ([0, 1], [1, 0])

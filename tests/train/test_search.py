@@ -21,8 +21,13 @@ class Toy(nn.Module):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(2, width), nn.Tanh(), nn.Linear(width, 1))
 
+    batch_keys = {"x": "(B, 2) inputs", "y": "(B,) regression targets"}
+
     def loss(self, batch):
-        return {"loss": nn.functional.mse_loss(self.net(batch["x"]).squeeze(-1), batch["y"])}
+        return {"loss": nn.functional.mse_loss(self.predict(batch), batch["y"])}
+
+    def predict(self, batch):
+        return self.net(batch["x"]).squeeze(-1)
 
 
 def _data(n: int, seed: int):
@@ -37,14 +42,14 @@ def _collate(examples):
 
 
 def _toy_objective(train, valid):
-    def model(trial):
+    def objective(trial):
         torch.manual_seed(trial.number)
         return Toy(trial.suggest_int("width", 1, 32, log=True))
 
     def fit_config(trial):
         return FitConfig(epochs=3, batch_size=16, lr=trial.suggest_float("lr", 1e-5, 1e-1, log=True), seed=0)
 
-    return fit_objective(model=model, fit_config=fit_config, train=train, valid=valid, collate=_collate)
+    return fit_objective(objective=objective, fit_config=fit_config, train=train, valid=valid, collate=_collate)
 
 
 def test_search_finds_better_hyperparameters_than_a_bad_setting(tmp_path):

@@ -26,12 +26,12 @@ SCRIPT = '''
 import json, sys, torch
 from torch.utils.data import default_collate
 from modnets.models import modular_mlp
-from modnets.train import FitConfig, fit, generalized_em
+from modnets.train import FitConfig, TopKBufferConfig, fit, generalized_em
 torch.manual_seed(0)
 g = torch.Generator().manual_seed(1)
 data = [{"index": i, "x": torch.randn(12, generator=g), "y": int(i % 3)} for i in range(2000)]
 net = modular_mlp(d_in=12, d_model=16, n_modules=4, n_out=3)
-objective = generalized_em(net, dataset_size=len(data), samples=3)
+objective = generalized_em(net, dataset_size=len(data), config=TopKBufferConfig.em(samples=3))
 result = fit(objective, data, config=FitConfig(epochs=4, batch_size=16, lr=1e-2, checkpoint_every=7, log_every=1),
              collate=default_collate, progress=False, checkpoint_dir=sys.argv[1], resume=True)
 torch.save(objective.state_dict(), sys.argv[2])

@@ -38,7 +38,7 @@ def _loss_and_grad(net, scorer, score_independence, x, noise, directions, shape)
     objective = WinnerTakeAll(net, config=WinnerTakeAllConfig(scorer=scorer, score_independence=score_independence,
                                                               independence=1e-2))
     net.zero_grad()
-    terms = objective.loss(x, noise=noise, directions=directions, shape=shape)
+    terms = objective.terms(x, noise=noise, directions=directions, shape=shape)
     terms["loss"].backward()
     return terms["loss"].detach(), {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
 
@@ -91,8 +91,8 @@ def test_training_with_fit_lowers_the_loss_and_logs_usage():
     data = make_shapes3d(Shapes3DConfig(n_examples=32, image_size=8, seed=0))
     torch.manual_seed(0)
     net = imn(image_size=8, m=2, n=2, latent_dim=2, matrix_size=4, hidden=32, channels=4)
-    result = fit(net, data, config=FitConfig(epochs=8, batch_size=16, lr=3e-3, log_every=2), collate=collate_shapes3d,
-                 loss=WinnerTakeAll(net), progress=False)
+    result = fit(WinnerTakeAll(net), data, config=FitConfig(epochs=8, batch_size=16, lr=3e-3, log_every=2),
+                 collate=collate_shapes3d, progress=False)
     first, last = result.history[0], result.history[-1]
     assert last["loss_img"] < 0.7 * first["loss_img"]
     assert abs(sum(last[f"usage_{j}"] for j in range(2)) - 1) < 1e-6

@@ -1,24 +1,24 @@
 """Analysis: generalisation curves, baselines and routing diagnostics."""
 
+from ..plan import CODEPENDENT_MERGES as CODEPENDENT_MERGES
+from ..plan import SAFE_MERGES as SAFE_MERGES
+from ..plan import Assembly as Assembly
+from ..plan import AuxiliaryNeed as AuxiliaryNeed
+from ..plan import Loss as Loss
+from ..plan import Merge as Merge
+from ..plan import ModuleSpec as ModuleSpec
+from ..plan import Stage as Stage
+from ..plan import SurrogateNeed as SurrogateNeed
+from ..plan import TrainingPlan as TrainingPlan
 from ..routing import RoutingStats as RoutingStats
 from ..routing import routing_stats as routing_stats
-from ._assembly import CODEPENDENT_MERGES as CODEPENDENT_MERGES
-from ._assembly import SAFE_MERGES as SAFE_MERGES
-from ._assembly import Assembly as Assembly
-from ._assembly import Loss as Loss
-from ._assembly import Merge as Merge
-from ._assembly import ModuleSpec as ModuleSpec
 from ._decomposition import Decomposition as Decomposition
 from ._decomposition import decomposition_table as decomposition_table
 from ._decomposition import factor_alignment as factor_alignment
 from ._decomposition import plot_identity_images as plot_identity_images
 from ._decomposition import plot_usage_curves as plot_usage_curves
-from ._dependencies import AuxiliaryNeed as AuxiliaryNeed
 from ._dependencies import DependencyReport as DependencyReport
 from ._dependencies import ModuleDependencies as ModuleDependencies
-from ._dependencies import Stage as Stage
-from ._dependencies import SurrogateNeed as SurrogateNeed
-from ._dependencies import TrainingPlan as TrainingPlan
 from ._dependencies import dependencies as dependencies
 from ._dependencies import format_dependency_table as format_dependency_table
 from ._dependencies import format_training_plan as format_training_plan

@@ -89,14 +89,12 @@ def plot_identity_images(images: Tensor, path: str | Path, *, titles: Sequence[s
         titles: one title per column.
         rows: row label -> ``(n, 3, H, W)`` images, for several models in one figure.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     rows = dict(rows) if rows is not None else {"": images}
     n = max(r.shape[0] for r in rows.values())
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.6 * n, 1.8 * len(rows)), squeeze=False)
+    fig = Figure(figsize=(1.6 * n, 1.8 * len(rows)))
+    axes = fig.subplots(len(rows), n, squeeze=False)
     for i, (label, imgs) in enumerate(rows.items()):
         for j in range(n):
             ax = axes[i, j]
@@ -118,12 +116,10 @@ def plot_usage_curves(histories: Mapping[str, Sequence[Mapping[str, float]]], pa
         path: PNG file.
         prefix: the key prefix of the usage columns.
     """
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(histories), figsize=(5 * len(histories), 3.2), squeeze=False)
+    fig = Figure(figsize=(5 * len(histories), 3.2))
+    axes = fig.subplots(1, len(histories), squeeze=False)
     for ax, (label, rows) in zip(axes[0], histories.items(), strict=True):
         keys = sorted({k for r in rows for k in r if k.startswith(prefix)})
         steps = [r["step"] for r in rows]

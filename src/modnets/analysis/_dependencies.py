@@ -9,9 +9,10 @@ For every module that must be trained, :func:`dependencies` decides
 - **codependent gradient**: the trained modules whose outputs meet its own in a merge that is not an
   addition, average, concatenation or scalar weighting (a product, min, max ...).
 
-and derives a :class:`TrainingPlan`: stages of modules that can train in parallel (a module waits for the
-modules whose outputs it reads; codependent modules train together in one job), the auxiliary data sets
-of cached outputs to write after each stage, and the modules that need a surrogate gradient module.
+and derives a :class:`~modnets.plan.TrainingPlan`: stages of modules that can train in parallel (a module
+waits for the modules whose outputs it reads; codependent modules train together in one job), the
+auxiliary data sets of cached outputs to write after each stage, and the modules that need a surrogate
+gradient module.
 """
 
 from __future__ import annotations
@@ -19,15 +20,11 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from ._assembly import Assembly
+from ..plan import Assembly, AuxiliaryNeed, Stage, SurrogateNeed, TrainingPlan
 
 __all__ = [
-    "AuxiliaryNeed",
     "DependencyReport",
     "ModuleDependencies",
-    "Stage",
-    "SurrogateNeed",
-    "TrainingPlan",
     "dependencies",
     "format_dependency_table",
     "format_training_plan",
@@ -65,87 +62,6 @@ class ModuleDependencies:
     def codependent(self) -> bool:
         """Whether its gradient is codependent."""
         return bool(self.codependent_merges)
-
-
-@dataclass(frozen=True)
-class Stage:
-    """Modules that can train at the same time; the stages of a plan run in order.
-
-    Attributes:
-        modules: the modules trained in this stage, each of them able to train in parallel with the others
-            except within a job of ``jobs``.
-        jobs: independent training jobs: one module, or a group of codependent modules trained jointly.
-    """
-
-    modules: tuple[str, ...]
-    jobs: tuple[tuple[str, ...], ...]
-
-
-@dataclass(frozen=True)
-class AuxiliaryNeed:
-    """An auxiliary data set to cache (thesis 4.1): a trained module's outputs with the sample ids and the
-    nearest targets of the modules that read them.
-
-    Attributes:
-        producer: the module whose outputs are cached (once it is trained).
-        consumers: the modules that train from the cache instead of running the producer.
-        targets: the targets to store next to the outputs (the consumers' nearest losses).
-        after_stage: the 1-based stage after which it can be written.
-    """
-
-    producer: str
-    consumers: tuple[str, ...]
-    targets: tuple[str, ...]
-    after_stage: int
-
-
-@dataclass(frozen=True)
-class SurrogateNeed:
-    """A module with indirect supervision, to be trained through a surrogate gradient module (thesis 4.2.3).
-
-    Attributes:
-        module: the module trained through the SGM.
-        losses: the nearest losses, which the SGM connects the module's output to.
-        replaces: the modules between the module's output and those losses, whose gradient the SGM stands in for.
-    """
-
-    module: str
-    losses: tuple[str, ...]
-    replaces: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class TrainingPlan:
-    """How to train an assembly module by module.
-
-    Attributes:
-        stages: in order; the modules of a stage can train in parallel.
-        auxiliary: auxiliary data sets to cache, producer -> consumers.
-        surrogates: modules that need an SGM.
-        frozen: pretrained modules, not trained.
-        unsupervised: modules that no loss reaches; the plan cannot train them.
-    """
-
-    stages: tuple[Stage, ...]
-    auxiliary: tuple[AuxiliaryNeed, ...]
-    surrogates: tuple[SurrogateNeed, ...]
-    frozen: tuple[str, ...]
-    unsupervised: tuple[str, ...]
-
-    def stage_of(self, module: str) -> int:
-        """The 1-based stage that trains a module (0 when no stage does)."""
-        for i, stage in enumerate(self.stages, 1):
-            if module in stage.modules:
-                return i
-        return 0
-
-    def surrogate_for(self, module: str) -> SurrogateNeed | None:
-        """The SGM need of a module, or ``None``."""
-        return next((s for s in self.surrogates if s.module == module), None)
-
-    def cached_inputs(self, module: str) -> tuple[str, ...]:
-        """The producers whose auxiliary data sets a module trains from."""
-        return tuple(a.producer for a in self.auxiliary if module in a.consumers)
 
 
 @dataclass(frozen=True)
@@ -192,7 +108,7 @@ def dependencies(assembly: Assembly) -> DependencyReport:
         the table rows (one per module that is not pretrained) and the plan.
 
     Example:
-        >>> from modnets.analysis import Assembly, Loss, Merge, ModuleSpec
+        >>> from modnets.plan import Assembly, Loss, ModuleSpec
         >>> a = Assembly(sources=("x",), modules=(ModuleSpec("enc", ("x",)), ModuleSpec("head", ("enc",))),
         ...              losses=(Loss("y", on="head"),))
         >>> report = dependencies(a)
@@ -418,7 +334,7 @@ def format_training_plan(plan: TrainingPlan) -> str:
     """The plan as readable lines: each stage's jobs, the SGMs and auxiliary data sets they need.
 
     Args:
-        plan: a :class:`TrainingPlan`.
+        plan: a :class:`~modnets.plan.TrainingPlan`.
 
     Returns:
         text, one stage per paragraph.

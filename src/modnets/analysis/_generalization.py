@@ -52,12 +52,10 @@ def plot_error_curves(
         trained_up_to: draw a dashed line after this x (the deepest value seen in training).
         references: label -> {x: accuracy} drawn dotted (e.g. a paper's numbers).
     """
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    fig = Figure(figsize=(6, 4), dpi=110)
+    ax = fig.subplots()
     for label, acc in curves.items():
         xs = sorted(acc)
         ax.plot(xs, [100 * (1 - acc[x]) for x in xs], marker="o", label=label)

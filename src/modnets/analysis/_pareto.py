@@ -116,15 +116,13 @@ def plot_pareto_selection(losses, variances, selection: ParetoSelection, path: s
     Returns:
         the written path.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     loss, var = _pair(losses, variances)
     chosen = torch.zeros_like(selection.front)
     chosen[list(selection.selected)] = True
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig = Figure(figsize=(5, 4))
+    ax = fig.subplots()
     ax.scatter(loss[~chosen], var[~chosen], c="0.6", label="candidates")
     ax.scatter(loss[chosen], var[chosen], c="tab:blue", label="selected")
     order = torch.argsort(loss[selection.front])

@@ -31,12 +31,10 @@ def plot_routing_curves(
     Returns:
         the path written.
     """
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), dpi=110, squeeze=False)
+    fig = Figure(figsize=(4.2 * len(keys), 3.4), dpi=110)
+    axes = fig.subplots(1, len(keys), squeeze=False)
     for ax, key in zip(axes[0], keys, strict=True):
         for label, rows in histories.items():
             pts = [(r["step"], r[key]) for r in rows if key in r]

@@ -98,15 +98,13 @@ def plot_surrogate_correlation(
     Returns:
         the written path.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.figure import Figure
 
     x, y = _losses(sgm_losses, full_losses)
     corr = surrogate_correlation(x, y)
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig = Figure(figsize=(5, 4))
+    ax = fig.subplots()
     points = ax.scatter(x, y, c=colors if colors is not None else "tab:blue", cmap="viridis")
     if colors is not None:
         fig.colorbar(points, ax=ax, label=color_label)

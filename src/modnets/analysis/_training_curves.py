@@ -41,12 +41,10 @@ def plot_training_curves(
     """
     if not isinstance(smooth, int) or smooth < 1:
         raise ConfigError(f"smooth must be a positive int, got {smooth!r}")
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4), dpi=110)
+    fig = Figure(figsize=(6.5, 4), dpi=110)
+    ax = fig.subplots()
     for label, rows in histories.items():
         rows = [r for r in rows if x in r and y in r]
         if not rows:

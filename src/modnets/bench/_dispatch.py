@@ -43,7 +43,7 @@ def make_layer(n_modules: int, d: int, hidden: int, seed: int) -> ModularLayer:
     """A top-1 ModularLayer of ``n_modules`` MLPs d -> hidden -> d under a static router."""
     torch.manual_seed(seed)
     return ModularLayer(
-        modules=MLPExperts(n_modules, d, hidden, d),
+        modules=MLPExperts(n_modules=n_modules, d_in=d, d_hidden=hidden, d_out=d),
         router=Router(n_modules=n_modules, static=True, mode="argmax"),
     )
 

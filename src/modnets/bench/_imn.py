@@ -47,7 +47,7 @@ def run(quick: bool = False) -> dict:
         def step(scorer: str):
             def go() -> None:
                 net.zero_grad(set_to_none=True)
-                objectives[scorer].loss(x, noise=noise, directions=directions)["loss"].backward()
+                objectives[scorer].terms(x, noise=noise, directions=directions)["loss"].backward()
             return go
 
         t = median_times({s: step(s) for s in objectives}, repeats=repeats, warmup=warmup)

@@ -183,7 +183,7 @@ class Library(nn.Module):
                 if call in values:
                     continue
                 module, arg = self.resolve(call)
-                arg_t = None if arg is None else torch.full((1,), arg, dtype=torch.long)
+                arg_t = None if arg is None else torch.full((1,), arg, dtype=torch.long, device=_device(ctx, kids))
                 kids = [values[c] for c in call.children]
                 values[call] = module(*kids, arg=arg_t, **{n: ctx[n] for n, _ in module.signature.context})
             outs.append(values[programs[b]])
@@ -191,6 +191,11 @@ class Library(nn.Module):
 
     def extra_repr(self) -> str:
         return "\n".join(f"{n}: {m.signature}" for n, m in self.table.items())
+
+
+def _device(context: Mapping[str, Tensor], values: Sequence[Tensor]) -> torch.device:
+    """The device of an example's tensors (its context, else its inputs; the CPU for a bare leaf call)."""
+    return next((t.device for t in (*context.values(), *values)), torch.device("cpu"))
 
 
 def _batch_size(programs: Sequence[Program], context: Mapping[str, Tensor]) -> int:

@@ -12,6 +12,9 @@ gather per input position. Context tensors (image features ...) are gathered onc
 split into views, so their backward pass accumulates one gradient, not one per group; modules that
 index the context themselves (``TypedModule.indexes_context``) instead receive the whole batch, the
 rows of their calls, and their ``share()`` of the batch, computed once for all their groups.
+
+A plan is built from the programs alone, before any tensor is seen: its index tensors are built on the
+CPU, and :meth:`ExecutionPlan.run` moves each to the device of the tensors it indexes.
 """
 
 from __future__ import annotations
@@ -48,15 +51,15 @@ class _Gather:
         pools = sorted({p for p, _ in sources})
         top = 1 + max(r for _, r in sources)
         if len(pools) == 1:
-            rows = torch.tensor([r for _, r in sources], dtype=torch.long)
+            rows = torch.tensor([r for _, r in sources], dtype=torch.long, device="cpu")
             return _Gather(((pools[0], rows),), None, top)
         parts, positions = [], []
         for pool in pools:
             idx = [i for i, (p, _) in enumerate(sources) if p == pool]
-            parts.append((pool, torch.tensor([sources[i][1] for i in idx], dtype=torch.long)))
+            parts.append((pool, torch.tensor([sources[i][1] for i in idx], dtype=torch.long, device="cpu")))
             positions.extend(idx)
-        order = torch.empty(len(sources), dtype=torch.long)
-        order[torch.tensor(positions)] = torch.arange(len(sources))
+        order = torch.empty(len(sources), dtype=torch.long, device="cpu")
+        order[torch.tensor(positions, device="cpu")] = torch.arange(len(sources), device="cpu")
         return _Gather(tuple(parts), order, top)
 
 
@@ -173,7 +176,8 @@ class ExecutionPlan:
             )
             arg = None
             if module.arguments is not None:
-                arg = torch.tensor([module.arg_index(call.arg) for _, _, call, _ in calls], dtype=torch.long)
+                arg = torch.tensor([module.arg_index(call.arg) for _, _, call, _ in calls], dtype=torch.long,
+                                   device="cpu")
             label = first.key if per_instance[first.name] else first.name
             group = _Group(label, module, arg, inputs, pool, tuple(n for n, _ in module.signature.context))
             groups.append(group)
@@ -186,7 +190,7 @@ class ExecutionPlan:
         everyone = list(range(self.batch))
 
         def index(ex: list[int]) -> Tensor | None:
-            return None if ex == everyone else torch.tensor(ex, dtype=torch.long)
+            return None if ex == everyone else torch.tensor(ex, dtype=torch.long, device="cpu")
 
         self.groups = groups
         # Modules that index the context get the whole tensors and their calls' example indices.

@@ -13,12 +13,13 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .._config import Config
 from ..compose._program import Program
 from ..errors import ConfigError
 from ._clevr_programs import (
@@ -41,7 +42,7 @@ _GIVE_UP_AFTER = 300  # ... before a describe question becomes a count question
 
 
 @dataclass
-class ClevrLikeConfig:
+class ClevrLikeConfig(Config):
     """Configuration of :func:`make_clevr_like`.
 
     Attributes:
@@ -96,27 +97,6 @@ class ClevrLikeConfig:
         for name in ("n_examples", "image_size", "min_objects", "max_objects", "seed", "questions_per_scene"):
             setattr(self, name, int(getattr(self, name)))
         self.balanced = bool(self.balanced)
-
-    def to_dict(self) -> dict:
-        """JSON-ready dict (``depths`` as a list)."""
-        d = asdict(self)
-        d["depths"] = list(self.depths)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> ClevrLikeConfig:
-        """Inverse of :meth:`to_dict`.
-
-        Raises:
-            ConfigError: ``data`` is not a mapping or holds unknown keys.
-        """
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"ClevrLikeConfig.from_dict needs a mapping, got {type(data).__name__}")
-        names = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise ConfigError(f"ClevrLikeConfig: unknown fields {unknown}; accepted: {', '.join(names)}")
-        return cls(**dict(data))
 
 
 def collate_clevr_like(items: Sequence[Mapping]) -> dict:

@@ -11,20 +11,21 @@ truth: a router that recovers the structure sends every task to the module that 
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from .._checks import check_ints
+from .._config import Config
 from ..errors import ConfigError, ShapeError
 
 __all__ = ["CompositionConfig", "CompositionTask", "make_composition_task"]
 
 
 @dataclass
-class CompositionConfig:
+class CompositionConfig(Config):
     """Settings of :func:`make_composition_task`.
 
     Attributes:
@@ -54,9 +55,6 @@ class CompositionConfig:
                               f"{self.n_primitives}**{self.depth}")
         if not self.gain > 0 or self.noise < 0:
             raise ConfigError(f"gain must be > 0 and noise >= 0, got gain={self.gain!r}, noise={self.noise!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class CompositionTask(Dataset):

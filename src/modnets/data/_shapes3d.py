@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import colorsys
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from .._checks import check_ints
+from .._config import Config
 from ..errors import ConfigError, ShapeError
 
 __all__ = [
@@ -48,7 +49,7 @@ _FOV = 0.42  # half-width of the image plane at unit distance
 
 
 @dataclass
-class Shapes3DConfig:
+class Shapes3DConfig(Config):
     """Settings of :func:`make_shapes3d`.
 
     Attributes:
@@ -66,9 +67,6 @@ class Shapes3DConfig:
         check_ints(self, "image_size", minimum=8)
         if not isinstance(self.seed, int):
             raise ConfigError(f"Shapes3DConfig.seed must be an int, got {self.seed!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class Shapes3DDataset(Dataset):

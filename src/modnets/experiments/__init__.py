@@ -4,3 +4,4 @@ from ._registry import EXPERIMENTS as EXPERIMENTS
 from ._registry import get_experiment as get_experiment
 from ._report import Report as Report
 from ._report import markdown_table as markdown_table
+from ._report import read_run_config as read_run_config

@@ -1,15 +1,21 @@
-"""Experiment reports: a markdown report, a metrics JSON and the figures, in one run folder."""
+"""Experiment reports: a markdown report, a metrics JSON and the figures, in one run folder.
+
+``metrics.json`` holds the run's whole config under ``"config"``; :func:`read_run_config` reads it back (or
+a plain config file), which is how ``modnets run NAME --config RUN/metrics.json`` repeats a run.
+"""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Report", "markdown_table", "percent"]
+from .._config import Config, read_config_file
+
+__all__ = ["Report", "markdown_table", "percent", "read_run_config"]
 
 
 def percent(x: float | None, digits: int = 1) -> str:
@@ -38,6 +44,7 @@ class Report:
         sections: (heading, markdown body) pairs.
         metrics: JSON-serialisable numbers, written to ``metrics.json``.
         figures: PNG file names relative to the run folder.
+        config: the settings of the run, written to ``metrics.json`` under ``"config"``.
     """
 
     name: str
@@ -47,6 +54,11 @@ class Report:
     sections: list[tuple[str, str]] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
     figures: list[str] = field(default_factory=list)
+    config: Config | None = None
+
+    def metrics_json(self) -> dict[str, Any]:
+        """What ``metrics.json`` holds: :attr:`metrics`, and the config under ``"config"``."""
+        return self.metrics if self.config is None else {**self.metrics, "config": self.config.to_dict()}
 
     def to_markdown(self) -> str:
         parts = [f"# {self.title}", "", self.summary, "", self.headline, ""]
@@ -60,7 +72,21 @@ class Report:
         """Write ``report.md`` and ``metrics.json`` into ``directory``; returns the report path."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / "metrics.json").write_text(json.dumps(self.metrics, indent=2, sort_keys=True) + "\n")
+        (directory / "metrics.json").write_text(json.dumps(self.metrics_json(), indent=2, sort_keys=True) + "\n")
         path = directory / "report.md"
         path.write_text(self.to_markdown())
         return path
+
+
+def read_run_config(path: str | Path) -> dict[str, Any]:
+    """The config fields in a JSON or YAML config file, or in the ``metrics.json`` of a run.
+
+    A file whose top level has a ``"config"`` mapping is taken for a run's ``metrics.json`` and gives that
+    mapping (the run's whole config); any other file gives its top level (some or all of the fields).
+
+    Raises:
+        ConfigError: the file cannot be read, does not parse or does not hold a mapping.
+    """
+    data = read_config_file(path)
+    config = data.get("config")
+    return dict(config) if isinstance(config, Mapping) else data

@@ -9,12 +9,13 @@ whose winning combination used each identity module; the identities alone are de
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from .._checks import check_ints
+from .._config import Config as ConfigBase
 from ..analysis import (
     decomposition_table,
     factor_alignment,
@@ -41,7 +42,7 @@ VARIANTS = ("without_id_classifier", "with_id_classifier")
 
 
 @dataclass
-class Config:
+class Config(ConfigBase):
     """Settings of the ``imn`` experiment (``Config.for_mode(quick)`` gives the two presets).
 
     Attributes:
@@ -87,9 +88,6 @@ class Config:
                    fit=FitConfig(epochs=10, batch_size=32, lr=2e-3, seed=seed, on_nonfinite="skip"),
                    objective=objective)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: bool = False) -> Report:
     """Train both variants, build the Table I analogue and the identity reconstructions; return the report
@@ -100,7 +98,7 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: b
     train = make_shapes3d(Shapes3DConfig(n_examples=config.n_train, image_size=config.image_size, seed=config.seed))
     test = make_shapes3d(Shapes3DConfig(n_examples=config.n_test, image_size=config.image_size,
                                         seed=config.seed + 10_000))
-    metrics: dict = {"config": config.to_dict(), "data_seconds": time.perf_counter() - t0, "table1": {},
+    metrics: dict = {"data_seconds": time.perf_counter() - t0, "table1": {},
                      "dominant_fraction": {}, "distinct_dominant_identities": {}, "paper_table1": PAPER_TABLE1}
     histories, identity_images = {}, {}
     for variant in VARIANTS:
@@ -110,7 +108,7 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: b
                   id_classifier=variant == "with_id_classifier", n_classes=len(SHAPES3D_SHAPES))
         objective = WinnerTakeAll(net, config=config.objective)
         with RunLogger(out / "tensorboard" / variant) as logger:
-            result = fit(net, train, config=config.fit, collate=collate_shapes3d, loss=objective, logger=logger,
+            result = fit(objective, train, config=config.fit, collate=collate_shapes3d, logger=logger,
                          progress=progress, desc=variant, checkpoint_dir=out / "checkpoints" / variant,
                          resume=resume)
         winners = _assign(objective, test)
@@ -255,4 +253,5 @@ def _report(config: Config, m: dict, figures: list[str]) -> Report:
                   ("What it takes for the identities to follow shape", WHAT_IT_TAKES), ("Data", data)],
         metrics=m,
         figures=figures,
+        config=config,
     )

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .._checks import check_ints
+from .._config import Config as ConfigBase
 from ..analysis import (
     accuracy_by,
     dependencies,
@@ -36,6 +37,7 @@ from ..data import collate_clevr_like as collate
 from ..errors import ConfigError
 from ..models import QuestionVocabulary, easy_vqa_library, film, nmn, nmn_assembly
 from ..train import (
+    Classification,
     FitConfig,
     NMNModulewiseConfig,
     RunLogger,
@@ -66,7 +68,7 @@ PAPER_ERROR = {"typed": {"seen": 0.228, "unseen": 0.472}, "untyped": {"seen": 0.
 
 
 @dataclass
-class Config:
+class Config(ConfigBase):
     """Settings of the ``nmn`` experiment (``Config.for_mode(quick)`` gives the two presets)."""
 
     quick: bool = False
@@ -124,9 +126,6 @@ class Config:
         return cls(seed=seed, fit=FitConfig(epochs=6, batch_size=64, lr=2e-3, seed=seed),
                    easy_vqa_fit=FitConfig(epochs=4, batch_size=64, lr=2e-3, seed=seed))
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: bool = False) -> Report:
     """Run the whole study; write plots, logs and checkpoints into ``out_dir``; return the report
@@ -142,7 +141,7 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: b
     test = make_clevr_like(ClevrLikeConfig(n_examples=config.n_test_per_depth * len(test_depths), depths=test_depths,
                                            image_size=config.image_size, seed=config.seed + 10_000))
     vocab = QuestionVocabulary.build(train.questions)
-    metrics: dict = {"config": config.to_dict(), "data_seconds": time.perf_counter() - t0}
+    metrics: dict = {"data_seconds": time.perf_counter() - t0}
     plan = dependencies(nmn_assembly(True, prior=True))
     common = dict(progress=progress, resume=resume)
 
@@ -158,7 +157,8 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: b
                                         directory=out / "checkpoints" / regime, valid=valid, seed=config.seed,
                                         backend=config.backend, address=config.ray_address, **common)
             modulewise[regime] = done.to_dict()
-            cost[regime] = {"sequential": done.run.sequential_seconds, "parallel": done.run.parallel_seconds}
+            cost[regime] = {"sequential": done.run.timings.sequential_seconds,
+                            "parallel": done.run.timings.parallel_seconds}
         else:
             seconds = _fit(model, train, config.fit, out, regime, **common)
             cost[regime] = {"sequential": seconds, "parallel": seconds}
@@ -219,7 +219,8 @@ _CURVE_LABELS = {"typed": "typed NMN (end to end)", "untyped": "untyped NMN (end
 
 def _fit(model, data, fit_config, out, name, *, progress, resume, collate_fn=collate) -> float:
     with RunLogger(out / "tensorboard" / name) as logger:
-        done = fit(model, data, config=fit_config, collate=collate_fn, logger=logger, progress=progress, desc=name,
+        done = fit(Classification(model, target="answer"), data, config=fit_config, collate=collate_fn, logger=logger,
+                   progress=progress, desc=name,
                    checkpoint_dir=out / "checkpoints" / name, resume=resume)
     return done.seconds
 
@@ -261,8 +262,8 @@ def _sgm_study(config: Config, train, valid, out: Path, *, progress: bool, resum
                                     seed=config.seed + k, progress=False, resume=resume)
         rows.append({"epochs": epochs, "lr": lr, "rank": rank, "sgm_loss": done.sgm_score.loss,
                      "sgm_variance": done.sgm_score.variance,
-                     "full_loss": validation_loss(model, valid, collate=collate),
-                     "seconds": done.run.sequential_seconds})
+                     "full_loss": validation_loss(Classification(model, target="answer"), valid, collate=collate),
+                     "seconds": done.run.timings.sequential_seconds})
     return rows
 
 
@@ -288,7 +289,8 @@ def _easy_vqa(config: Config, out: Path, *, progress: bool, resume: bool) -> dic
                                         collate=collate_easy_vqa, config=settings, valid=valid, seed=config.seed,
                                         directory=out / "checkpoints" / f"easy_vqa_{name}", progress=progress,
                                         resume=resume)
-            seconds[name] = {"sequential": done.run.sequential_seconds, "parallel": done.run.parallel_seconds}
+            seconds[name] = {"sequential": done.run.timings.sequential_seconds,
+                             "parallel": done.run.timings.parallel_seconds}
         accuracy[name] = float((predict(model, test, collate=collate_easy_vqa) == test.answers).float().mean())
     return {"accuracy": accuracy, "train_seconds": seconds, "majority_accuracy": test.majority_accuracy(),
             "n_train": len(fit_on), "n_test": len(test)}
@@ -396,6 +398,7 @@ def _report(config: Config, metrics: dict, plan, n_train: int, n_test: int) -> R
                   ("Data", _data_text(config, metrics))],
         metrics=metrics,
         figures=["error_by_depth.png", "sgm_correlation.png"],
+        config=config,
     )
 
 

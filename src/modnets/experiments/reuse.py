@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from .._checks import check_ints
+from .._config import Config as ConfigBase
 from ..analysis import accuracy_by, majority_baseline, plot_error_curves
 from ..compose import Library
 from ..data import ANSWER_MODULES, ClevrLikeConfig, ClevrLikeDataset, make_clevr_like
@@ -25,7 +26,7 @@ from ..data import collate_clevr_like as collate
 from ..errors import ConfigError
 from ..hub import Hub, HubEntry
 from ..models import NMN, nmn, nmn_library
-from ..train import FitConfig, RunLogger, fit, predict
+from ..train import Classification, FitConfig, RunLogger, fit, predict
 from ..types import FeatureMap, Image, Mask
 from ._report import Report, markdown_table, percent
 
@@ -36,7 +37,7 @@ DATA_PARALLEL = True
 
 
 @dataclass
-class Config:
+class Config(ConfigBase):
     """Settings of the ``reuse`` experiment (``Config.for_mode(quick)`` gives the two presets).
 
     Attributes:
@@ -98,9 +99,6 @@ class Config:
             fit_target=FitConfig(epochs=8, batch_size=64, lr=2e-3, seed=seed),
         )
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: bool = False) -> Report:
     """Train on the source family, store and find the modules, train the new task both ways; return the report
@@ -109,7 +107,7 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: b
     t0 = time.perf_counter()
     source, source_test = _family(config, config.source_family, config.n_source, offset=0)
     target, target_test = _family(config, config.target_family, config.n_target, offset=1)
-    metrics: dict = {"config": config.to_dict(), "data_seconds": time.perf_counter() - t0}
+    metrics: dict = {"data_seconds": time.perf_counter() - t0}
 
     # 1. The source task: stem, find, relate and the source answer module, trained end to end.
     torch.manual_seed(config.seed)
@@ -199,7 +197,8 @@ def _family(config: Config, family: str, n: int, *, offset: int) -> tuple[ClevrL
 
 def _fit(model, data, fit_config: FitConfig, log_dir: Path, progress: bool, resume: bool):
     with RunLogger(log_dir) as logger:
-        return fit(model, data, config=fit_config, collate=collate, logger=logger, progress=progress,
+        return fit(Classification(model, target="answer"), data, config=fit_config, collate=collate, logger=logger,
+                   progress=progress,
                    desc=log_dir.name, checkpoint_dir=log_dir.parent.parent / "checkpoints" / log_dir.name,
                    resume=resume)
 
@@ -314,4 +313,5 @@ def _report(config: Config, m: dict, n_source: int, n_target: int, n_test: int, 
                   ("Training cost", cost), ("Against the thesis", thesis), ("Data", data)],
         metrics=m,
         figures=[figure],
+        config=config,
     )

@@ -12,7 +12,7 @@ straight-through Gumbel, and a dense network of equal per-example compute.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from .._checks import check_ints
+from .._config import Config as ConfigBase
 from .._threads import num_threads
 from ..analysis import plot_routing_curves, recovery_scores, routing_stats, save_figure
 from ..data import CompositionConfig, collate_images, load_image_classification, make_composition_task
@@ -59,7 +60,7 @@ LABELS = {
 
 
 @dataclass
-class CompositionPart:
+class CompositionPart(ConfigBase):
     """The synthetic part: data, module sizes and training."""
 
     data: CompositionConfig = field(default_factory=CompositionConfig)
@@ -68,9 +69,14 @@ class CompositionPart:
     sigma: float = 0.3
     fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=20, batch_size=128, lr=1e-2))
 
+    def __post_init__(self) -> None:
+        check_ints(self, "n_modules", "d_hidden")
+        if not self.sigma > 0:
+            raise ConfigError(f"CompositionPart.sigma must be > 0, got {self.sigma!r}")
+
 
 @dataclass
-class ImagePart:
+class ImagePart(ConfigBase):
     """The image part: subset sizes, module sizes and training."""
 
     n_train: int = 60000
@@ -80,9 +86,12 @@ class ImagePart:
     n_modules: int = 8
     fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=8, batch_size=128, lr=3e-3))
 
+    def __post_init__(self) -> None:
+        check_ints(self, "n_train", "n_test", "d_model", "d_hidden", "n_modules")
+
 
 @dataclass
-class Config:
+class Config(ConfigBase):
     """Settings of the ``routing`` experiment (``Config.for_mode(quick)`` gives the two presets)."""
 
     quick: bool = False
@@ -95,6 +104,7 @@ class Config:
     images: ImagePart = field(default_factory=ImagePart)
 
     def __post_init__(self) -> None:
+        self.methods = tuple(self.methods)
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
             raise ConfigError(f"methods must be a non-empty subset of {METHODS}, got {self.methods}")
@@ -123,15 +133,13 @@ class Config:
             images=ImagePart(fit=FitConfig(epochs=8, batch_size=128, lr=3e-3, seed=seed)),
         )
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 def _objective(
     method: str, net: torch.nn.Module, config: Config, n: int, ll: LogLikelihood | None
 ) -> RoutingObjective:
     if method == "em":
-        return generalized_em(net, dataset_size=n, samples=config.samples, likelihood=ll)
+        return generalized_em(net, dataset_size=n, config=TopKBufferConfig.em(samples=config.samples),
+                              likelihood=ll)
     if method == "topk":
         buffer = TopKBufferConfig(buffer_size=config.buffer_size, samples=config.samples)
         return TopKBuffer(net, dataset_size=n, config=buffer, likelihood=ll)
@@ -250,13 +258,11 @@ def _table(metrics: dict, *, recovery: bool) -> str:
 
 
 def _plot_usage(metrics: dict, path: Path, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     routed = {k: v for k, v in metrics.items() if "usage" in v}
-    fig, axes = plt.subplots(1, len(routed), figsize=(2.6 * len(routed), 2.6), dpi=110, squeeze=False)
+    fig = Figure(figsize=(2.6 * len(routed), 2.6), dpi=110)
+    axes = fig.subplots(1, len(routed), squeeze=False)
     for ax, (method, m) in zip(axes[0], routed.items(), strict=True):
         ax.imshow(m["usage"], vmin=0, vmax=1, cmap="viridis", aspect="auto")
         ax.set_title(LABELS[method], fontsize=8)
@@ -289,7 +295,7 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: b
                 _plot_usage(part, out_dir / f"usage_{name}.png", f"{name}: test module usage per layer").name
             )
     metrics = {"compositions": comp, "images": images, "image_source": image_info["source"],
-               "chance_accuracy_compositions": comp_info["chance_accuracy"], "config": config.to_dict()}
+               "chance_accuracy_compositions": comp_info["chance_accuracy"]}
     best_recovery = max(routed, key=lambda m: comp[m].get("recovery", float("-inf"))) if routed else None
     summary = (
         f"{'Quick' if config.quick else 'Full'} run, seed {config.seed}. {len(config.methods)} ways of training "
@@ -345,4 +351,5 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: b
         sections=sections,
         metrics=metrics,
         figures=figures,
+        config=config,
     )

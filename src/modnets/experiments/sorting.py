@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 import torch
 
 from .._checks import check_ints
+from .._config import Config as ConfigBase
 from ..agents import Agent
 from ..analysis import accuracy_by, plot_error_curves, plot_training_curves
 from ..data import SortingEnvironment, SortingInterface, augment_sorting, sample_lists, sorting_traces
@@ -27,13 +28,14 @@ from ..models import sorting_agent
 from ..train import (
     AgentTrainingConfig,
     Criterion,
-    ModularTraining,
     ModuleJob,
+    ModuleJobs,
     RunLogger,
+    StageRun,
     TrainResult,
     train_agent_end_to_end,
+    run_stages,
     train_control,
-    train_modules,
     train_operator,
 )
 from ._report import Report, markdown_table, percent
@@ -45,7 +47,7 @@ PAPER_SPEEDUP = 10.0
 
 
 @dataclass
-class Config:
+class Config(ConfigBase):
     """Settings of the ``sorting`` experiment (``Config.for_mode(quick)`` gives the two presets).
 
     Attributes:
@@ -80,7 +82,7 @@ class Config:
 
     def __post_init__(self) -> None:
         if isinstance(self.criterion, dict):
-            self.criterion = Criterion(**self.criterion)
+            self.criterion = Criterion.from_dict(self.criterion)
         if self.max_train_length < 3:
             raise ConfigError(
                 f"max_train_length must be >= 3 (movb and retb need lists of 3), got {self.max_train_length}"
@@ -90,6 +92,8 @@ class Config:
                 f"max_test_length must be >= max_train_length ({self.max_train_length}), got {self.max_test_length}"
             )
         check_ints(self, "hidden", "batch_size", "n_test_per_length", "max_steps")
+        if self.workers is not None:
+            check_ints(self, "workers")
         if not 0 <= self.noise < 1:
             raise ConfigError(f"noise must be in [0, 1), got {self.noise!r}")
         for name in ("monolithic_seconds", "module_seconds"):
@@ -103,9 +107,6 @@ class Config:
             return cls(quick=True, seed=seed, max_train_length=4, n_test_per_length=10, monolithic_seconds=30.0,
                        module_seconds=7.0)
         return cls(seed=seed)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     def training(self, seconds: float | None, seed_offset: int = 0) -> AgentTrainingConfig:
         """The training settings of one run."""
@@ -173,12 +174,14 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: b
 
     torch.manual_seed(config.seed)
     modular = sorting_agent(hidden=config.hidden)
-    sequential = train_modules(modular_jobs(modular, config, progress=progress, resume=resume,
-                                            checkpoints=out / "checkpoints" / "sequential"))
+    jobs = ModuleJobs(modular_jobs(modular, config, progress=progress, resume=resume,
+                                   checkpoints=out / "checkpoints" / "sequential"))
+    sequential = run_stages([jobs.names], jobs, collect=jobs.collect, progress=False)
     torch.manual_seed(config.seed)
-    parallel = train_modules(modular_jobs(sorting_agent(hidden=config.hidden), config, resume=resume,
-                                          checkpoints=out / "checkpoints" / "parallel"),
-                             parallel=True, workers=config.workers)
+    jobs = ModuleJobs(modular_jobs(sorting_agent(hidden=config.hidden), config, resume=resume,
+                                   checkpoints=out / "checkpoints" / "parallel"))
+    parallel = run_stages([jobs.names], jobs, collect=jobs.collect, backend="processes", workers=config.workers,
+                          progress=False)
     with RunLogger(out / "tensorboard" / "modular") as logger:
         for name, result in sequential.results.items():
             for row in result.history:
@@ -190,7 +193,7 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: b
     return _report(config, metrics, mono, sequential, parallel, accuracy, figures)
 
 
-def _plots(out: Path, config: Config, mono: TrainResult, sequential: ModularTraining, accuracy) -> list[str]:
+def _plots(out: Path, config: Config, mono: TrainResult, sequential: StageRun, accuracy) -> list[str]:
     runs = {"monolithic": mono.history, **{f"modular: {k}": r.history for k, r in sequential.results.items()}}
     figures = ["error_vs_time.png", "error_vs_steps.png", "gradients.png", "accuracy_by_length.png"]
     plot_training_curves(runs, out / figures[0], x="seconds", y="error", logx=True, smooth=5,
@@ -227,17 +230,22 @@ def _run_metrics(result: TrainResult) -> dict:
     }
 
 
+def _modular_seconds(run: StageRun) -> float:
+    """The modules' own training times, summed (as the monolithic time, a resumed training counts the time it
+    spent before the restart)."""
+    return sum(r.seconds for r in run.results.values())
+
+
 def _metrics(config, mono, sequential, parallel, accuracy, wall) -> dict:
-    seq_seconds = sequential.sequential_seconds
+    seq_seconds = _modular_seconds(sequential)
     mono_done = mono.met_criterion
     modular_done = all(r.met_criterion for r in sequential.results.values())
     return {
-        "config": config.to_dict(),
         "train_seconds_monolithic": mono.seconds,
         "train_seconds_modular_sequential": seq_seconds,
-        "train_seconds_modular_parallel": parallel.wall_seconds,
+        "train_seconds_modular_parallel": parallel.timings.wall_seconds,
         "speedup": mono.seconds / seq_seconds,
-        "speedup_parallel": mono.seconds / parallel.wall_seconds,
+        "speedup_parallel": mono.seconds / parallel.timings.wall_seconds,
         "speedup_is_lower_bound": (not mono_done) and modular_done,
         "criterion_met": {"monolithic": mono_done, "modular_sequential": modular_done,
                           "modular_parallel": all(r.met_criterion for r in parallel.results.values())},
@@ -279,13 +287,14 @@ def _report(config, metrics, mono, sequential, parallel, accuracy, figures) -> R
     rows = [
         ("monolithic (end to end)", f"{mono.seconds:.1f} s", mono.steps, _ended(mono), mono.size,
          percent(_span(solved["monolithic"], 2, lt)), percent(_span(solved["monolithic"], lt + 1, lmax))),
-        ("modular, sequential (sum of modules)", f"{sequential.sequential_seconds:.1f} s",
+        ("modular, sequential (sum of modules)", f"{_modular_seconds(sequential):.1f} s",
          sum(r.steps for r in sequential.results.values()),
          modular_ended if not any(r.cut_short for r in sequential.results.values()) else
          f"**{modular_ended}** (some modules short of the criterion)",
          min(r.size for r in sequential.results.values()),
          percent(_span(solved["modular"], 2, lt)), percent(_span(solved["modular"], lt + 1, lmax))),
-        (f"modular, parallel ({parallel.workers} processes, measured wall time)", f"{parallel.wall_seconds:.1f} s",
+        (f"modular, parallel ({parallel.workers} processes, measured wall time)",
+         f"{parallel.timings.wall_seconds:.1f} s",
          sum(r.steps for r in parallel.results.values()),
          ", ".join(sorted({r.stop_reason for r in parallel.results.values()})), "", "(not evaluated)", ""),
     ]
@@ -304,11 +313,11 @@ def _report(config, metrics, mono, sequential, parallel, accuracy, figures) -> R
         ["module", "steps", "time (sequential run)", "time (parallel run)", "how training ended",
          "last logged batch error", "last logged batch saturation"], module_rows)
     slowest = max(sequential.results, key=lambda k: sequential.results[k].seconds)
-    share = sequential.results[slowest].seconds / sequential.sequential_seconds
+    share = sequential.results[slowest].seconds / _modular_seconds(sequential)
     module_table += (
         f"\n\nThe slowest module, {slowest}, took {percent(share, 0)} of the sequential modular time; in parallel "
         f"no schedule can finish before it does ({parallel.results[slowest].seconds:.0f} s in the parallel run, "
-        f"{parallel.wall_seconds:.0f} s wall time for all {len(parallel.results)} trainings on "
+        f"{parallel.timings.wall_seconds:.0f} s wall time for all {len(parallel.results)} trainings on "
         f"{parallel.workers} processes)."
     )
 
@@ -358,8 +367,8 @@ def _report(config, metrics, mono, sequential, parallel, accuracy, figures) -> R
         f"up to length {lt} ({'quick mode' if config.quick else 'full mode'}, seed {config.seed}): one end to end "
         f"through the unrolled loop, the other module by module with input noise (eq. 3.1 / 3.2, level "
         f"{config.noise}). Monolithic training took {mono.seconds:.0f} s, modular training "
-        f"{sequential.sequential_seconds:.0f} s when the modules run one after another and "
-        f"{parallel.wall_seconds:.0f} s measured with {parallel.workers} worker processes: a speed-up of "
+        f"{_modular_seconds(sequential):.0f} s when the modules run one after another and "
+        f"{parallel.timings.wall_seconds:.0f} s measured with {parallel.workers} worker processes: a speed-up of "
         f"{bound}{speedup:.1f}x (thesis: about {PAPER_SPEEDUP:.0f}x). " + " ".join(budget_note)
     )
     setup = (
@@ -400,6 +409,7 @@ def _report(config, metrics, mono, sequential, parallel, accuracy, figures) -> R
         ],
         metrics=metrics,
         figures=figures,
+        config=config,
     )
 
 
@@ -407,7 +417,7 @@ def _budget(seconds: float | None) -> str:
     return "none" if seconds is None else f"{seconds:g} s"
 
 
-def _gradient_verdict(mono: TrainResult, sequential: ModularTraining) -> str:
+def _gradient_verdict(mono: TrainResult, sequential: StageRun) -> str:
     mono_grad = _mean_grad(mono)
     modules = {k: _mean_grad(r) for k, r in sequential.results.items()}
     above = [k for k, g in modules.items() if mono_grad > g]

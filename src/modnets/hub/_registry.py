@@ -1,18 +1,20 @@
 """The allow-list: the module classes and data types a hub entry may name.
 
 A manifest names its module class by a registered name (``"modnets.models.Find"``), never by an
-arbitrary import path: loading imports only the classes listed here or registered with
-:func:`register_module`, so a tampered manifest cannot make the hub import or run anything else.
+arbitrary import path: loading rebuilds only classes registered with :func:`register_module`, so a tampered
+manifest cannot make the hub import or run anything else. Classes register themselves where they are
+defined (the NMN modules in :mod:`modnets.models`, user classes in user code); the hub itself names only
+the building blocks of :mod:`modnets.modules`, the layer below it. ``import modnets`` (which any
+``import modnets.hub`` runs first) imports the presets, so their names are known before a manifest is read.
 
 A registered module class must be rebuildable from keyword arguments: it provides them with a
 ``hub_config()`` method (or the ``config`` function given at registration), and a
 :class:`~modnets.modules.Signature` as its ``signature`` attribute (or the ``signature`` function given
-at registration, for plain ``nn.Module`` classes such as the image stem).
+at registration, for plain ``nn.Module`` classes).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +23,8 @@ from torch import nn
 
 from .. import types as _types
 from ..errors import HubError
-from ..modules import Signature
-from ..types import DataType, FeatureMap, Image
+from ..modules import CNNStem, Signature
+from ..types import DataType
 
 __all__ = [
     "ModuleClass",
@@ -62,11 +64,6 @@ def _own_config(module: nn.Module) -> dict[str, Any]:
     return config
 
 
-def _stem_signature(stem: nn.Module) -> Signature:
-    """The image stem: ``images: (batch, in_channels, H, W)`` in [0, 1] -> features ``(batch, C, h, w)``."""
-    return Signature(inputs={"images": Image(stem.in_channels)}, output=FeatureMap(stem.out_channels))
-
-
 @dataclass(frozen=True)
 class ModuleClass:
     """A module class the hub may store and rebuild.
@@ -84,14 +81,6 @@ class ModuleClass:
     config: ConfigFn = _own_config
 
 
-# Built-in classes by manifest name: (module to import, attribute, signature function or None).
-_BUILTIN: dict[str, tuple[str, str, SignatureFn | None]] = {
-    "modnets.models.Find": ("modnets.models", "Find", None),
-    "modnets.models.Relate": ("modnets.models", "Relate", None),
-    "modnets.models.Measure": ("modnets.models", "Measure", None),
-    "modnets.models.Describe": ("modnets.models", "Describe", None),
-    "modnets.modules.CNNStem": ("modnets.modules", "CNNStem", _stem_signature),
-}
 _registered: dict[str, ModuleClass] = {}
 
 
@@ -135,15 +124,15 @@ def register_module(
     if not isinstance(name, str) or not name:
         raise HubError(f"register_module: name must be a non-empty string, got {name!r}")
     taken = _registered.get(name)
-    if (taken is not None and taken.cls is not cls) or (name in _BUILTIN and module_class(name).cls is not cls):
+    if taken is not None and taken.cls is not cls:
         raise HubError(f"register_module: the name {name!r} is already registered for another class")
     _registered[name] = ModuleClass(name, cls, signature or _own_signature, config or _own_config)
     return name
 
 
 def registered_names() -> list[str]:
-    """Every allowed module-class name, built-in ones first."""
-    return [*_BUILTIN, *(n for n in _registered if n not in _BUILTIN)]
+    """Every allowed module-class name, in the order of registration."""
+    return list(_registered)
 
 
 def module_class(name: str) -> ModuleClass:
@@ -152,14 +141,8 @@ def module_class(name: str) -> ModuleClass:
     Raises:
         HubError: the name is not on the allow-list (the message lists the allowed names).
     """
-    if name in _registered:
+    if isinstance(name, str) and name in _registered:
         return _registered[name]
-    if isinstance(name, str) and name in _BUILTIN:
-        module_name, attr, signature = _BUILTIN[name]
-        cls = getattr(importlib.import_module(module_name), attr)
-        spec = ModuleClass(name, cls, signature or _own_signature)
-        _registered[name] = spec
-        return spec
     raise HubError(f"unknown module class {name!r}; allowed classes: {', '.join(registered_names())}")
 
 
@@ -169,8 +152,7 @@ def module_class_of(module: nn.Module) -> ModuleClass:
     Raises:
         HubError: the class is not registered.
     """
-    for name in registered_names():
-        spec = module_class(name)
+    for spec in _registered.values():
         if type(module) is spec.cls:
             return spec
     raise HubError(
@@ -223,3 +205,6 @@ def type_name(dtype: DataType) -> str:
         f"data type {type(dtype).__qualname__} is not registered with the hub; register it with "
         "modnets.hub.register_type"
     )
+
+
+register_module(CNNStem, name="modnets.modules.CNNStem")

@@ -33,11 +33,11 @@ import safetensors.torch
 import torch
 from torch import Tensor, nn
 
+from .._files import fsync_dir, publish_dir, write_durably
 from ..errors import HubError, ModnetsError
 from ..modules import Signature
 from ..types import DataType
 from ._codec import decode_config, encode_config
-from ._files import fsync_dir, publish_dir, write_durably
 from ._index import HubIndex
 from ._location import default_root
 from ._manifest import HubEntry, Manifest, Provenance, sha256_hex

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..analysis import Assembly, Loss, Merge, ModuleSpec
+from ..plan import Assembly, Loss, Merge, ModuleSpec
 from ..errors import UnknownNameError
 
 __all__ = ["ASSEMBLIES", "example_assembly", "get_assembly", "nmn_assembly"]

@@ -101,23 +101,16 @@ class FiLM(nn.Module):
         pooled = self.head(torch.cat([x, coordinate_channels(b, h, w, like=x)], dim=1)).amax(dim=(2, 3))  # (B, hidden)
         return self.classifier(pooled)
 
-    def loss(self, batch: Mapping) -> dict[str, Tensor]:
-        """Named loss terms on a collated batch (``image``, ``question``, ``answer``; ``program`` is ignored).
+    batch_keys = {"image": "(B, 3, H, W) images in [0, 1]", "question": "one question string per image"}
 
-        Returns:
-            ``loss`` (cross-entropy of the answer) and ``accuracy``.
-        """
-        logits = self(batch["image"], batch["question"])
-        target = batch["answer"]
-        return {
-            "loss": F.cross_entropy(logits, target),
-            "accuracy": (logits.argmax(1) == target).float().mean().detach(),
-        }
+    def logits(self, batch: Mapping) -> Tensor:
+        """``(batch, n_answers)`` answer logits on a collated batch (``program`` is ignored)."""
+        return self(batch["image"], batch["question"])
 
     @torch.no_grad()
     def predict(self, batch: Mapping) -> Tensor:
         """``(batch,)`` predicted answer indices."""
-        return self(batch["image"], batch["question"]).argmax(1)
+        return self.logits(batch).argmax(1)
 
 
 def film(

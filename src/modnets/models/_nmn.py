@@ -216,19 +216,20 @@ class NMN(nn.Module):
             logits = _root_logits(root, answer_type) + prior
         return AnswerScores(root, prior, logits, F.log_softmax(logits, dim=1))
 
-    def loss(self, batch: Mapping) -> dict[str, Tensor]:
-        """Named loss terms on a collated batch (``image``, ``program``, ``answer``; ``question`` or
-        ``prior_logits`` with a prior).
+    @property
+    def batch_keys(self) -> dict[str, str]:
+        """The batch entries :meth:`logits` reads."""
+        keys = {"image": "(B, 3, H, W) images in [0, 1]", "program": "one Program per image"}
+        if self.prior != "none" and self.question_prior is None:
+            keys[PRIOR_KEY] = "(B, n_answers) cached prior logits (the model has no question prior)"
+        elif self.prior != "none":
+            keys["question"] = "one question string per image, for the question prior"
+        return keys
 
-        Returns:
-            ``loss`` (mean negative log-likelihood of the answer) and ``accuracy``.
-        """
-        logp = self.scores(batch).log_probs
-        target = batch["answer"]
-        return {
-            "loss": F.nll_loss(logp, target),
-            "accuracy": (logp.argmax(1) == target).float().mean().detach(),
-        }
+    def logits(self, batch: Mapping) -> Tensor:
+        """``(batch, n_answers)`` the answers' log-probabilities on a collated batch (the scores trained by
+        :class:`~modnets.train.Classification`)."""
+        return self.scores(batch).log_probs
 
     @torch.no_grad()
     def predict(self, batch: Mapping) -> Tensor:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from ..hub import register_module
 from ..modules import MLP, FeatureAttention, Signature, TypedModule
 from ..types import Algebra, DataType, FeatureMap, Mask
 
@@ -209,3 +210,10 @@ def _map_stats(mask: Tensor) -> Tensor:
     """``mask: (B, H, W)`` -> ``(B, 3)``: total mass / 10, maximum and mean of each map."""
     flat = mask.flatten(1)
     return torch.stack([flat.sum(1) / 10.0, flat.max(1).values, flat.mean(1)], dim=1)
+
+
+# The names stored in hub manifests: entries saved under them keep loading.
+register_module(Find, name="modnets.models.Find")
+register_module(Relate, name="modnets.models.Relate")
+register_module(Measure, name="modnets.models.Measure")
+register_module(Describe, name="modnets.models.Describe")

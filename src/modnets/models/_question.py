@@ -22,10 +22,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError, ShapeError
+from ..errors import ConfigError
 
 __all__ = ["EncodedQuestions", "QuestionEncoder", "QuestionPrior", "QuestionVocabulary", "tokenize"]
 
@@ -214,18 +213,13 @@ class QuestionPrior(nn.Module):
         """``(batch, n_answers)`` answer logits."""
         return self.out(self.dropout(self.encoder(questions)))
 
-    def loss(self, batch: Mapping) -> dict[str, Tensor]:
-        """Named loss terms on a batch with ``question`` and ``answer``: ``loss`` (cross-entropy), ``accuracy``."""
-        logits = self(batch["question"])
-        target = batch["answer"].to(logits.device)
-        if target.shape != logits.shape[:1]:
-            raise ShapeError(f"QuestionPrior: {logits.shape[0]} questions but answers of shape {tuple(target.shape)}")
-        return {
-            "loss": F.cross_entropy(logits, target),
-            "accuracy": (logits.argmax(1) == target).float().mean().detach(),
-        }
+    batch_keys = {"question": "one question string per example"}
+
+    def logits(self, batch: Mapping) -> Tensor:
+        """``(batch, n_answers)`` answer logits of the batch's questions."""
+        return self(batch["question"])
 
     @torch.no_grad()
     def predict(self, batch: Mapping) -> Tensor:
         """``(batch,)`` predicted answer indices."""
-        return self(batch["question"]).argmax(1)
+        return self.logits(batch).argmax(1)

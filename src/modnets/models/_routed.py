@@ -59,7 +59,7 @@ def modular_mlp(
     encoder = nn.Sequential(nn.Flatten(), nn.Linear(d_in, d_model), nn.ReLU()) if d_in is not None else None
     layers = [
         ModularLayer(
-            modules=MLPExperts(n_modules, d_model, d_hidden, d_model),
+            modules=MLPExperts(n_modules=n_modules, d_in=d_model, d_hidden=d_hidden, d_out=d_model),
             router=Router(n_modules=n_modules, d_in=None if static else d_model, mode=mode, k=k, static=static,
                           n_tasks=n_tasks, hidden=router_hidden),
             k=k,

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError, ShapeError
+from ..types import FeatureMap, Image
+from ._signature import Signature
 
 __all__ = ["MLP", "CNNStem", "FeatureAttention", "coordinate_channels"]
 
@@ -94,6 +96,12 @@ class CNNStem(nn.Module):
         self.coords = coords
         self.out_channels = prev + (2 if coords else 0)
         self.channels, self.norm, self.width = tuple(channels), norm, width
+
+    @property
+    def signature(self) -> Signature:
+        """``images: Image(in_channels)`` in [0, 1] -> ``FeatureMap(out_channels)`` (how :mod:`modnets.hub`
+        stores and finds a stem)."""
+        return Signature(inputs={"images": Image(self.in_channels)}, output=FeatureMap(self.out_channels))
 
     def hub_config(self) -> dict:
         """The constructor's keyword arguments (what :mod:`modnets.hub` stores to rebuild the module)."""

@@ -1,15 +1,15 @@
 """Routing: routers (policies over modules), ``ModularLayer`` and the dispatch engine."""
 
-from ._dispatch import Groups as Groups
 from ._dispatch import choose_strategy as choose_strategy
 from ._dispatch import dispatch as dispatch
 from ._dispatch import dispatch_mask_loop as dispatch_mask_loop
 from ._dispatch import dispatch_naive as dispatch_naive
-from ._dispatch import make_groups as make_groups
 from ._experts import ExpertBank as ExpertBank
 from ._experts import LinearExperts as LinearExperts
 from ._experts import MLPExperts as MLPExperts
 from ._experts import ModuleListExperts as ModuleListExperts
+from ._groups import Groups as Groups
+from ._groups import make_groups as make_groups
 from ._layer import LayerOutput as LayerOutput
 from ._layer import ModularLayer as ModularLayer
 from ._router import Router as Router

@@ -4,7 +4,8 @@ A bank holds the M modules a :class:`~modnets.routing.Router` chooses between. T
 (:class:`LinearExperts`, :class:`MLPExperts`) keep each weight of all modules in one parameter of shape
 ``(E, d_in, d_out)`` so that rows routed to different modules run in one batched matmul over buckets
 (``torch.bmm``) or one grouped matmul (``torch._grouped_mm``); :class:`ModuleListExperts` wraps arbitrary
-modules (convolutions, typed modules, ...) and runs them chunk by chunk.
+modules (convolutions, typed modules, ...) and runs them chunk by chunk. Every constructor takes keyword
+arguments only and rejects a bad one with a :class:`~modnets.errors.ConfigError` naming it and its value.
 
 Every bank answers the dispatch engine (``modnets.routing._dispatch``) with:
 
@@ -13,253 +14,34 @@ Every bank answers the dispatch engine (``modnets.routing._dispatch``) with:
 - :meth:`ExpertBank.run_sorted`: run all modules on rows sorted by module id (grouped mm or chunks);
 - :meth:`ExpertBank.expert_fns`: one callable per module (for the chunk loop and the references);
 - :meth:`ExpertBank.run_all`: every module on every row (dense soft routing).
+
+The banks compute; the kernels they call (grouped matmul, bucketed chain, chunk loop) live in
+``modnets.routing._kernels`` and the row bookkeeping (:class:`~modnets.routing.Groups`) in
+``modnets.routing._groups``.
 """
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import math
-import sys
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.autograd.function import once_differentiable
 
 from ..errors import ConfigError
+from ._kernels import bucketed_chain, grouped_mm, run_chunks
 
 if TYPE_CHECKING:
-    from ._dispatch import Groups
+    from ._groups import Groups
 
-__all__ = [
-    "ExpertBank",
-    "LinearExperts",
-    "MLPExperts",
-    "ModuleListExperts",
-    "STRATEGIES",
-    "bucketed_chain",
-    "empty_for_write",
-    "grouped_mm",
-    "grouped_mm_usable",
-]
+__all__ = ["ExpertBank", "LinearExperts", "MLPExperts", "ModuleListExperts", "STRATEGIES"]
 
 #: Execution strategies of the dispatch engine (see ``modnets.routing._dispatch``).
 STRATEGIES = ("grouped_mm", "padded_bmm", "chunks")
-
-
-# --------------------------------------------------------------------------- grouped matmul kernel
-class _GroupedMM(torch.autograd.Function):
-    """``torch._grouped_mm`` with its backward written out, so that the incoming gradient is made
-    contiguous first (the CPU kernel rejects the stride-0 gradients that ``sum()`` produces) and the
-    output may be modified in place (the backward does not need it)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, offs: Tensor) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(x, weight, offs)
-        return torch._grouped_mm(x, weight, offs=offs)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
-        x, weight, offs = ctx.saved_tensors
-        grad = grad.contiguous()
-        grad_x = grad_w = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch._grouped_mm(grad, weight.transpose(-2, -1), offs=offs)  # (N, d_in)
-        if ctx.needs_input_grad[1]:
-            grad_w = torch._grouped_mm(x.t(), grad, offs=offs)  # (E, d_in, d_out)
-        return grad_x, grad_w, None
-
-
-def grouped_mm(x: Tensor, weight: Tensor, offs: Tensor) -> Tensor:
-    """Grouped matmul over rows sorted by group: rows ``offs[e-1]:offs[e]`` are multiplied by ``weight[e]``.
-
-    Args:
-        x: (N, d_in) rows sorted by group, contiguous.
-        weight: (E, d_in, d_out) stacked weights.
-        offs: (E,) int32 cumulative row counts (the end of each group); empty groups repeat the offset.
-
-    Returns:
-        (N, d_out).
-    """
-    return _GroupedMM.apply(x, weight, offs)
-
-
-@functools.cache
-def _grouped_mm_probe(dtype: torch.dtype, device_type: str) -> bool:
-    if not hasattr(torch, "_grouped_mm"):
-        return False
-    try:
-        x = torch.randn(6, 4, dtype=dtype, device=device_type, requires_grad=True)
-        w = torch.randn(3, 4, 4, dtype=dtype, device=device_type, requires_grad=True)
-        offs = torch.tensor([2, 2, 6], dtype=torch.int32, device=device_type)
-        y = grouped_mm(x, w, offs)
-        y.sum().backward()
-        ref = torch.cat([x[:2] @ w[0], x[2:] @ w[2]])
-        return bool(torch.allclose(y.float(), ref.float(), atol=1e-2, rtol=1e-2))
-    except (RuntimeError, NotImplementedError, TypeError):
-        return False
-
-
-def grouped_mm_usable(dtype: torch.dtype, device: torch.device, *dims: int) -> bool:
-    """Whether ``torch._grouped_mm`` exists on this build, runs for ``dtype`` on ``device`` and accepts
-    matrices whose row lengths are ``dims`` (every row stride must be a multiple of 16 bytes)."""
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    if any((d * itemsize) % 16 for d in dims):
-        return False
-    return _grouped_mm_probe(dtype, torch.device(device).type)
-
-
-# --------------------------------------------------------------------------- large gradient buffers
-_HUGE_PAGE = 2 << 20
-# glibc serves allocations of 32 MiB and more with a fresh mmap, which the first write faults in page by
-# page (4 KiB); a stacked weight gradient of E=128 modules of 256 x 256 is exactly that size and is
-# allocated anew at every backward. A transparent-huge-page hint cuts those faults 512-fold (measured on
-# 2 cores: 32 MiB written in 8.5 ms instead of 20 ms). Linux only; elsewhere a plain allocation.
-_HINT_MIN_BYTES = 32 << 20
-_MADV_HUGEPAGE = 14
-
-
-@functools.cache
-def _madvise() -> Callable[..., int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).madvise
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-def empty_for_write(shape: tuple[int, ...], like: Tensor) -> Tensor:
-    """``like.new_empty(shape)``, hinted to use huge pages when it is large (see ``_HINT_MIN_BYTES``).
-
-    For buffers that are written entirely right away (matmul outputs); the hint never changes values.
-    """
-    out = like.new_empty(shape)
-    nbytes = out.numel() * out.element_size()
-    madvise = _madvise() if nbytes >= _HINT_MIN_BYTES and out.device.type == "cpu" else None
-    if madvise is not None:
-        start = out.data_ptr()
-        first = -(-start // _HUGE_PAGE) * _HUGE_PAGE
-        last = (start + nbytes) // _HUGE_PAGE * _HUGE_PAGE
-        if last > first:
-            madvise(first, last - first, _MADV_HUGEPAGE)  # a hint: failure is harmless
-    return out
-
-
-# --------------------------------------------------------------------------- bucketed stacked layers
-class _BucketedChain(torch.autograd.Function):
-    """Stacked affine layers, ReLU between them, over the bucket layout of :class:`Groups`.
-
-    Rows ``0 .. E*P-1`` form E buckets of capacity P (one ``bmm`` per layer); the overflow rows after
-    them run per overflowing module (``addmm``). The backward is written out: activations are kept once,
-    the ReLU gradient is one ``threshold_backward``, overflow contributions are added in place into the
-    weight gradients, and large weight gradients get a huge-page hint. Once differentiable.
-
-    The incoming gradient must be zero at the padding slots (``from_slots`` guarantees it), so padding
-    rows add nothing to the weight gradients.
-    """
-
-    @staticmethod
-    def forward(ctx, x: Tensor, layout: tuple, *params: Tensor | None) -> Tensor:  # type: ignore[override]
-        n_modules, capacity, overflow, overflow_ids = layout
-        n_bucket = n_modules * capacity
-        n_layers = len(params) // 2
-        inputs = []
-        h = x
-        for layer in range(n_layers):
-            w, b = params[2 * layer], params[2 * layer + 1]
-            out = empty_for_write((h.shape[0], w.shape[2]), h)
-            hb = h[:n_bucket].view(n_modules, capacity, -1)
-            ob = out[:n_bucket].view(n_modules, capacity, -1)
-            hidden = layer < n_layers - 1
-            if b is None:
-                torch.bmm(hb, w, out=ob)
-                if hidden:
-                    ob.relu_()
-            elif hidden:
-                torch.bmm(hb, w, out=ob)
-                torch._add_relu_(ob, b.unsqueeze(1))  # bias and ReLU in one pass
-            else:
-                torch.baddbmm(b.unsqueeze(1), hb, w, out=ob)
-            for e, start, stop in overflow:
-                rows = slice(n_bucket + start, n_bucket + stop)
-                if b is None:
-                    torch.mm(h[rows], w[e], out=out[rows])
-                else:
-                    torch.addmm(b[e], h[rows], w[e], out=out[rows])
-                if hidden:
-                    out[rows].relu_()
-            inputs.append(h)
-            h = out
-        ctx.layout = layout
-        ctx.n_layers = n_layers
-        ctx.has_bias = [params[2 * i + 1] is not None for i in range(n_layers)]
-        ctx.save_for_backward(*inputs, *(p for p in params if p is not None))
-        return h
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
-        n_modules, capacity, overflow, overflow_ids = ctx.layout
-        n_bucket = n_modules * capacity
-        saved = ctx.saved_tensors
-        inputs, rest = saved[: ctx.n_layers], list(saved[ctx.n_layers :])
-        weights, biases = [], []
-        for has_bias in ctx.has_bias:
-            weights.append(rest.pop(0))
-            biases.append(rest.pop(0) if has_bias else None)
-        grads: list[Tensor | None] = [None] * (2 * ctx.n_layers)
-        g = grad.contiguous()
-        for layer in reversed(range(ctx.n_layers)):
-            a, w, b = inputs[layer], weights[layer], biases[layer]
-            ab = a[:n_bucket].view(n_modules, capacity, -1)
-            gb = g[:n_bucket].view(n_modules, capacity, -1)
-            if ctx.needs_input_grad[2 + 2 * layer]:
-                gw = torch.bmm(ab.transpose(1, 2), gb, out=empty_for_write(tuple(w.shape), w))
-                for e, start, stop in overflow:
-                    rows = slice(n_bucket + start, n_bucket + stop)
-                    gw[e].addmm_(a[rows].t(), g[rows])
-                grads[2 * layer] = gw
-            if b is not None and ctx.needs_input_grad[3 + 2 * layer]:
-                gbias = gb.sum(1)
-                if overflow:
-                    gbias.index_add_(0, overflow_ids, g[n_bucket:])
-                grads[2 * layer + 1] = gbias
-            if layer == 0 and not ctx.needs_input_grad[0]:
-                break
-            ga = empty_for_write((g.shape[0], w.shape[1]), g)
-            torch.bmm(gb, w.transpose(1, 2), out=ga[:n_bucket].view(n_modules, capacity, -1))
-            for e, start, stop in overflow:
-                rows = slice(n_bucket + start, n_bucket + stop)
-                torch.mm(g[rows], w[e].t(), out=ga[rows])
-            if layer > 0:  # ReLU gradient, in place (a holds the ReLU outputs)
-                torch.ops.aten.threshold_backward.grad_input(ga, a, 0, grad_input=ga)
-            g = ga
-        grad_x = g if ctx.needs_input_grad[0] else None
-        return grad_x, None, *grads
-
-
-def bucketed_chain(x_slots: Tensor, groups: Groups, *params: Tensor | None) -> Tensor:
-    """Run stacked affine layers ``(w1, b1, w2, b2, ...)`` with ReLU between them on the bucket layout.
-
-    Args:
-        x_slots: (S, d_in) rows in the bucket layout of ``groups`` (S = ``groups.n_slots``), zero at
-            the padding slots.
-        groups: the sort, with its bucket layout built.
-        params: for each layer a weight (E, d_l, d_{l+1}) and a bias (E, d_{l+1}) or ``None``.
-
-    Returns:
-        (S, d_out) in the same layout (values at padding slots are arbitrary).
-    """
-    layout = (groups.n_modules, groups.capacity, groups.overflow, groups.overflow_ids)
-    return _BucketedChain.apply(x_slots, layout, *params)
 
 
 def _check_strategy(bank: ExpertBank, strategy: str) -> None:
@@ -343,36 +125,44 @@ def _init_stacked(weight: Tensor, bias: Tensor | None, fan_in: int) -> None:
         nn.init.uniform_(bias, -bound, bound)
 
 
-def _check_sizes(**sizes: int) -> None:
-    for name, value in sizes.items():
-        if not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name} must be a positive int, got {value!r}")
+def _check_size(name: str, value: object, *, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        accepted = "None or a positive int" if optional else "a positive int"
+        raise ConfigError(f"{name} must be {accepted}, got {name}={value!r}")
 
 
 class LinearExperts(ExpertBank):
     """M affine maps stored stacked: module e computes ``x @ weight[e] + bias[e]``.
 
     Args:
-        n_modules: number of modules E.
-        d_in: input features.
-        d_out: output features.
-        bias: whether each module has a bias.
+        n_modules: number of modules E, a positive int.
+        d_in: input features, a positive int.
+        d_out: output features, a positive int.
+        bias: whether each module has a bias (a bool).
 
     Attributes:
         weight: (E, d_in, d_out).
         bias: (E, d_out) or ``None``.
 
+    Raises:
+        ConfigError: an argument outside its accepted range; the message names it and its value.
+
     Example:
-        >>> bank = LinearExperts(4, 8, 3)
+        >>> bank = LinearExperts(n_modules=4, d_in=8, d_out=3)
         >>> bank.run_all(torch.randn(5, 8)).shape
         torch.Size([4, 5, 3])
     """
 
     strategies = STRATEGIES
 
-    def __init__(self, n_modules: int, d_in: int, d_out: int, bias: bool = True):
+    def __init__(self, *, n_modules: int, d_in: int, d_out: int, bias: bool = True):
         super().__init__()
-        _check_sizes(n_modules=n_modules, d_in=d_in, d_out=d_out)
+        for name, value in (("n_modules", n_modules), ("d_in", d_in), ("d_out", d_out)):
+            _check_size(name, value)
+        if not isinstance(bias, bool):
+            raise ConfigError(f"bias must be a bool, got bias={bias!r}")
         self.n_modules, self.d_in, self.d_out = n_modules, d_in, d_out
         self.weight = nn.Parameter(torch.empty(n_modules, d_in, d_out))
         self.bias = nn.Parameter(torch.empty(n_modules, d_out)) if bias else None
@@ -383,7 +173,7 @@ class LinearExperts(ExpertBank):
         if strategy == "grouped_mm":
             y = grouped_mm(x_sorted, self.weight, groups.offsets)
             return y if self.bias is None else y.add_(self.bias.index_select(0, groups.module_ids))
-        return _run_chunks(self.expert_fns(), x_sorted, groups)
+        return run_chunks(self.expert_fns(), x_sorted, groups)
 
     overflow_ok = True
 
@@ -423,20 +213,29 @@ class MLPExperts(ExpertBank):
     higher-order gradients).
 
     Args:
-        n_modules: number of modules E.
-        d_in: input features.
-        d_hidden: hidden features.
-        d_out: output features.
-        activation: elementwise nonlinearity between the layers (default ``torch.relu``).
+        n_modules: number of modules E, a positive int.
+        d_in: input features, a positive int.
+        d_hidden: hidden features, a positive int.
+        d_out: output features, a positive int.
+        activation: elementwise nonlinearity between the layers, a callable (default ``torch.relu``).
 
     Attributes:
         w1: (E, d_in, d_hidden). b1: (E, d_hidden). w2: (E, d_hidden, d_out). b2: (E, d_out).
+
+    Raises:
+        ConfigError: an argument outside its accepted range; the message names it and its value.
+
+    Example:
+        >>> bank = MLPExperts(n_modules=4, d_in=8, d_hidden=16, d_out=3)
+        >>> bank.run_all(torch.randn(5, 8)).shape
+        torch.Size([4, 5, 3])
     """
 
     strategies = STRATEGIES
 
     def __init__(
         self,
+        *,
         n_modules: int,
         d_in: int,
         d_hidden: int,
@@ -444,7 +243,10 @@ class MLPExperts(ExpertBank):
         activation: Callable[[Tensor], Tensor] = torch.relu,
     ):
         super().__init__()
-        _check_sizes(n_modules=n_modules, d_in=d_in, d_hidden=d_hidden, d_out=d_out)
+        for name, value in (("n_modules", n_modules), ("d_in", d_in), ("d_hidden", d_hidden), ("d_out", d_out)):
+            _check_size(name, value)
+        if not callable(activation):
+            raise ConfigError(f"activation must be a callable (Tensor -> Tensor), got activation={activation!r}")
         self.n_modules, self.d_in, self.d_hidden, self.d_out = n_modules, d_in, d_hidden, d_out
         self.activation = activation
         self.w1 = nn.Parameter(torch.empty(n_modules, d_in, d_hidden))
@@ -461,7 +263,7 @@ class MLPExperts(ExpertBank):
             h = grouped_mm(x_sorted, self.w1, groups.offsets).add_(self.b1.index_select(0, ids))
             h = self.activation(h)
             return grouped_mm(h, self.w2, groups.offsets).add_(self.b2.index_select(0, ids))
-        return _run_chunks(self.expert_fns(), x_sorted, groups)
+        return run_chunks(self.expert_fns(), x_sorted, groups)
 
     @property
     def overflow_ok(self) -> bool:  # type: ignore[override]
@@ -499,33 +301,40 @@ class ModuleListExperts(ExpertBank):
     """Arbitrary modules (any input and output shapes after the batch dimension), run chunk by chunk.
 
     Args:
-        modules: the M modules; each maps (n, *in) -> (n, *out) with the same ``*out`` for all.
-        d_in: optional input feature size, checked by :class:`~modnets.routing.ModularLayer` when given.
-        d_out: optional output feature size.
+        modules: the M modules, a non-empty sequence of ``nn.Module`` (an ``nn.ModuleList`` too); each
+            maps (n, *in) -> (n, *out) with the same ``*out`` for all.
+        d_in: ``None`` or the input feature size, checked by :class:`~modnets.routing.ModularLayer` when
+            given.
+        d_out: ``None`` or the output feature size.
+
+    Raises:
+        ConfigError: an argument outside its accepted range; the message names it and its value.
+
+    Example:
+        >>> bank = ModuleListExperts(modules=[nn.Linear(8, 3), nn.Linear(8, 3)], d_in=8, d_out=3)
+        >>> bank.run_all(torch.randn(5, 8)).shape
+        torch.Size([2, 5, 3])
     """
 
     strategies = ("chunks",)
 
-    def __init__(self, modules: Sequence[nn.Module], *, d_in: int | None = None, d_out: int | None = None):
+    def __init__(self, *, modules: Sequence[nn.Module], d_in: int | None = None, d_out: int | None = None):
         super().__init__()
+        if not isinstance(modules, Iterable):  # e.g. one module instead of a list of them
+            raise ConfigError(f"modules must be a non-empty sequence of nn.Module, got {type(modules).__name__}")
         modules = list(modules)
         if not modules or not all(isinstance(m, nn.Module) for m in modules):
             raise ConfigError(
                 f"modules must be a non-empty sequence of nn.Module, got {[type(m).__name__ for m in modules]}"
             )
+        _check_size("d_in", d_in, optional=True)
+        _check_size("d_out", d_out, optional=True)
         self.experts = nn.ModuleList(modules)
         self.n_modules, self.d_in, self.d_out = len(modules), d_in, d_out
 
     def run_sorted(self, x_sorted: Tensor, groups: Groups, strategy: str) -> Tensor:
         _check_strategy(self, strategy)
-        return _run_chunks(self.expert_fns(), x_sorted, groups)
+        return run_chunks(self.expert_fns(), x_sorted, groups)
 
     def expert_fns(self) -> list[Callable[[Tensor], Tensor]]:
         return list(self.experts)
-
-
-def _run_chunks(fns: list[Callable[[Tensor], Tensor]], x_sorted: Tensor, groups: Groups) -> Tensor:
-    """Loop over modules (never over examples): each runs once on its contiguous slice."""
-    chunks = x_sorted.split(groups.counts_list)
-    outs = [f(c) for f, c, n in zip(fns, chunks, groups.counts_list, strict=True) if n]
-    return outs[0] if len(outs) == 1 else torch.cat(outs)

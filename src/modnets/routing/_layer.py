@@ -49,7 +49,7 @@ class ModularLayer(nn.Module):
 
     Example:
         >>> from modnets.routing import MLPExperts, Router
-        >>> layer = ModularLayer(modules=MLPExperts(4, 8, 16, 8),
+        >>> layer = ModularLayer(modules=MLPExperts(n_modules=4, d_in=8, d_hidden=16, d_out=8),
         ...                      router=Router(n_modules=4, d_in=8, mode="sample"))
         >>> out = layer(torch.randn(32, 8))
         >>> out.output.shape, out.route.log_prob.shape

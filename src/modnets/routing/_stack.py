@@ -63,10 +63,10 @@ class ModularStack(nn.Module):
 
     Example:
         >>> from modnets.routing import MLPExperts, ModularLayer, Router
-        >>> net = ModularStack(layers=[
-        ...     ModularLayer(modules=MLPExperts(4, 8, 16, 8), router=Router(n_modules=4, d_in=8)),
-        ...     ModularLayer(modules=MLPExperts(4, 8, 16, 8), router=Router(n_modules=4, d_in=8)),
-        ... ], head=nn.Linear(8, 3))
+        >>> def layer():
+        ...     bank = MLPExperts(n_modules=4, d_in=8, d_hidden=16, d_out=8)
+        ...     return ModularLayer(modules=bank, router=Router(n_modules=4, d_in=8))
+        >>> net = ModularStack(layers=[layer(), layer()], head=nn.Linear(8, 3))
         >>> out = net(torch.randn(5, 8))
         >>> out.output.shape, out.route.choice.shape, out.route.log_prob.shape
         (torch.Size([5, 3]), torch.Size([5, 2, 1]), torch.Size([5]))

@@ -105,7 +105,7 @@ def routing_stats(probs: Tensor, *, choice: Tensor | None = None, collapse_fract
     if p.dim() == 2:
         p = p.unsqueeze(1)
     b, n_layers, m = p.shape
-    if p.min() < 0 or not torch.allclose(p.sum(-1), torch.ones(b, n_layers, dtype=p.dtype), atol=1e-4):
+    if p.min() < 0 or not torch.allclose(p.sum(-1), p.new_ones(b, n_layers), atol=1e-4):
         raise ShapeError("probs must be probability distributions over modules (non-negative, summing to 1)")
 
     layer_cond = entropy(p).mean(0)  # (L,)

@@ -1,14 +1,13 @@
 """Training algorithms and their infrastructure (logging, evaluation)."""
 
 from ._agents import AgentTrainingConfig as AgentTrainingConfig
-from ._agents import ModularTraining as ModularTraining
 from ._agents import ModuleJob as ModuleJob
+from ._agents import ModuleJobs as ModuleJobs
 from ._agents import Noise as Noise
 from ._agents import TraceSource as TraceSource
 from ._agents import TrainResult as TrainResult
 from ._agents import train_agent_end_to_end as train_agent_end_to_end
 from ._agents import train_control as train_control
-from ._agents import train_modules as train_modules
 from ._agents import train_operator as train_operator
 from ._auxiliary import AuxiliaryDataset as AuxiliaryDataset
 from ._auxiliary import AuxiliaryManifest as AuxiliaryManifest
@@ -24,6 +23,7 @@ from ._buffer import TopKBuffer as TopKBuffer
 from ._buffer import TopKBufferConfig as TopKBufferConfig
 from ._buffer import generalized_em as generalized_em
 from ._checkpoint import Checkpointer as Checkpointer
+from ._classification import Classification as Classification
 from ._checkpoint import CheckpointWarning as CheckpointWarning
 from ._criterion import Criterion as Criterion
 from ._criterion import CriterionMonitor as CriterionMonitor
@@ -32,6 +32,9 @@ from ._criterion import category_errors as category_errors
 from ._criterion import output_terms as output_terms
 from ._criterion import pointer_errors as pointer_errors
 from ._criterion import saturation as saturation
+from ._device import available_devices as available_devices
+from ._device import resolve_device as resolve_device
+from ._device import to_device as to_device
 from ._distributed import init_from_env as init_from_env
 from ._distributed import world as world
 from ._end_to_end import EndToEnd as EndToEnd
@@ -40,19 +43,21 @@ from ._likelihood import GaussianLikelihood as GaussianLikelihood
 from ._likelihood import LogLikelihood as LogLikelihood
 from ._likelihood import categorical_log_likelihood as categorical_log_likelihood
 from ._logging import RunLogger as RunLogger
-from ._modulewise import PlanRun as PlanRun
-from ._modulewise import train_plan as train_plan
+from ._loop import LoopState as LoopState
+from ._loop import Stepper as Stepper
 from ._nmn_modulewise import NMNModulewiseConfig as NMNModulewiseConfig
 from ._nmn_modulewise import NMNModulewiseResult as NMNModulewiseResult
 from ._nmn_modulewise import train_nmn_modulewise as train_nmn_modulewise
-from ._objective import Baseline as Baseline
-from ._objective import RoutingObjective as RoutingObjective
+from ._objective import Objective as Objective
+from ._objective import check_batch as check_batch
 from ._regularizers import RoutingRegularizers as RoutingRegularizers
 from ._regularizers import load_balancing_loss as load_balancing_loss
 from ._regularizers import mutual_information_estimate as mutual_information_estimate
 from ._regularizers import policy_entropy as policy_entropy
 from ._reinforce import Reinforce as Reinforce
 from ._reinforce import ReinforceConfig as ReinforceConfig
+from ._routing_objective import Baseline as Baseline
+from ._routing_objective import RoutingObjective as RoutingObjective
 from ._search import SearchConfig as SearchConfig
 from ._search import SearchResult as SearchResult
 from ._search import fit_objective as fit_objective
@@ -67,6 +72,7 @@ from ._surrogate import SurrogateObjective as SurrogateObjective
 from ._surrogate import SurrogateScore as SurrogateScore
 from ._surrogate import surrogate_score as surrogate_score
 from ._surrogate import train_through_surrogate as train_through_surrogate
+from ._timings import StageTimings as StageTimings
 from ._winner_take_all import Assignment as Assignment
 from ._winner_take_all import CombinationModel as CombinationModel
 from ._winner_take_all import SubsetPlan as SubsetPlan

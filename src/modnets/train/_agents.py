@@ -8,19 +8,17 @@ thesis criteria (:class:`~modnets.train.Criterion`) or on a step or time limit.
   compared with the target's (as the thesis had to: it does not train without the traces).
 - Modular: every operator (:func:`train_operator`) and the control module (:func:`train_control`) alone,
   from the trace's (R(t), R(t+1)) pairs and teacher-forced action sequences, with input noise. The
-  independent trainings run one after another or in parallel processes (:func:`train_modules`).
+  independent trainings (:class:`ModuleJobs`) run with :func:`~modnets.train.run_stages`: one after another
+  or in parallel processes.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +26,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .._checks import check_ints
+from .._config import Config
 from ..agents import Agent, ControlModule, ModuleOperator, Representation, Trace
 from ..errors import ConfigError
 from ..modules import TypedModule
@@ -38,14 +37,13 @@ from ._logging import RunLogger
 
 __all__ = [
     "AgentTrainingConfig",
-    "ModularTraining",
     "ModuleJob",
+    "ModuleJobs",
     "Noise",
     "TraceSource",
     "TrainResult",
     "train_control",
     "train_agent_end_to_end",
-    "train_modules",
     "train_operator",
 ]
 
@@ -66,7 +64,7 @@ class Noise(Protocol):
 
 
 @dataclass
-class AgentTrainingConfig:
+class AgentTrainingConfig(Config):
     """Hyper-parameters shared by both regimes (thesis 3.2.2: Adam, learning rate 0.001).
 
     Attributes:
@@ -109,12 +107,9 @@ class AgentTrainingConfig:
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ConfigError(f"AgentTrainingConfig.grad_clip must be > 0 or None, got {self.grad_clip!r}")
         if isinstance(self.criterion, dict):
-            self.criterion = Criterion(**self.criterion)
+            self.criterion = Criterion.from_dict(self.criterion)
         if not isinstance(self.criterion, Criterion):
             raise ConfigError(f"AgentTrainingConfig.criterion must be a Criterion, got {type(self.criterion).__name__}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -131,7 +126,7 @@ class TrainResult:
         levels: level -> how it ended (a level with no training data for the module ends ``"no data"``).
         history: the logged measures: ``step``, ``seconds``, ``size``, ``loss``, ``error``, ``saturation``
             (operators), ``grad_abs`` (mean absolute gradient per parameter).
-        state_dict: the trained weights (filled in by :func:`train_modules` for runs in other processes).
+        state_dict: the trained weights (filled in by :class:`ModuleJobs`, to come back from other processes).
     """
 
     name: str
@@ -440,8 +435,7 @@ class ModuleJob(NamedTuple):
     Attributes:
         name: the module's name.
         module: the module (trained in place, or in a worker process and copied back).
-        train: ``train(module) -> TrainResult``; a top-level function or a ``functools.partial`` of one, so
-            that it can run in another process (e.g. ``partial(train_operator, action=0, traces=..., ...)``).
+        train: ``train(module) -> TrainResult``, e.g. ``partial(train_operator, action=0, traces=..., ...)``.
     """
 
     name: str
@@ -449,82 +443,52 @@ class ModuleJob(NamedTuple):
     train: Callable[[nn.Module], TrainResult]
 
 
-@dataclass
-class ModularTraining:
-    """The independent trainings of every module.
+class ModuleJobs:
+    """Independent module trainings as one job of :func:`~modnets.train.run_stages`.
 
-    Attributes:
-        results: module name -> its run.
-        wall_seconds: measured wall time of all of them (in parallel: from starting the worker processes to
-            the last result, process start-up included).
-        parallel: whether they ran concurrently.
-        workers: worker processes (1 when sequential).
-        start_method: how the workers started (``None`` when sequential).
-    """
-
-    results: dict[str, TrainResult]
-    wall_seconds: float
-    parallel: bool
-    workers: int
-    start_method: str | None = None
-
-    @property
-    def sequential_seconds(self) -> float:
-        """Sum of the modules' own measured training times."""
-        return sum(r.seconds for r in self.results.values())
-
-
-def _run_job(job: ModuleJob) -> TrainResult:
-    torch.set_num_threads(1)
-    result = job.train(job.module)
-    result.state_dict = {k: v.detach().clone() for k, v in job.module.state_dict().items()}
-    return result
-
-
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
-def train_modules(
-    jobs: Sequence[ModuleJob],
-    *,
-    parallel: bool = False,
-    workers: int | None = None,
-    start_method: str | None = None,
-) -> ModularTraining:
-    """Run independent module trainings one after another, or concurrently in worker processes.
-
-    In parallel, each job runs in a worker process with one thread, and the trained weights are loaded
-    back into ``job.module``. The wall time is measured, not computed; it includes starting the workers.
+    ``jobs(name)`` trains that module with its :class:`ModuleJob` and returns the :class:`TrainResult` with
+    the trained weights in ``state_dict``, so that they come back from a worker process;
+    ``jobs.collect(name, result)`` loads them into the module (where the training ran in this process, the
+    module already holds them). Every module reads only its own traces, so they form one stage.
 
     Args:
         jobs: the trainings, with distinct names.
-        parallel: run them concurrently.
-        workers: worker processes (default: one per CPU core, at most one per job).
-        start_method: how workers start (``"fork"``, ``"spawn"``, ``"forkserver"``); default ``"fork"``
-            where the platform has it (as PyTorch's data-loader workers do: no second import of torch),
-            else ``"spawn"``.
+
+    Raises:
+        ConfigError: no jobs, or two with the same name.
+
+    Example:
+        >>> from functools import partial
+        >>> from modnets.data import sorting_traces
+        >>> from modnets.models import sorting_agent
+        >>> from modnets.train import run_stages
+        >>> agent = sorting_agent(hidden=8)
+        >>> config = AgentTrainingConfig(batch_size=4, max_size=3, max_steps=2)
+        >>> jobs = ModuleJobs([ModuleJob("control", agent.control, partial(
+        ...     train_control, traces=sorting_traces, config=config, progress=False))])
+        >>> run = run_stages([jobs.names], jobs, collect=jobs.collect, progress=False)
+        >>> run.results["control"].steps
+        2
     """
-    names = [j.name for j in jobs]
-    if not jobs or len(set(names)) != len(names):
-        raise ConfigError(f"train_modules needs jobs with distinct names, got {names}")
-    if workers is not None and (not isinstance(workers, int) or workers < 1):
-        raise ConfigError(f"workers must be a positive int or None, got {workers!r}")
-    methods = multiprocessing.get_all_start_methods()
-    if start_method is None:
-        start_method = "fork" if "fork" in methods else "spawn"
-    if start_method not in methods:
-        raise ConfigError(f"start_method must be one of {methods}, got {start_method!r}")
-    start = time.perf_counter()
-    if not parallel:
-        results = {j.name: j.train(j.module) for j in jobs}
-        return ModularTraining(results, time.perf_counter() - start, parallel=False, workers=1)
-    n = min(len(jobs), workers or os.cpu_count() or 1)
-    ctx = multiprocessing.get_context(start_method)
-    with ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_one_thread) as pool:
-        futures = {j.name: pool.submit(_run_job, j) for j in jobs}
-        results = {name: f.result() for name, f in futures.items()}
-    wall = time.perf_counter() - start
-    for j in jobs:
-        j.module.load_state_dict(results[j.name].state_dict)
-    return ModularTraining(results, wall, parallel=True, workers=n, start_method=start_method)
+
+    def __init__(self, jobs: Sequence[ModuleJob]) -> None:
+        names = [j.name for j in jobs]
+        if not names or len(set(names)) != len(names):
+            raise ConfigError(f"ModuleJobs needs jobs with distinct names, got {names}")
+        self.jobs = {j.name: j for j in jobs}
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The modules' names, in the order of the jobs."""
+        return tuple(self.jobs)
+
+    def __call__(self, name: str) -> TrainResult:
+        job = self.jobs[name]
+        result = job.train(job.module)
+        result.state_dict = {k: v.detach().clone() for k, v in job.module.state_dict().items()}
+        return result
+
+    def collect(self, name: str, result: TrainResult) -> None:
+        """Load the weights a job returned into its module."""
+        assert result.state_dict is not None, "a result of ModuleJobs carries its weights"
+        self.jobs[name].module.load_state_dict(result.state_dict)

@@ -9,16 +9,16 @@ records the producer's fingerprint (:func:`module_sha256`), and a cache made by 
 producer is refused.
 
 On disk: ``manifest.json`` and ``shard-00000.safetensors``, ... (tensors only, never pickle), each shard
-holding ``sample_id`` and every cached field for up to ``shard_size`` examples.
+holding ``sample_id`` and every cached field for up to ``shard_size`` examples. A new cache is written and
+synced in a staging folder and swapped in for the old one (:func:`modnets._files.swap_dir`): a writer that
+dies at any point leaves the old cache or the new one readable, never none and never a mixture.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from .._files import current_dir, recover_dir, staging_dir, swap_dir, write_durably
 from ..errors import ConfigError, DataUnavailableError, ShapeError
 
 __all__ = ["AuxiliaryDataset", "AuxiliaryManifest", "Shard", "cache_outputs", "module_sha256"]
@@ -103,12 +104,12 @@ class AuxiliaryManifest:
 
     @classmethod
     def read(cls, directory: str | Path) -> AuxiliaryManifest:
-        """The manifest of an auxiliary data set folder.
+        """The manifest of an auxiliary data set folder (or of the cache it held before an interrupted swap).
 
         Raises:
             DataUnavailableError: no readable manifest there, or one of another format.
         """
-        path = Path(directory) / MANIFEST
+        path = current_dir(directory) / MANIFEST
         try:
             data = json.loads(path.read_text())
             if data.get("format") != FORMAT:
@@ -155,8 +156,9 @@ def cache_outputs(
 
     The producer runs in eval mode without gradients. A cache already in ``directory`` from the same
     producer (same fingerprint and fields) is kept and its manifest returned, unless ``overwrite``; one
-    from another producer version is replaced. The new cache is written into a temporary folder and moved
-    into place at the end, so an interrupted run never leaves a half-written cache under ``directory``.
+    from another producer version is replaced. The new cache is written into a temporary folder, synced and
+    swapped in at the end, so an interrupted run leaves the old cache or the new one, never a half-written
+    one. One writer at a time per ``directory``.
 
     Args:
         producer: the trained module (or a container of the modules that make the outputs, e.g. an
@@ -188,6 +190,7 @@ def cache_outputs(
     directory = Path(directory)
     fingerprint = module_sha256(producer)
     label = name or type(producer).__name__
+    recover_dir(directory)  # what a writer that died here left behind
     if not overwrite and (directory / MANIFEST).exists():
         try:
             old = AuxiliaryManifest.read(directory)
@@ -197,15 +200,13 @@ def cache_outputs(
             return old
 
     directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+    staging = staging_dir(directory)
     was_training = producer.training
     producer.eval()
     try:
         manifest = _write(producer, dataset, staging, outputs, collate, targets, ids, label, fingerprint,
                           shard_size, batch_size, progress)
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(staging, directory)
+        swap_dir(staging, directory)
     finally:
         producer.train(was_training)
         if staging.exists():
@@ -227,7 +228,7 @@ def _write(
     batch_size: int,
     progress: bool,
 ) -> AuxiliaryManifest:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
     fields: dict[str, dict[str, Any]] = {}
@@ -243,8 +244,9 @@ def _write(
             part = {k: v[:count].contiguous() for k, v in joined.items()}
             joined = {k: v[count:] for k, v in joined.items()}
             file = f"shard-{len(shards):05d}.safetensors"
-            save_file(part, str(folder / file))
-            shards.append(Shard(file, count, _sha256_file(folder / file)))
+            data = save(part)
+            write_durably(folder / file, data)
+            shards.append(Shard(file, count, hashlib.sha256(data).hexdigest()))
         pending = {k: [v] for k, v in joined.items()}
 
     with torch.no_grad():
@@ -288,7 +290,7 @@ def _write(
         producer=label, producer_sha256=fingerprint, n_examples=seen, outputs=output_names or (), targets=targets,
         fields=fields, shards=tuple(shards), created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    (folder / MANIFEST).write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
+    write_durably(folder / MANIFEST, (json.dumps(manifest.to_dict(), indent=2) + "\n").encode())
     return manifest
 
 
@@ -326,7 +328,8 @@ class AuxiliaryDataset(Dataset):
         if (producer is None) == (producer_sha256 is None):
             raise ConfigError("AuxiliaryDataset needs exactly one of producer or producer_sha256 to check the cache")
         self.directory = Path(directory)
-        self.manifest = AuxiliaryManifest.read(self.directory)
+        folder = current_dir(self.directory)  # resolved once: the manifest and its shards come from one cache
+        self.manifest = AuxiliaryManifest.read(folder)
         expected = producer_sha256 if producer is None else module_sha256(producer)
         if expected != self.manifest.producer_sha256:
             raise DataUnavailableError(
@@ -341,7 +344,7 @@ class AuxiliaryDataset(Dataset):
             raise ConfigError(f"AuxiliaryDataset fields {unknown} are not cached; cached: {', '.join(known)}")
         parts: dict[str, list[Tensor]] = {k: [] for k in (SAMPLE_ID, *wanted)}
         for shard in self.manifest.shards:
-            path = self.directory / shard.file
+            path = folder / shard.file
             if not path.exists() or (verify and _sha256_file(path) != shard.sha256):
                 raise DataUnavailableError(
                     f"auxiliary data set {self.directory}: shard {shard.file} is missing or changed on disk; "

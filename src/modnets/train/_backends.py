@@ -1,39 +1,56 @@
 """Running the stages of a training plan: stages in order, the modules of a stage in parallel.
 
-A training plan (``modnets.analysis.dependencies(...).plan``) lists stages of modules that can train at
-the same time; a stage starts when the one before it has finished, because its modules read what the
-earlier ones wrote (weights, auxiliary datasets). :func:`run_stages` runs one job per module:
+A training plan (:class:`~modnets.plan.TrainingPlan`, from ``modnets.analysis.dependencies(...).plan``)
+lists stages of modules that can train at the same time; a stage starts when the one before it has
+finished, because its modules read what the earlier ones wrote (weights, auxiliary data sets).
+:func:`run_stages` runs one job per module, with one of three backends:
 
 - ``backend="sequential"`` (the default): a plain loop in this process; nothing is started.
+- ``backend="processes"``: one worker process per module of a stage (at most ``workers`` at a time), each
+  with ``num_cpus`` torch threads. The workers are forked from this process when their stage starts, so a
+  job sees this process as it is then (the weights collected from the earlier stages included) and is
+  inherited, not pickled; its result travels back pickled. Where the platform cannot fork, the workers
+  are spawned, and the job must then pickle too.
 - ``backend="ray"``: one Ray task per module, on the cluster at ``address`` or, without one, on a local
   Ray instance started here with a few CPUs and shut down afterwards. Ray is an optional dependency
   (``pip install modnets[ray]``).
 
-Jobs talk to each other through files (the run folder), not through return values: a job's result is
-returned to the caller, never passed to the next stage.
+After each stage, in this process and in plan order, ``collect(name, result)`` takes every job's result
+(where results come back from other processes, this is where the caller loads the returned weights into
+its modules), then the auxiliary data sets the plan writes after that stage are cached with the caller's
+``caches`` functions. Jobs talk to each other through this process or through files (the run folder), not
+through return values: a job's result is returned to the caller, never passed to the next stage.
+
+A failing job stops the run: its own exception is raised here, with its type and attributes, its message
+prefixed with the module's name and, when it crossed a process boundary, the remote traceback as a note.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import pickle
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, MissingDependencyError
+from ..plan import Stage, TrainingPlan
+from ._timings import StageTimings
 
 __all__ = ["BACKENDS", "StageRun", "check_backend", "run_stages"]
 
 #: the accepted values of ``backend``
-BACKENDS = ("sequential", "ray")
+BACKENDS = ("sequential", "processes", "ray")
 
 Job = Callable[[str], Any]
+Plan = TrainingPlan | Sequence[Stage | Sequence[str]]
 
 # Ray's smallest object store is 75 MiB; results are small (paths, metrics, a few tensors), and a large
 # default would reserve shared memory that the jobs themselves need.
@@ -46,49 +63,47 @@ class StageRun:
 
     Attributes:
         backend: the backend that ran the jobs.
-        stages: the module names of each stage, in order.
         results: module name -> what its job returned, in plan order.
-        module_seconds: module name -> wall time of its job, measured where the job ran (start-up and
-            transfer overheads excluded).
-        stage_seconds: wall time of each stage seen by the caller (scheduling overheads included).
-        startup_seconds: time spent starting or connecting to the backend (0 for ``"sequential"``).
+        timings: the measured times of every module, cache and stage, and both costs.
+        cache_results: producer name -> what its cache function returned (e.g. the manifest).
+        workers: the most jobs that ran at once: 1 for ``"sequential"``, the worker processes of the widest
+            stage for ``"processes"``, ``None`` for ``"ray"`` (the cluster decides).
+        start_method: how the worker processes started (``"fork"`` or ``"spawn"``; ``None`` for the other
+            backends).
     """
 
     backend: str
-    stages: list[list[str]]
-    results: dict[str, Any] = field(default_factory=dict)
-    module_seconds: dict[str, float] = field(default_factory=dict)
-    stage_seconds: list[float] = field(default_factory=list)
-    startup_seconds: float = 0.0
+    results: dict[str, Any]
+    timings: StageTimings
+    cache_results: dict[str, Any] = field(default_factory=dict)
+    workers: int | None = 1
+    start_method: str | None = None
 
     @property
-    def sequential_seconds(self) -> float:
-        """The training cost on one worker: the sum of every module's time."""
-        return sum(self.module_seconds.values())
+    def stages(self) -> list[list[str]]:
+        """The module names of each stage, in order."""
+        return self.timings.stages
 
-    @property
-    def parallel_seconds(self) -> float:
-        """The training cost with one worker per module: the sum over stages of the slowest module."""
-        return sum(max(self.module_seconds[m] for m in stage) for stage in self.stages)
-
-    @property
-    def overhead_seconds(self) -> float:
-        """Stage wall time beyond each stage's slowest module (scheduling, transfers; start-up excluded)."""
-        return sum(self.stage_seconds) - self.parallel_seconds
+    def to_dict(self) -> dict[str, Any]:
+        """The backend and the timings as a JSON-ready dict (job and cache results left out)."""
+        return {"backend": self.backend, "workers": self.workers, **self.timings.to_dict()}
 
 
 def check_backend(backend: object) -> str:
     """``backend`` if it is one of :data:`BACKENDS`; raises :class:`ConfigError` listing them otherwise."""
     if backend not in BACKENDS:
         raise ConfigError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
-    return backend  # type: ignore[return-value]
+    return str(backend)
 
 
 def run_stages(
-    plan: object,
+    plan: Plan,
     job: Job,
     *,
     backend: str = "sequential",
+    collect: Callable[[str, Any], None] | None = None,
+    caches: Mapping[str, Callable[[], Any]] | None = None,
+    workers: int | None = None,
     address: str | None = None,
     num_cpus: int = 1,
     progress: bool = True,
@@ -96,25 +111,37 @@ def run_stages(
     """Run ``job(name)`` for every module of a training plan: stages in order, a stage's modules in parallel.
 
     Args:
-        plan: an object with ``.stages`` whose items have ``.modules`` (a
-            :class:`~modnets.analysis.TrainingPlan`), or the stages themselves: a sequence of stages, each
-            a sequence of module names or an object with ``.modules``.
-        job: trains one module, given its name, and returns something small (a path, metrics). With
-            ``backend="ray"`` it runs in another process: it and its result must pickle (cloudpickle). A
-            function of an importable module (or a :func:`functools.partial` of one) is sent by reference
-            and imported by the workers; one defined in the script being run is sent by value.
-        backend: ``"sequential"`` or ``"ray"``.
-        address: the Ray cluster to connect to (``"auto"``, ``"ray://host:10001"``, ...); ``None`` starts a
-            local Ray (unless this process has already initialised Ray, which is then used as it is).
-        num_cpus: CPUs reserved by each Ray task; the job's torch thread count is set to it.
+        plan: a :class:`~modnets.plan.TrainingPlan`, or the stages themselves: a sequence of stages, each a
+            :class:`~modnets.plan.Stage` or a sequence of module names.
+        job: trains one module, given its name, and returns something small (a path, metrics, weights).
+            With ``backend="ray"`` it and its result must pickle (cloudpickle): a function of an importable
+            module (or a :func:`functools.partial` of one) is sent by reference and imported by the workers;
+            one defined in the script being run is sent by value. With ``backend="processes"`` its result
+            must pickle.
+        backend: ``"sequential"``, ``"processes"`` or ``"ray"``.
+        collect: ``collect(name, result)``, called in this process for every job of a stage once the stage
+            is done, in plan order, before the stage's caches are written.
+        caches: producer name -> a callable without arguments that writes the producer's auxiliary data set
+            (e.g. with :func:`~modnets.train.cache_outputs`), called in this process after the stage the plan
+            names for it; one for each auxiliary data set of the plan. ``None``: the plan's auxiliary data
+            sets are the caller's business.
+        workers: ``backend="processes"`` only: the most worker processes at once (default: one per CPU core,
+            at most one per module of the stage).
+        address: ``backend="ray"`` only: the cluster to connect to (``"auto"``, ``"ray://host:10001"``,
+            ...); ``None`` starts a local Ray (unless this process has already initialised Ray, which is
+            then used as it is).
+        num_cpus: CPUs of each job: the torch thread count of each worker process or Ray task (reserved
+            by the task on Ray); the sequential backend leaves this process's setting alone.
         progress: show a progress bar over the modules.
 
     Returns:
-        the results and the wall times per module and per stage.
+        the results, what the caches returned, and the timings.
 
     Raises:
-        ConfigError: an unknown backend, a bad ``num_cpus``, stages that are not lists of distinct names, or
-            ``address`` with the sequential backend.
+        ConfigError: an unknown backend, a bad ``num_cpus`` or ``workers``, stages that are not lists of
+            distinct names, an option of another backend (``address`` without Ray, ``workers`` without
+            processes), ``caches`` with plain stages, or caches that do not match the plan's auxiliary data
+            sets.
         MissingDependencyError: ``backend="ray"`` without Ray installed.
         Exception: the first failing job's own exception type, its message prefixed with the module's name.
 
@@ -122,84 +149,186 @@ def run_stages(
         >>> run = run_stages([["a", "b"], ["c"]], str.upper, progress=False)
         >>> run.results
         {'a': 'A', 'b': 'B', 'c': 'C'}
-        >>> len(run.stage_seconds)
+        >>> len(run.timings.stage_seconds)
         2
     """
     check_backend(backend)
     stages = _stages_of(plan)
+    auxiliary = _auxiliary_of(plan, caches)
     if not isinstance(num_cpus, int) or isinstance(num_cpus, bool) or num_cpus < 1:
         raise ConfigError(f"num_cpus must be an int >= 1, got {num_cpus!r}")
+    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
+        raise ConfigError(f"workers must be an int >= 1 or None, got {workers!r}")
     if address is not None and backend != "ray":
         raise ConfigError(f"address={address!r} is a Ray cluster address; it needs backend='ray', got {backend!r}")
-    run = StageRun(backend=backend, stages=stages)
-    total = sum(len(s) for s in stages)
-    with tqdm(total=total, desc=f"modules ({backend})", disable=not progress, leave=False, dynamic_ncols=True) as bar:
-        if backend == "sequential":
-            _run_sequential(run, job, bar)
-        else:
-            _run_ray(run, job, bar, address=address, num_cpus=num_cpus, width=max(len(s) for s in stages))
+    if workers is not None and backend != "processes":
+        raise ConfigError(f"workers={workers!r} counts worker processes; it needs backend='processes', got {backend!r}")
+
+    start = time.perf_counter()
+    timings = StageTimings(stages=stages)
+    run = StageRun(backend=backend, results={}, timings=timings)
+    width = max(len(s) for s in stages)
+    if backend == "sequential":
+        runner: _Runner = _Sequential(job)
+    elif backend == "processes":
+        runner = _Processes(job, workers=workers, threads=num_cpus)
+    else:
+        runner = _Ray(job, address=address, num_cpus=num_cpus, width=width)
+    cache_fns = dict(caches or {})
+    bar = tqdm(total=sum(len(s) for s in stages), desc=f"modules ({backend})", disable=not progress, leave=False,
+               dynamic_ncols=True)
+    with bar, runner:
+        for index, stage in enumerate(stages, 1):
+            bar.set_postfix_str(f"stage {index}/{len(stages)}")
+            startup, stage_start = runner.startup_seconds, time.perf_counter()
+            outcomes = runner.run(stage, bar)
+            timings.stage_seconds.append(time.perf_counter() - stage_start - (runner.startup_seconds - startup))
+            for name in stage:  # plan order, not finishing order
+                run.results[name] = outcomes[name].result
+                timings.module_seconds[name] = outcomes[name].seconds
+            if collect is not None:
+                for name in stage:
+                    collect(name, run.results[name])
+            for producer in (p for p, after in auxiliary if after == index):
+                cache_start = time.perf_counter()
+                run.cache_results[producer] = cache_fns[producer]()
+                timings.cache_seconds[producer] = time.perf_counter() - cache_start
+                timings.cache_after[producer] = index
+    timings.startup_seconds = runner.startup_seconds
+    run.workers, run.start_method = runner.workers, runner.start_method
+    timings.wall_seconds = time.perf_counter() - start
     return run
 
 
 # ------------------------------------------------------------------------------------------- the backends
 
 
-def _run_sequential(run: StageRun, job: Job, bar: tqdm) -> None:
-    for index, stage in enumerate(run.stages):
-        start = time.perf_counter()
+@dataclass
+class _Outcome:
+    """What one job left: its result and time, or its failure."""
+
+    name: str
+    result: Any
+    seconds: float
+    failure: _Failure | None = None
+
+
+class _Runner:
+    """A backend: ``with runner:`` starts and stops it, ``runner.run(stage, bar)`` runs one stage's jobs and
+    returns their outcomes by name, raising the first job's failure."""
+
+    startup_seconds: float = 0.0
+    workers: int | None = 1
+    start_method: str | None = None
+
+    def __enter__(self) -> _Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def run(self, stage: list[str], bar: tqdm) -> dict[str, _Outcome]:
+        raise NotImplementedError
+
+
+class _Sequential(_Runner):
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+    def run(self, stage: list[str], bar: tqdm) -> dict[str, _Outcome]:
+        outcomes = {}
         for name in stage:
-            bar.set_postfix_str(f"stage {index + 1}/{len(run.stages)}: {name}")
-            module_start = time.perf_counter()
+            start = time.perf_counter()
             try:
-                run.results[name] = job(name)
+                result = self.job(name)
             except Exception as e:
                 raise _named_from(e, name) from e
-            run.module_seconds[name] = time.perf_counter() - module_start
+            outcomes[name] = _Outcome(name, result, time.perf_counter() - start)
             bar.update()
-        run.stage_seconds.append(time.perf_counter() - start)
+        return outcomes
 
 
-def _run_ray(run: StageRun, job: Job, bar: tqdm, *, address: str | None, num_cpus: int, width: int) -> None:
-    ray = _import_ray()
-    start = time.perf_counter()
-    started = False
-    if not ray.is_initialized():
-        # the jobs' output (progress bars, prints) stays in the workers' log files
-        options: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.ERROR)
-        if address is None:
-            # a small local instance: enough CPUs for the widest stage, never more than the machine has
-            cpus = max(num_cpus, min(os.cpu_count() or 1, num_cpus * width))
-            options.update(num_cpus=cpus, object_store_memory=_OBJECT_STORE_BYTES, include_dashboard=False)
+class _Processes(_Runner):
+    """A pool of worker processes per stage, forked when the stage starts (so that each stage's workers see
+    what the caller collected from the stages before), closed when it ends."""
+
+    def __init__(self, job: Job, *, workers: int | None, threads: int) -> None:
+        self.job, self.most, self.threads = job, workers, threads
+        methods = multiprocessing.get_all_start_methods()
+        # As PyTorch's data-loader workers: fork where the platform has it (no second import of torch, and
+        # the job need not pickle), else spawn.
+        self.start_method = "fork" if "fork" in methods else "spawn"
+        self.workers = 0
+
+    def run(self, stage: list[str], bar: tqdm) -> dict[str, _Outcome]:
+        n = min(len(stage), self.most or os.cpu_count() or 1)
+        self.workers = max(self.workers or 0, n)
+        start = time.perf_counter()
+        context = multiprocessing.get_context(self.start_method)
+        pool = context.Pool(n, initializer=_start_worker, initargs=(self.job, self.threads))
+        self.startup_seconds += time.perf_counter() - start
+        outcomes: dict[str, _Outcome] = {}
+        try:
+            for outcome in pool.imap_unordered(_call_in_worker, stage):
+                if outcome.failure is not None:
+                    _raise_failure(outcome)
+                outcomes[outcome.name] = outcome
+                bar.update()
+        except BaseException:
+            pool.terminate()  # a job failed: the rest of its stage is of no use
+            raise
         else:
-            options.update(address=address)
-        ray.init(**options)
-        started = True
-    run.startup_seconds = time.perf_counter() - start
-    try:
-        task = ray.remote(num_cpus=num_cpus, max_retries=0)(_call)
-        for index, stage in enumerate(run.stages):
-            stage_start = time.perf_counter()
-            bar.set_postfix_str(f"stage {index + 1}/{len(run.stages)}")
-            pending = [task.remote(job, name, threads=num_cpus) for name in stage]
-            outcomes: dict[str, _Outcome] = {}
-            try:
-                while pending:
-                    done, pending = ray.wait(pending, num_returns=1)
-                    outcome = ray.get(done[0])
-                    if outcome.failure is not None:
-                        _raise_failure(outcome)
-                    outcomes[outcome.name] = outcome
-                    bar.update()
-            finally:
-                for ref in pending:  # a job failed: the rest of its stage is of no use
-                    ray.cancel(ref)
-            for name in stage:  # plan order, not finishing order
-                run.results[name] = outcomes[name].result
-                run.module_seconds[name] = outcomes[name].seconds
-            run.stage_seconds.append(time.perf_counter() - stage_start)
-    finally:
-        if started:
-            ray.shutdown()
+            pool.close()
+        finally:
+            pool.join()
+        return outcomes
+
+
+class _Ray(_Runner):
+    workers = None
+
+    def __init__(self, job: Job, *, address: str | None, num_cpus: int, width: int) -> None:
+        self.job, self.address, self.num_cpus, self.width = job, address, num_cpus, width
+        self.started = False
+
+    def __enter__(self) -> _Ray:
+        self.ray = ray = _import_ray()
+        start = time.perf_counter()
+        if not ray.is_initialized():
+            # the jobs' output (progress bars, prints) stays in the workers' log files
+            options: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.ERROR)
+            if self.address is None:
+                # a small local instance: enough CPUs for the widest stage, never more than the machine has
+                cpus = max(self.num_cpus, min(os.cpu_count() or 1, self.num_cpus * self.width))
+                options.update(num_cpus=cpus, object_store_memory=_OBJECT_STORE_BYTES, include_dashboard=False)
+            else:
+                options.update(address=self.address)
+            ray.init(**options)
+            self.started = True
+        self.startup_seconds = time.perf_counter() - start
+        self.task = ray.remote(num_cpus=self.num_cpus, max_retries=0)(_call)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.started:
+            self.ray.shutdown()
+
+    def run(self, stage: list[str], bar: tqdm) -> dict[str, _Outcome]:
+        ray = self.ray
+        pending = [self.task.remote(self.job, name, threads=self.num_cpus) for name in stage]
+        outcomes: dict[str, _Outcome] = {}
+        try:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                outcome = ray.get(done[0])
+                if outcome.failure is not None:
+                    _raise_failure(outcome)
+                outcomes[outcome.name] = outcome
+                bar.update()
+        finally:
+            for ref in pending:  # a job failed: the rest of its stage is of no use
+                ray.cancel(ref)
+        return outcomes
 
 
 def _import_ray():
@@ -226,21 +355,10 @@ class _Failure:
     traceback: str
 
 
-@dataclass
-class _Outcome:
-    """What one job left: its result and time, or its failure."""
-
-    name: str
-    result: Any
-    seconds: float
-    failure: _Failure | None = None
-
-
-def _call(job: Job, name: str, *, threads: int) -> _Outcome:
-    """Run one job in a Ray worker, timed; its exception is returned, not raised, to reach the caller intact."""
-    import torch
-
-    torch.set_num_threads(threads)
+def _call(job: Job, name: str, *, threads: int | None = None) -> _Outcome:
+    """Run one job in a worker, timed; its exception is returned, not raised, to reach the caller intact."""
+    if threads is not None:
+        torch.set_num_threads(threads)
     start = time.perf_counter()
     try:
         result = job(name)
@@ -252,6 +370,21 @@ def _call(job: Job, name: str, *, threads: int) -> _Outcome:
             failure = _Failure(RuntimeError, (f"{type(e).__name__}: {e}",), {}, failure.traceback)
         return _Outcome(name, None, time.perf_counter() - start, failure)
     return _Outcome(name, result, time.perf_counter() - start)
+
+
+#: the job of this worker process (``"processes"`` backend), set once when the worker starts
+_worker_job: Job | None = None
+
+
+def _start_worker(job: Job, threads: int) -> None:
+    global _worker_job
+    _worker_job = job
+    torch.set_num_threads(threads)
+
+
+def _call_in_worker(name: str) -> _Outcome:
+    assert _worker_job is not None, "a worker process runs jobs only after _start_worker"
+    return _call(_worker_job, name)
 
 
 def _named(kind: type, args: tuple, state: dict[str, Any], name: str) -> BaseException:
@@ -278,15 +411,15 @@ def _raise_failure(outcome: _Outcome) -> None:
 # ------------------------------------------------------------------------------------------------ stages
 
 
-def _stages_of(plan: object) -> list[list[str]]:
+def _stages_of(plan: Plan) -> list[list[str]]:
     """The stages of a plan as lists of names; every name a non-empty str, each module in one stage only."""
-    raw = plan.stages if hasattr(plan, "stages") else plan
+    raw = plan.stages if isinstance(plan, TrainingPlan) else plan
     if isinstance(raw, str | bytes) or not isinstance(raw, Sequence):
-        raise ConfigError(f"stages must be a sequence of stages (or a plan with .stages), got {raw!r}")
+        raise ConfigError(f"stages must be a sequence of stages (or a TrainingPlan), got {raw!r}")
     stages: list[list[str]] = []
     seen: set[str] = set()
     for i, stage in enumerate(raw):
-        names = stage.modules if hasattr(stage, "modules") else stage
+        names = stage.modules if isinstance(stage, Stage) else stage
         if isinstance(names, str | bytes) or not isinstance(names, Sequence) or not names:
             raise ConfigError(f"stage {i} must be a non-empty sequence of module names, got {names!r}")
         for name in names:
@@ -300,3 +433,24 @@ def _stages_of(plan: object) -> list[list[str]]:
         raise ConfigError("stages is empty: there is nothing to run")
     return stages
 
+
+def _auxiliary_of(plan: Plan, caches: Mapping[str, Callable[[], Any]] | None) -> list[tuple[str, int]]:
+    """``(producer, after_stage)`` of every cache to write; ``caches`` must match the plan's auxiliary data sets."""
+    if caches is None:
+        return []
+    if not isinstance(plan, TrainingPlan):
+        raise ConfigError(
+            "caches needs a TrainingPlan, whose auxiliary data sets say after which stage each is written; "
+            f"got plain stages {plan!r}"
+        )
+    needed = [(a.producer, a.after_stage) for a in plan.auxiliary]
+    missing = sorted({p for p, _ in needed} - set(caches))
+    if missing:
+        raise ConfigError(f"the plan caches the outputs of {missing}; give run_stages a cache function for each")
+    extra = sorted(set(caches) - {p for p, _ in needed})
+    if extra:
+        raise ConfigError(
+            f"caches has functions for {extra}, whose outputs the plan does not cache; "
+            f"it caches {sorted(p for p, _ in needed)}"
+        )
+    return needed

@@ -20,18 +20,19 @@ E-step replaces only by a strictly better sample); an empty buffer (K = 0) is RE
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
 from .._checks import check_ints
+from .._config import Config
 from ..errors import ConfigError
 from ..routing import ModularStack, RoutedModel
 from ._distributed import all_gather_rows
 from ._likelihood import LogLikelihood
-from ._objective import Baseline, Batch, RoutingObjective, check_reward, make_reward, repeat_rows
 from ._regularizers import RoutingRegularizers
+from ._routing_objective import BASELINES, Baseline, Batch, RoutingObjective, check_reward, make_reward, repeat_rows
 
 __all__ = ["RoutingBuffer", "TopKBuffer", "TopKBufferConfig", "generalized_em"]
 
@@ -53,7 +54,7 @@ class RoutingBuffer(nn.Module):
         score: (N, K) their scores when last computed, log p(y|x,a) + log p(a|x).
     """
 
-    def __init__(self, dataset_size: int, size: int, n_layers: int, k: int):
+    def __init__(self, *, dataset_size: int, size: int, n_layers: int, k: int):
         super().__init__()
         for name, value in (("dataset_size", dataset_size), ("n_layers", n_layers), ("k", k)):
             if not isinstance(value, int) or value < 1:
@@ -117,7 +118,7 @@ def best_distinct(choice: Tensor, score: Tensor, size: int) -> tuple[Tensor, Ten
 
 
 @dataclass
-class TopKBufferConfig:
+class TopKBufferConfig(Config):
     """Settings of :class:`TopKBuffer`.
 
     Attributes:
@@ -150,9 +151,20 @@ class TopKBufferConfig:
         if self.buffer_size == 0 and not self.sample_gradient:
             raise ConfigError("with buffer_size=0 the fresh samples are the only routings: set sample_gradient=True")
         check_reward(self.reward)
+        if self.baseline not in BASELINES:
+            raise ConfigError(f"TopKBufferConfig.baseline must be one of {BASELINES}, got {self.baseline!r}")
+        if not 0.0 <= self.baseline_decay < 1.0:
+            raise ConfigError(f"TopKBufferConfig.baseline_decay must be in [0, 1), got {self.baseline_decay!r}")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    @classmethod
+    def em(cls, *, samples: int = 4, e_step_every: int = 1,
+           regularizers: RoutingRegularizers | None = None) -> TopKBufferConfig:
+        """Kirsch et al.'s generalised EM as a configuration: one incumbent routing per example, replaced in
+        the E-step by the best of S fresh samples when that scores strictly higher, and an M-step on the
+        incumbents (modules by log p(y|x,a*), router by log p(a*|x)): ``buffer_size=1``,
+        ``sample_gradient=False``, no baseline."""
+        return cls(buffer_size=1, samples=samples, sample_gradient=False, e_step_every=e_step_every,
+                   baseline="none", regularizers=regularizers or RoutingRegularizers())
 
 
 class TopKBuffer(RoutingObjective):
@@ -177,9 +189,10 @@ class TopKBuffer(RoutingObjective):
     Example:
         >>> import torch
         >>> from modnets.routing import MLPExperts, ModularLayer, ModularStack, Router
-        >>> net = ModularStack(layers=[ModularLayer(modules=MLPExperts(4, 6, 8, 3),
+        >>> bank = MLPExperts(n_modules=4, d_in=6, d_hidden=8, d_out=3)
+        >>> net = ModularStack(layers=[ModularLayer(modules=bank,
         ...                                         router=Router(n_modules=4, d_in=6))])
-        >>> em = generalized_em(net, dataset_size=100, samples=3)
+        >>> em = generalized_em(net, dataset_size=100, config=TopKBufferConfig.em(samples=3))
         >>> batch = {"x": torch.randn(8, 6), "y": torch.randint(0, 3, (8,)), "index": torch.arange(8)}
         >>> em.loss(batch)["loss"].backward()
         >>> int(em.buffer.valid[:8].sum()), int(em.buffer.valid[8:].sum())
@@ -208,7 +221,10 @@ class TopKBuffer(RoutingObjective):
         self.dataset_size = dataset_size
         self.baseline = Baseline(self.config.baseline, decay=self.config.baseline_decay, net=baseline_net)
         k_size = self.config.buffer_size
-        self.buffer = RoutingBuffer(dataset_size, k_size, *route_shape) if k_size else None
+        self.buffer = RoutingBuffer(dataset_size=dataset_size, size=k_size, n_layers=route_shape[0],
+                                    k=route_shape[1]) if k_size else None
+
+    _needs_index = True
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         cfg = self.config
@@ -241,7 +257,7 @@ class TopKBuffer(RoutingObjective):
             cand_lp = torch.cat([stored_lp if stored_lp is not None else fresh_ll.new_zeros(b, k_size),
                                  fresh.route.log_prob.view(s, b).t()], 1)
             pick, valid = self._e_step(index, stored, valid, fresh_choice, (cand_ll + cand_lp).detach())
-            terms["e_step"] = torch.tensor(float(self._e_step_due()))
+            terms["e_step"] = x.new_tensor(float(self._e_step_due()))
             terms["buffer_score"] = self.buffer.score[index, 0].mean()
             # M-step on the (updated) buffer entries; a fresh sample that entered the buffer without a
             # gradient is run again with one
@@ -305,24 +321,21 @@ def generalized_em(
     model: RoutedModel,
     *,
     dataset_size: int,
-    samples: int = 4,
-    e_step_every: int = 1,
+    config: TopKBufferConfig | None = None,
     likelihood: LogLikelihood | None = None,
-    regularizers: RoutingRegularizers | None = None,
     route_shape: tuple[int, int] | None = None,
+    eval_mode: str = "auto",
 ) -> TopKBuffer:
-    """Kirsch et al.'s generalised EM: one incumbent routing per example, replaced in the E-step by the best
-    of S fresh samples when that scores strictly higher, and an M-step on the incumbents (modules by
-    log p(y|x,a*), router by log p(a*|x)).
+    """Kirsch et al.'s generalised EM: a :class:`TopKBuffer` with an EM configuration
+    (:meth:`TopKBufferConfig.em`, the default), taking the same keywords as :class:`TopKBuffer`.
 
-    The :class:`TopKBuffer` with ``buffer_size=1`` and ``sample_gradient=False``.
+    Raises:
+        ConfigError: ``config`` is not an EM configuration (``buffer_size=1``, ``sample_gradient=False``).
     """
-    config = TopKBufferConfig(
-        buffer_size=1,
-        samples=samples,
-        sample_gradient=False,
-        e_step_every=e_step_every,
-        baseline="none",
-        regularizers=regularizers or RoutingRegularizers(),
-    )
-    return TopKBuffer(model, dataset_size=dataset_size, config=config, likelihood=likelihood, route_shape=route_shape)
+    config = config if config is not None else TopKBufferConfig.em()
+    if config.buffer_size != 1 or config.sample_gradient:
+        raise ConfigError("generalized_em needs an EM configuration (buffer_size=1, sample_gradient=False), e.g. "
+                          f"TopKBufferConfig.em(samples=4); got buffer_size={config.buffer_size}, "
+                          f"sample_gradient={config.sample_gradient} (use TopKBuffer for that)")
+    return TopKBuffer(model, dataset_size=dataset_size, config=config, likelihood=likelihood, route_shape=route_shape,
+                      eval_mode=eval_mode)

@@ -2,14 +2,13 @@
 
 A checkpoint is one file ``step-00000120.pt`` holding a dictionary of tensors and plain Python values
 (loaded back with ``torch.load(weights_only=True)``: no arbitrary objects are unpickled). It is written to a
-temporary file in the same folder, flushed to disk, and renamed over its final name, so a crash leaves the
-previous checkpoints intact and never a half-written one under a checkpoint name. On resume the newest
-checkpoint that loads is used; a corrupt newer one is skipped with a warning.
+temporary file in the same folder, flushed to disk, and renamed over its final name (``modnets._files``), so
+a crash leaves the previous checkpoints intact and never a half-written one under a checkpoint name. On resume
+the newest checkpoint that loads is used; a corrupt newer one is skipped with a warning.
 """
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import warnings
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._files import replacing
 from ..errors import ConfigError
 
 __all__ = ["CheckpointWarning", "Checkpointer", "get_rng_state", "set_rng_state"]
@@ -86,17 +86,8 @@ class Checkpointer:
     def save(self, state: dict[str, Any], step: int) -> Path:
         """Write ``state`` as the checkpoint of ``step`` (atomically), then prune old ones."""
         path = self.directory / f"step-{step:08d}.pt"
-        tmp = self.directory / f".{path.name}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as f:
+        with replacing(path) as f:
             torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)  # the rename itself reaches the disk
-        finally:
-            os.close(fd)
         for old in self.paths()[self.keep :]:
             old.unlink(missing_ok=True)
         return path

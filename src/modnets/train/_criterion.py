@@ -11,13 +11,14 @@ falls below 1e-6; or when it has stopped improving.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._config import Config
 from ..errors import ConfigError, ShapeError
 from ..types import DataType, OneHot, Probs
 
@@ -149,7 +150,7 @@ def output_terms(kind: DataType, out: Tensor, target: Tensor) -> OutputTerms:
 
 
 @dataclass
-class Criterion:
+class Criterion(Config):
     """When training (at one curriculum level) is done (thesis 3.2.2).
 
     Attributes:
@@ -182,9 +183,6 @@ class Criterion:
             raise ConfigError(f"Criterion.patience must be a positive int or None, got {self.patience!r}")
         if not 0 <= self.min_improvement < 1:
             raise ConfigError(f"Criterion.min_improvement must be in [0, 1), got {self.min_improvement!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class CriterionMonitor:

@@ -4,20 +4,22 @@ baseline)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from torch import Tensor
 
+from .._config import Config
+from ..errors import ConfigError
 from ..routing import RoutedModel, Router
 from ._likelihood import LogLikelihood
-from ._objective import Batch, RoutingObjective
 from ._regularizers import RoutingRegularizers
+from ._routing_objective import Batch, RoutingObjective
 
 __all__ = ["EndToEnd", "EndToEndConfig"]
 
 
 @dataclass
-class EndToEndConfig:
+class EndToEndConfig(Config):
     """Settings of :class:`EndToEnd`.
 
     Attributes:
@@ -29,8 +31,11 @@ class EndToEndConfig:
     anneal_tau: bool = True
     regularizers: RoutingRegularizers = field(default_factory=RoutingRegularizers)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def __post_init__(self) -> None:
+        if not isinstance(self.anneal_tau, bool):
+            raise ConfigError(f"EndToEndConfig.anneal_tau must be True or False, got {self.anneal_tau!r}")
+        if not isinstance(self.regularizers, RoutingRegularizers):
+            raise ConfigError(f"EndToEndConfig.regularizers must be a RoutingRegularizers, got {self.regularizers!r}")
 
 
 class EndToEnd(RoutingObjective):
@@ -47,7 +52,8 @@ class EndToEnd(RoutingObjective):
     Example:
         >>> import torch
         >>> from modnets.routing import MLPExperts, ModularLayer, ModularStack, Router
-        >>> net = ModularStack(layers=[ModularLayer(modules=MLPExperts(4, 6, 8, 3),
+        >>> bank = MLPExperts(n_modules=4, d_in=6, d_hidden=8, d_out=3)
+        >>> net = ModularStack(layers=[ModularLayer(modules=bank,
         ...                                         router=Router(n_modules=4, d_in=6, mode="gumbel"))])
         >>> objective = EndToEnd(net)
         >>> objective.loss({"x": torch.randn(8, 6), "y": torch.randint(0, 3, (8,))})["loss"].backward()

@@ -6,15 +6,32 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError, ShapeError
 
-__all__ = ["GaussianLikelihood", "LogLikelihood", "categorical_log_likelihood"]
+__all__ = ["GaussianLikelihood", "LogLikelihood", "categorical_log_likelihood", "check_labels"]
 
 #: ``(output (B, ...), target (B, ...)) -> (B,)`` log-likelihood of each example.
 LogLikelihood = Callable[[Tensor, Tensor], Tensor]
+
+
+def check_labels(target: Tensor, n_classes: int, *, name: str = "y") -> None:
+    """Raise :class:`~modnets.errors.ConfigError` unless ``target`` holds integer class ids in [0, n_classes).
+
+    Args:
+        target: (B,) class ids.
+        n_classes: C.
+        name: the batch key named in the message.
+    """
+    if not isinstance(target, Tensor) or target.dtype not in (torch.long, torch.int32, torch.int16, torch.uint8):
+        got = target.dtype if isinstance(target, Tensor) else type(target).__name__
+        raise ConfigError(f"batch[{name!r}] must hold integer class ids (a torch.long tensor), got {got}")
+    if target.numel() and (int(target.min()) < 0 or int(target.max()) >= n_classes):
+        raise ConfigError(f"batch[{name!r}] holds class ids in [{int(target.min())}, {int(target.max())}], "
+                          f"outside [0, {n_classes}) of the model's {n_classes} outputs")
 
 
 def categorical_log_likelihood(logits: Tensor, target: Tensor) -> Tensor:
@@ -29,6 +46,7 @@ def categorical_log_likelihood(logits: Tensor, target: Tensor) -> Tensor:
 
     Raises:
         ShapeError: shapes that do not match.
+        ConfigError: targets that are not integer class ids in [0, C).
 
     Example:
         >>> import torch
@@ -37,6 +55,7 @@ def categorical_log_likelihood(logits: Tensor, target: Tensor) -> Tensor:
     """
     if logits.dim() != 2 or target.shape != logits.shape[:1]:
         raise ShapeError(f"logits must be (B, C) and target (B,), got {tuple(logits.shape)} and {tuple(target.shape)}")
+    check_labels(target, logits.shape[1])
     return -F.cross_entropy(logits, target, reduction="none")
 
 

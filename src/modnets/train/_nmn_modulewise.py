@@ -22,6 +22,7 @@ import math
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,15 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset, Subset, default_collate
 
 from .._checks import check_ints
+from .._config import Config
 from ..compose import Program
 from ..errors import ConfigError
 from ..modules import MaskReadout, SurrogateGradientModule
+from ..plan import TrainingPlan
 from ..types import Logits, Mask, Probs
 from ._auxiliary import AuxiliaryDataset, cache_outputs
-from ._modulewise import PlanRun, train_plan
+from ._backends import StageRun, run_stages
+from ._classification import Classification
 from ._search import SearchConfig, SearchResult, search
 from ._supervised import FitConfig, fit
 from ._surrogate import SurrogateScore, surrogate_score, train_through_surrogate
@@ -51,7 +55,7 @@ FIND = "find"
 
 
 @dataclass
-class NMNModulewiseConfig:
+class NMNModulewiseConfig(Config):
     """Settings of :func:`train_nmn_modulewise`.
 
     Attributes:
@@ -87,22 +91,20 @@ class NMNModulewiseConfig:
                 f"NMNModulewiseConfig.cache_dtype must be 'float16' or 'float32', got {self.cache_dtype!r}"
             )
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
 class NMNModulewiseResult:
     """What :func:`train_nmn_modulewise` did.
 
     Attributes:
-        run: the plan's execution: per-module and per-cache times, sequential and parallel cost.
+        run: the plan's execution; its ``timings`` hold the per-module and per-cache times and the
+            sequential and parallel cost.
         sgm_score: the ``find`` unit scored by its SGM on ``valid`` (``None`` without ``valid``).
         search: the Optuna search of ``find`` (``None`` without one).
         find_params: the learning rate and SGM rank ``find`` trained with.
     """
 
-    run: PlanRun
+    run: StageRun
     sgm_score: SurrogateScore | None
     search: SearchResult | None
     find_params: dict[str, float]
@@ -221,10 +223,18 @@ class _HeadOnCache(nn.Module):
                 out = out.index_copy(0, rows, part)
         return out
 
-    def loss(self, batch: Batch) -> dict[str, Tensor]:
-        logp = _log_probs(self.scores(batch), self.answer_type)
-        target = batch["answer"]
-        return {"loss": F.nll_loss(logp, target), "accuracy": (logp.argmax(1) == target).float().mean().detach()}
+    @property
+    def batch_keys(self) -> dict[str, str]:
+        keys = {"mask": "(B, ...) cached input masks", "chain": "(B,) long index of the wrappers above the head"}
+        if self.needs_features:
+            keys["features"] = "(B, C, h, w) cached image features"
+        if self.head.arguments is not None:
+            keys["arg"] = "(B,) long argument ids"
+        return keys
+
+    def logits(self, batch: Batch) -> Tensor:
+        """``(B, n_answers)`` the answers' log-probabilities (trained by :class:`Classification`)."""
+        return _log_probs(self.scores(batch), self.answer_type)
 
 
 def _sgm_inputs(parts: _Parts) -> Callable[[nn.Module, Batch], dict[str, Tensor]]:
@@ -318,7 +328,8 @@ def _search_find(parts, train, valid, collate, config, make_sgm, n_answers, seed
 def _prior_job(model, train, collate, config, seed, directory, resume, progress):
     def job() -> dict[str, Any]:
         torch.manual_seed(seed)
-        done = fit(model.question_prior, train, config=config.prior, collate=collate, progress=progress,
+        done = fit(Classification(model.question_prior, target="answer"), train, config=config.prior, collate=collate,
+                   progress=progress,
                    desc="question prior", checkpoint_dir=Path(directory) / "checkpoints" / ENCODER, resume=resume)
         return {"state": model.question_prior.state_dict(), "steps": done.steps}
 
@@ -334,7 +345,8 @@ def _head_job(parts, name, chains, cache_dir, config, seed, directory, resume, p
             return {"state": parts.library[name].state_dict(), "steps": 0}
         torch.manual_seed(seed)
         head = _HeadOnCache(parts.library, name, chains)
-        done = fit(head, Subset(data, rows), config=config.heads, collate=default_collate, progress=progress,
+        done = fit(Classification(head, target="answer"), Subset(data, rows), config=config.heads,
+                   collate=default_collate, progress=progress,
                    desc=name, checkpoint_dir=Path(directory) / "checkpoints" / name, resume=resume)
         return {"state": parts.library[name].state_dict(), "steps": done.steps}
 
@@ -348,7 +360,7 @@ def train_nmn_modulewise(
     model: nn.Module,
     train: Dataset,
     *,
-    plan: object,
+    plan: TrainingPlan,
     collate: Callable[[list], Batch],
     directory: str | Path,
     config: NMNModulewiseConfig | None = None,
@@ -372,7 +384,8 @@ def train_nmn_modulewise(
             search (``search/``) go.
         config: the trainings' settings.
         valid: held-out examples for the SGM score and the search.
-        backend: how a stage's modules run: ``"sequential"`` or ``"ray"``.
+        backend: how a stage's modules run: ``"sequential"``, ``"processes"`` or ``"ray"`` (see
+            :func:`~modnets.train.run_stages`).
         address: the Ray cluster (``backend="ray"``).
         seed: seeds each module's initialisation of its training.
         progress: show progress bars.
@@ -387,7 +400,7 @@ def train_nmn_modulewise(
     """
     config = config or NMNModulewiseConfig()
     directory = Path(directory)
-    planned = [m for stage in plan.stages for m in stage.modules]  # type: ignore[attr-defined]
+    planned = [m for stage in plan.stages for m in stage.modules]
     has_prior = getattr(model, "question_prior", None) is not None
     if (ENCODER in planned) != has_prior:
         raise ConfigError(
@@ -436,11 +449,15 @@ def train_nmn_modulewise(
         elif name not in unknown:
             model.library[name].load_state_dict(result["state"])
 
-    run = train_plan(plan, jobs, caches={FIND: cache}, collect=collect, backend=backend, address=address,
-                     progress=progress)
+    run = run_stages(plan, partial(_call, jobs), caches={FIND: cache}, collect=collect, backend=backend,
+                     address=address, progress=progress)
     found = run.results[FIND]
     return NMNModulewiseResult(run=run, sgm_score=found["score"], search=found["search"],
                                find_params=found["params"])
+
+
+def _call(jobs: Mapping[str, Callable[[], Any]], name: str) -> Any:
+    return jobs[name]()
 
 
 def _no_data() -> dict[str, Any]:

@@ -1,189 +1,114 @@
-"""What the router-training algorithms share: the batch they read, the evaluation routing, the logged
-routing diagnostics, the reward and its baseline.
+"""The contract every training algorithm meets: an :class:`Objective`.
 
-A routing objective wraps a routed model (:class:`~modnets.routing.ModularStack`, or anything with its call
-signature) and turns a batch into named loss terms; ``"loss"`` is their sum. Pass it to
-:func:`~modnets.train.fit` as the model: its parameters (the model's, plus a learned baseline) are the
-ones trained. Batches are mappings with
+An objective is an ``nn.Module`` that owns the model it trains (its parameters are the ones
+:func:`~modnets.train.fit` optimises, its buffers — an EM table, a moving baseline — are checkpointed with
+them) and turns a batch into named loss terms:
 
-- ``"x"``: (B, ...) inputs; ``"y"``: (B, ...) targets;
-- ``"task"``: (B,) long task ids, optional (routers built with ``n_tasks``);
-- ``"index"``: (B,) long example ids in [0, dataset_size), needed by the algorithms that keep a table per
-  example (generalised EM, the top-K buffer).
+- ``loss(batch) -> dict[str, Tensor]``: ``"loss"`` is minimised, every other term is logged;
+- ``predict(batch) -> Tensor``: the model's prediction under the objective's evaluation rule;
+- ``batch_keys``: ``{key: meaning}`` of the batch entries it needs, checked on the first batch by
+  :func:`check_batch`, so that a batch with ``"label"`` where ``"y"`` is read fails at once with a message
+  that names the key and says what it holds.
+
+A model is not an objective: ``fit(model, ...)`` on a bare model raises a :class:`~modnets.errors.ConfigError`
+that names the objective to wrap it in (:class:`~modnets.train.Classification` for a classifier,
+:class:`~modnets.train.Reinforce`, :class:`~modnets.train.TopKBuffer` or :class:`~modnets.train.EndToEnd`
+for a routed model, :class:`~modnets.train.WinnerTakeAll` for an IMN).
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from typing import Any, NamedTuple
+import contextlib
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol, runtime_checkable
 
-import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError, ShapeError
-from ..routing import RoutedModel, RoutedOutput, Router, RouteResult, routing_stats
-from ._distributed import all_mean
-from ._likelihood import LogLikelihood, categorical_log_likelihood
-from ._regularizers import RoutingRegularizers
 
-__all__ = ["REWARDS", "Batch", "RoutingObjective", "repeat_rows"]
+__all__ = ["Batch", "Objective", "check_batch", "check_objective", "input_fits"]
 
 Batch = Mapping[str, Any]
-REWARDS = ("log_likelihood", "likelihood")
-BASELINES = ("moving_average", "learned", "none")
 
 
-class _Inputs(NamedTuple):
-    x: Tensor
-    y: Tensor
-    task: Tensor | None
-    index: Tensor | None
+@runtime_checkable
+class Objective(Protocol):
+    """A training algorithm for :func:`~modnets.train.fit`: an ``nn.Module`` with ``loss``, ``predict`` and
+    ``batch_keys`` (see the module docstring)."""
 
+    @property
+    def batch_keys(self) -> Mapping[str, str]:
+        """``{key: meaning}`` of the batch entries :meth:`loss` reads (and needs)."""
+        ...
 
-def repeat_rows(t: Tensor | None, times: int) -> Tensor | None:
-    """``times`` copies of a batch stacked sample-major: (B, ...) -> (times * B, ...), row s * B + n = t[n]."""
-    if t is None or times == 1:
-        return t
-    return t.repeat(times, *([1] * (t.dim() - 1)))
-
-
-class RoutingObjective(nn.Module, ABC):
-    """Base of the router-training algorithms.
-
-    Args:
-        model: the routed model.
-        likelihood: ``(output, y) -> (B,)`` log p(y | x, a) (default: categorical over logits).
-        regularizers: routing regulariser weights.
-        eval_mode: routing mode of :meth:`predict`: ``"auto"`` (soft routers stay soft, every other router
-            takes its most probable modules), or any router mode.
-    """
-
-    def __init__(
-        self,
-        model: RoutedModel,
-        *,
-        likelihood: LogLikelihood | None = None,
-        regularizers: RoutingRegularizers | None = None,
-        eval_mode: str = "auto",
-    ):
-        super().__init__()
-        if not isinstance(model, nn.Module):
-            raise ConfigError(f"model must be an nn.Module with the RoutedModel call signature, got {type(model)}")
-        self.model = model
-        self.likelihood: LogLikelihood = likelihood or categorical_log_likelihood
-        self.regularizers = regularizers or RoutingRegularizers()
-        if eval_mode == "auto":
-            routers = [m for m in model.modules() if isinstance(m, Router)]
-            eval_mode = "soft" if routers and all(r.mode == "soft" for r in routers) else "argmax"
-        self.eval_mode = eval_mode
-        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
-
-    @abstractmethod
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         """Named loss terms of one training step; ``"loss"`` is minimised, every term is logged."""
+        ...
 
-    def forward(self, batch: Batch) -> dict[str, Tensor]:
-        return self.loss(batch)
-
-    @torch.no_grad()
     def predict(self, batch: Batch) -> Tensor:
-        """(B, ...) the model's output under the evaluation routing."""
-        inputs = self._inputs(batch, need_index=False)
-        return self.model(inputs.x, task=inputs.task, mode=self.eval_mode).output
-
-    # ------------------------------------------------------------------ helpers for subclasses
-    def _inputs(self, batch: Batch, *, need_index: bool) -> _Inputs:
-        if not isinstance(batch, Mapping) or "x" not in batch:
-            raise ConfigError(f"a batch must be a mapping with keys 'x' and 'y', got {type(batch).__name__}")
-        x, task, index = batch["x"], batch.get("task"), batch.get("index")
-        y = batch.get("y")
-        if need_index:
-            if index is None:
-                raise ConfigError(
-                    f"{type(self).__name__} keeps a table per training example and needs example ids: give "
-                    "batches an 'index' entry, (B,) long ids in [0, dataset_size)"
-                )
-            if not isinstance(index, Tensor) or index.dim() != 1 or index.shape[0] != x.shape[0]:
-                shape = tuple(index.shape) if isinstance(index, Tensor) else type(index).__name__
-                raise ShapeError(f"batch['index'] must have shape (batch={x.shape[0]},), got {shape}")
-        return _Inputs(x, y, task, index)
-
-    def _run(
-        self, x: Tensor, y: Tensor, task: Tensor | None, route: Tensor | None = None, samples: int = 1
-    ) -> tuple[RoutedOutput, Tensor]:
-        """The model on ``samples`` copies of the batch (sample-major) and log p(y | x, a) of each row."""
-        out = self.model(x, route, task=task, samples=samples)
-        return out, self.likelihood(out.output, repeat_rows(y, samples))
-
-    def _finish(self, terms: dict[str, Tensor], route: RouteResult | None) -> dict[str, Tensor]:
-        """Add the regularisers, the total ``loss`` and the (detached) routing diagnostics."""
-        terms.update(self.regularizers.terms(route))
-        terms["loss"] = torch.stack([v for k, v in terms.items() if k.startswith("loss_")]).sum()
-        if route is not None:
-            stats = routing_stats(route.probs.detach())
-            terms["H(A)"] = torch.tensor(stats.entropy)
-            terms["H(A|X)"] = torch.tensor(stats.conditional_entropy)
-            terms["I(A;X)"] = torch.tensor(stats.mutual_information)
-        self.steps += 1
-        return terms
+        """``(B, ...)`` the model's prediction for a batch (no gradients)."""
+        ...
 
 
-class Baseline(nn.Module):
-    """A REINFORCE baseline b, subtracted from the reward.
+def _suggestion(model: nn.Module) -> str:
+    from ..routing import Router  # the routing layer sits below train: a local import keeps this file light
 
-    Args:
-        kind: ``"moving_average"`` (b = exponential moving average of the batch-mean reward), ``"learned"``
-            (b(x) = ``net(x)``, trained by squared error to the reward) or ``"none"``.
-        decay: the moving average's decay.
-        net: the learned baseline's network, (B, ...) -> (B, 1) or (B,); default: a linear map of the
-            flattened input.
+    kind = type(model).__name__
+    if any(isinstance(m, Router) for m in model.modules()):
+        return (f"{kind} is a routed model, not an objective: wrap it in a router-training objective, e.g. "
+                f"fit(EndToEnd(model), ...), Reinforce(model), or TopKBuffer(model, dataset_size=N)")
+    if hasattr(model, "encode") and hasattr(model, "identities"):
+        return f"{kind} is a model, not an objective: wrap it, e.g. fit(WinnerTakeAll(model), ...)"
+    return (f"{kind} is a model, not an objective: wrap it, e.g. fit(Classification(model), ...) "
+            f"(objectives have loss(batch), predict(batch) and batch_keys)")
+
+
+def check_objective(objective: object) -> None:
+    """Raise :class:`~modnets.errors.ConfigError` unless ``objective`` is an ``nn.Module`` meeting the
+    :class:`Objective` contract; for a bare model the message names the objective to wrap it in."""
+    if isinstance(objective, nn.Module) and isinstance(objective, Objective):
+        return
+    if isinstance(objective, nn.Module):
+        raise ConfigError(_suggestion(objective))
+    raise ConfigError(f"expected an Objective (an nn.Module with loss, predict and batch_keys), got "
+                      f"{type(objective).__name__}")
+
+
+def check_batch(objective: Objective, batch: object) -> None:
+    """Check that ``batch`` carries every key ``objective`` reads.
+
+    Raises:
+        ConfigError: ``batch`` is not a mapping, or misses a key; the message names the missing key and its
+            meaning, and the batch's keys that the objective does not read (the likely misnamed ones).
     """
-
-    def __init__(self, kind: str = "moving_average", *, decay: float = 0.9, net: nn.Module | None = None):
-        super().__init__()
-        if kind not in BASELINES:
-            raise ConfigError(f"baseline must be one of {BASELINES}, got {kind!r}")
-        if not 0.0 <= decay < 1.0:
-            raise ConfigError(f"baseline decay must be in [0, 1), got {decay!r}")
-        self.kind, self.decay = kind, float(decay)
-        self.net = (net or nn.Sequential(nn.Flatten(), nn.LazyLinear(1))) if kind == "learned" else None
-        self.register_buffer("value", torch.zeros(()))
-        self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
-
-    def advantage(self, reward: Tensor, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """``reward - b`` (no gradient) and the baseline's own loss terms.
-
-        Args:
-            reward: (N,) rewards (no gradient) of N = S * B sampled routings, sample-major.
-            x: (B, ...) the batch's inputs (for the learned baseline).
-
-        Returns:
-            (N,) advantages and ``{"loss_baseline": ...}`` for the learned kind.
-        """
-        reward = reward.detach()
-        if self.kind == "none":
-            return reward, {}
-        if self.kind == "learned":
-            assert self.net is not None
-            b = self.net(x).reshape(x.shape[0])
-            b_rows = b.repeat(reward.shape[0] // x.shape[0])
-            return reward - b_rows.detach(), {"loss_baseline": (b_rows - reward).pow(2).mean()}
-        mean = all_mean(reward.mean())  # the same baseline in every process of a data-parallel run
-        if not bool(self.initialized):
-            self.value.copy_(mean)
-            self.initialized.fill_(True)
-        advantage = reward - self.value
-        self.value.mul_(self.decay).add_((1 - self.decay) * mean)
-        return advantage, {}
+    keys = objective.batch_keys
+    if not isinstance(batch, Mapping):
+        raise ConfigError(f"{type(objective).__name__} reads batches as mappings with keys "
+                          f"{_describe(keys)}; got a {type(batch).__name__} (give fit a collate function "
+                          "that returns a dict)")
+    missing = [k for k in keys if k not in batch]
+    if missing:
+        unexpected = sorted(str(k) for k in batch if k not in keys)
+        extra = f"; the batch has {', '.join(map(repr, unexpected))} instead" if unexpected else ""
+        raise ConfigError(f"{type(objective).__name__}: the batch has no {_describe({k: keys[k] for k in missing})}"
+                          f"{extra} (it reads {', '.join(map(repr, keys))})")
 
 
-def make_reward(ll: Tensor, kind: str) -> Tensor:
-    """The reward of the research note: log p(y|x,a) or p(y|x,a) (no gradient)."""
-    ll = ll.detach()
-    return ll if kind == "log_likelihood" else ll.exp()
+_WIDTH_MISMATCH = re.compile(r"shapes cannot be multiplied|size mismatch|Expected .*channels|must match the size")
 
 
-def check_reward(kind: str) -> None:
-    if kind not in REWARDS:
-        raise ConfigError(f"reward must be one of {REWARDS}, got {kind!r}")
+@contextlib.contextmanager
+def input_fits(key: str, x: Tensor, owner: str) -> Iterator[None]:
+    """Turn torch's error for an input that does not fit the model's first layer (a wrong width or number of
+    channels) into a :class:`~modnets.errors.ShapeError` that names the batch key and the shape received."""
+    try:
+        yield
+    except RuntimeError as e:
+        if isinstance(e, ShapeError) or not _WIDTH_MISMATCH.search(str(e)):
+            raise
+        raise ShapeError(f"batch[{key!r}] of shape {tuple(x.shape)} does not fit {owner} ({e})") from e
+
+
+def _describe(keys: Mapping[str, str]) -> str:
+    return ", ".join(f"{k!r} ({meaning})" for k, meaning in keys.items())

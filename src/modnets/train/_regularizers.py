@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
+from .._config import Config
 from ..errors import ConfigError
 from ..routing import RouteResult, entropy
 
@@ -56,7 +57,7 @@ def load_balancing_loss(route: RouteResult) -> Tensor:
 
 
 @dataclass
-class RoutingRegularizers:
+class RoutingRegularizers(Config):
     """Weights of the routing regularisers (0 switches one off).
 
     Attributes:

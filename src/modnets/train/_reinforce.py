@@ -7,21 +7,23 @@ learns by the score-function estimator ``grad log p(a | x) (R(a | x) - b)`` with
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
 from .._checks import check_ints
+from .._config import Config
+from ..errors import ConfigError
 from ..routing import RoutedModel
 from ._likelihood import LogLikelihood
-from ._objective import Baseline, Batch, RoutingObjective, check_reward, make_reward
 from ._regularizers import RoutingRegularizers
+from ._routing_objective import BASELINES, Baseline, Batch, RoutingObjective, check_reward, make_reward
 
 __all__ = ["Reinforce", "ReinforceConfig"]
 
 
 @dataclass
-class ReinforceConfig:
+class ReinforceConfig(Config):
     """Settings of :class:`Reinforce`.
 
     Attributes:
@@ -41,9 +43,10 @@ class ReinforceConfig:
     def __post_init__(self) -> None:
         check_ints(self, "samples")
         check_reward(self.reward)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+        if self.baseline not in BASELINES:
+            raise ConfigError(f"ReinforceConfig.baseline must be one of {BASELINES}, got {self.baseline!r}")
+        if not 0.0 <= self.baseline_decay < 1.0:
+            raise ConfigError(f"ReinforceConfig.baseline_decay must be in [0, 1), got {self.baseline_decay!r}")
 
 
 class Reinforce(RoutingObjective):
@@ -62,7 +65,8 @@ class Reinforce(RoutingObjective):
     Example:
         >>> import torch
         >>> from modnets.routing import MLPExperts, ModularLayer, ModularStack, Router
-        >>> net = ModularStack(layers=[ModularLayer(modules=MLPExperts(4, 6, 8, 3),
+        >>> bank = MLPExperts(n_modules=4, d_in=6, d_hidden=8, d_out=3)
+        >>> net = ModularStack(layers=[ModularLayer(modules=bank,
         ...                                         router=Router(n_modules=4, d_in=6))])
         >>> objective = Reinforce(net, ReinforceConfig(samples=2))
         >>> terms = objective.loss({"x": torch.randn(8, 6), "y": torch.randint(0, 3, (8,))})

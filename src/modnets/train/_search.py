@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import Tensor, nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from .._checks import check_ints
+from .._config import Config
 from ..errors import ConfigError, NumericalError
+from ._device import to_device
+from ._objective import Objective, check_objective
 from ._supervised import FitConfig, fit
 
 if TYPE_CHECKING:
@@ -34,14 +36,14 @@ if TYPE_CHECKING:
 __all__ = ["SearchConfig", "SearchResult", "fit_objective", "search", "validation_loss"]
 
 Batch = Mapping[str, Any]
-LossFn = Callable[[Batch], Mapping[str, Tensor]]
-Objective = Callable[["optuna.trial.Trial"], float]
+#: What :func:`search` optimises: a trial in, its value (the validation loss) out.
+TrialObjective = Callable[["optuna.trial.Trial"], float]
 
 DIRECTIONS = ("minimize", "maximize")
 
 
 @dataclass
-class SearchConfig:
+class SearchConfig(Config):
     """Settings of one :func:`search` (one Optuna study).
 
     Attributes:
@@ -94,9 +96,6 @@ class SearchConfig:
         file_name = re.sub(r"[^A-Za-z0-9_.-]", "_", self.study_name) + ".db"
         return f"sqlite:///{(Path(directory) / file_name).resolve()}"
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 def _check_url(url: object) -> None:
     """Raise :class:`ConfigError` unless ``url`` parses as a database URL of a dialect SQLAlchemy knows."""
@@ -141,7 +140,7 @@ class SearchResult:
 
 
 def search(
-    objective: Objective,
+    objective: TrialObjective,
     *,
     config: SearchConfig,
     directory: str | Path | None = None,
@@ -288,74 +287,73 @@ def _quiet_optuna() -> Iterator[None]:
 
 @torch.no_grad()
 def validation_loss(
-    model: nn.Module,
+    objective: Objective,
     dataset: Dataset,
     *,
     collate: Callable[[list], Batch],
-    loss: LossFn | None = None,
     batch_size: int = 256,
 ) -> float:
-    """The mean of the ``"loss"`` term over a data set, each batch weighted by its size, in eval mode.
+    """The mean of an objective's ``"loss"`` term over a data set, each batch weighted by its size, in eval
+    mode, on the objective's device.
 
     Args:
-        model: the model; its ``loss(batch)`` is used when ``loss`` is not given.
+        objective: the objective (e.g. :class:`~modnets.train.Classification` of a model).
         dataset: the validation examples.
         collate: turns a list of examples into a batch.
-        loss: returns named terms; the ``"loss"`` term (a scalar mean over the batch) is averaged.
         batch_size: examples per forward pass.
     """
-    loss_fn: LossFn = loss if loss is not None else model.loss  # type: ignore[assignment]
+    check_objective(objective)
     n = len(dataset)  # type: ignore[arg-type]
     if n == 0:
         raise ConfigError("the validation set is empty")
-    was_training = model.training
-    model.eval()
+    device = next((p.device for p in objective.parameters()), torch.device("cpu"))
+    was_training = objective.training
+    objective.eval()
     total = 0.0
     try:
         for lo in range(0, n, batch_size):
             examples = [dataset[i] for i in range(lo, min(lo + batch_size, n))]
-            total += float(loss_fn(collate(examples))["loss"]) * len(examples)
+            total += float(objective.loss(to_device(collate(examples), device))["loss"]) * len(examples)
     finally:
-        model.train(was_training)
+        objective.train(was_training)
     return total / n
 
 
 def fit_objective(
     *,
-    model: Callable[[optuna.trial.Trial], nn.Module],
+    objective: Callable[[optuna.trial.Trial], Objective],
     fit_config: Callable[[optuna.trial.Trial], FitConfig],
     train: Dataset,
     valid: Dataset,
     collate: Callable[[list], Batch],
-    loss: Callable[[nn.Module], LossFn] | None = None,
-) -> Objective:
-    """The objective "train a fresh module with :func:`~modnets.train.fit` and return its validation loss".
+) -> TrialObjective:
+    """The trial objective "train a fresh objective with :func:`~modnets.train.fit` and return its validation
+    loss", for :func:`search`.
 
-    Each trial builds the module with ``model(trial)`` and its training settings with ``fit_config(trial)``;
-    both may draw from the trial (``trial.suggest_int("hidden", 8, 64)``, ``trial.suggest_float("lr", ...)``).
-    A diverged training raises :class:`~modnets.errors.NumericalError`, which :func:`search` records as a
-    failed trial. The trial's user attributes get ``steps`` and ``fit_seconds``.
+    Each trial builds the training objective with ``objective(trial)`` (a fresh model wrapped in its
+    :class:`~modnets.train.Objective`) and its training settings with ``fit_config(trial)``; both may draw
+    from the trial (``trial.suggest_int("hidden", 8, 64)``, ``trial.suggest_float("lr", ...)``). A diverged
+    training raises :class:`~modnets.errors.NumericalError`, which :func:`search` records as a failed trial.
+    The trial's user attributes get ``steps`` and ``fit_seconds``.
 
     Args:
-        model: builds the module to train for a trial.
+        objective: builds what to train for a trial.
         fit_config: the :class:`FitConfig` of a trial.
         train: training examples.
-        valid: validation examples (the objective's value is the mean loss on them).
+        valid: validation examples (the value is the mean loss on them).
         collate: turns a list of examples into a batch.
-        loss: given the built module, returns its loss function (default: the module's ``loss`` method).
 
     Returns:
-        an objective for :func:`search`.
+        a trial objective for :func:`search`.
     """
 
-    def objective(trial: optuna.trial.Trial) -> float:
-        net = model(trial)
-        loss_fn = loss(net) if loss is not None else None
-        done = fit(net, train, config=fit_config(trial), collate=collate, loss=loss_fn, progress=False,
+    def trial_value(trial: optuna.trial.Trial) -> float:
+        built = objective(trial)
+        done = fit(built, train, config=fit_config(trial), collate=collate, progress=False,
                    desc=f"trial{trial.number}")
         trial.set_user_attr("steps", done.steps)
         trial.set_user_attr("fit_seconds", done.seconds)
-        value = validation_loss(net, valid, collate=collate, loss=loss_fn)
+        value = validation_loss(built, valid, collate=collate)
         return value if math.isfinite(value) else math.nan
 
-    return objective
+    return trial_value

@@ -1,36 +1,34 @@
-"""Supervised training with given layouts (programs from the data), and batched evaluation."""
+"""``fit``: any :class:`~modnets.train.Objective` over a data set, by epochs, on any device, data-parallel
+inside a process group; ``predict`` / ``predict_routed``: batched evaluation over a whole data set."""
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
-from tqdm.auto import tqdm
 
 from .._checks import check_ints
-from ..errors import ConfigError, InterfaceError, NumericalError
+from .._config import Config
+from ..errors import ConfigError
 from ..routing import RoutedOutput, RouteResult
 from ._checkpoint import Checkpointer, get_rng_state, set_rng_state
+from ._device import PRECISIONS, check_precision, resolve_device, to_device
 from ._distributed import all_any, all_gather_objects, all_mean, barrier, broadcast_object, world
-from ._guards import nonfinite_grad, nonfinite_loss
 from ._logging import RunLogger
+from ._loop import NONFINITE, LoopState, Stepper, progress_bar
+from ._objective import Batch, Objective, check_batch, check_objective
 
 __all__ = ["FitConfig", "FitResult", "fit", "predict", "predict_routed"]
 
-Batch = Mapping[str, Any]
-LossFn = Callable[[Batch], Mapping[str, Tensor]]
-
 
 @dataclass
-class FitConfig:
+class FitConfig(Config):
     """Hyper-parameters of :func:`fit`.
 
     Attributes:
@@ -46,8 +44,11 @@ class FitConfig:
         checkpoint_every: write a checkpoint every this many steps (and at the end) when :func:`fit` is
             given a ``checkpoint_dir``.
         keep_checkpoints: how many checkpoints to keep.
-        on_nonfinite: ``"raise"`` (stop with :class:`~modnets.errors.NumericalError` on a NaN or infinite loss
-            or gradient) or ``"skip"`` (drop that batch's update and count it).
+        on_nonfinite: ``"raise"`` (stop with :class:`~modnets.errors.NumericalError` on a NaN or infinite input,
+            loss or gradient) or ``"skip"`` (drop that batch's update and count it).
+        device: where to train: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"`` (the objective
+            and every batch are moved there; checked when :func:`fit` starts).
+        precision: ``"fp32"``, or ``"bf16"`` (bfloat16 autocast of the forward pass, where the device has it).
     """
 
     epochs: int = 10
@@ -61,6 +62,8 @@ class FitConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     on_nonfinite: str = "raise"
+    device: str = "cpu"
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         check_ints(self, "epochs", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints")
@@ -74,12 +77,10 @@ class FitConfig:
             raise ConfigError(f"FitConfig.max_seconds must be > 0 or None, got {self.max_seconds!r}")
         if self.on_nonfinite not in NONFINITE:
             raise ConfigError(f"FitConfig.on_nonfinite must be one of {NONFINITE}, got {self.on_nonfinite!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-NONFINITE = ("raise", "skip")
+        if not isinstance(self.device, str) or not self.device:
+            raise ConfigError(f"FitConfig.device must be a device name such as 'cpu' or 'cuda:0', got {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"FitConfig.precision must be one of {PRECISIONS}, got {self.precision!r}")
 
 
 @dataclass
@@ -92,6 +93,7 @@ class FitResult:
         history: one dict of logged scalars per logged step (with ``step`` and ``seconds``).
         skipped: batches whose update was dropped for a non-finite loss or gradient (``on_nonfinite="skip"``).
         resumed_from: the step of the checkpoint the run resumed from, or ``None``.
+        out_of_time: whether ``max_seconds`` ended the run before its last epoch.
     """
 
     steps: int
@@ -99,6 +101,7 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
     skipped: int = 0
     resumed_from: int | None = None
+    out_of_time: bool = False
 
 
 class _EpochBatches(Sampler[list[int]]):
@@ -118,205 +121,201 @@ class _EpochBatches(Sampler[list[int]]):
         return len(self.batches)
 
 
-class _LossModule(nn.Module):
-    """The loss as a module's forward, so that DistributedDataParallel can wrap it."""
+class _Forward(nn.Module):
+    """The objective's loss as a module's forward, so that DistributedDataParallel can wrap it."""
 
-    def __init__(self, model: nn.Module, loss_fn: LossFn):
+    def __init__(self, objective: nn.Module):
         super().__init__()
-        self.model = model
-        self.loss_fn = loss_fn
+        self.objective = objective
 
     def forward(self, batch: Batch) -> Mapping[str, Tensor]:
-        return self.loss_fn(batch)
+        return self.objective.loss(batch)
 
 
 def fit(
-    model: nn.Module,
+    objective: Objective,
     dataset: Dataset,
     *,
     config: FitConfig,
     collate: Callable[[list], Batch],
-    loss: LossFn | None = None,
     logger: RunLogger | None = None,
     progress: bool = True,
     desc: str = "train",
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
 ) -> FitResult:
-    """Train ``model`` on ``dataset`` with Adam, minimising the ``loss`` term of ``loss(batch)``.
+    """Train an :class:`~modnets.train.Objective` on ``dataset`` with Adam, minimising its ``"loss"`` term.
 
-    With a ``checkpoint_dir``, the model's and the optimiser's state, the data position, the random
-    generators' states and the history are saved atomically every ``config.checkpoint_every`` steps and at
-    the end; ``resume=True`` continues from the newest readable checkpoint there, and the resumed run ends
-    with the same parameters, bit for bit, as an uninterrupted one (on CPU, without ``max_seconds``).
+    The objective and every batch go to ``config.device`` (the objective stays there). The batch keys the
+    objective reads are checked on the first batch.
+
+    With a ``checkpoint_dir``, the objective's and the optimiser's state, the data position, the random
+    generators' states and the loop state are saved atomically every ``config.checkpoint_every`` steps and at
+    the end; ``resume=True`` continues from the newest readable checkpoint there (written on any device), and
+    the resumed run ends with the same parameters, bit for bit, as an uninterrupted one (on CPU, without
+    ``max_seconds``).
 
     Inside a ``torch.distributed`` process group (``torchrun``, or ``modnets run NAME --nproc N``), ``fit``
-    trains data-parallel with ``DistributedDataParallel``: every process takes an equal share of each
-    batch (``config.batch_size`` is the global batch and must be divisible by the number of processes), the
-    gradients are averaged so that a step is the step on the whole batch, and the logged scalars are
-    averaged over the processes. Process 0 writes the checkpoints (with every process's random state) and
-    the logs.
+    trains data-parallel with ``DistributedDataParallel``: every process takes an equal share of each batch
+    (``config.batch_size`` is the global batch and must be divisible by the number of processes), gradients
+    are averaged so that a step is the step on the whole batch, and logged scalars are averaged over the
+    processes. Process 0 writes the checkpoints (with every process's random state) and the logs.
 
     Args:
-        model: the model; its ``loss(batch)`` is used when ``loss`` is not given. Buffers (an EM incumbent
-            table, a moving baseline, ...) are part of its state and are checkpointed with it.
+        objective: what is trained (its parameters) and how (its ``loss``); its buffers (an EM table, a
+            moving baseline) are checkpointed with it.
         dataset: training examples.
         config: hyper-parameters.
         collate: turns a list of examples into a batch.
-        loss: returns named terms; ``"loss"`` is minimised, every term is logged.
         logger: where scalars go (JSONL + TensorBoard).
         progress: show a progress bar.
         desc: progress-bar label and logging prefix.
-        checkpoint_dir: where checkpoints go (``None``: no checkpoints). Without ``resume``, checkpoints already
-            there are deleted first.
+        checkpoint_dir: where checkpoints go (``None``: none). Without ``resume``, older ones are deleted first.
         resume: continue from the newest checkpoint in ``checkpoint_dir`` (a fresh start when there is none).
 
     Returns:
-        steps, seconds, the logged history, the skipped batches and the step resumed from.
+        steps, seconds, the logged history, the skipped batches, the step resumed from and whether the time
+        budget ended the run.
 
     Raises:
-        ConfigError: a model without trainable parameters, or ``resume`` without ``checkpoint_dir``.
-        NumericalError: a NaN or infinite loss term or gradient (``on_nonfinite="raise"``); the message names
-            the step, the module and the quantity, and the last checkpoint is left as it was.
+        ConfigError: a bare model (the message names the objective to wrap it in), a model without trainable
+            parameters, a batch missing a key the objective reads, a device this machine lacks, or ``resume``
+            without ``checkpoint_dir``.
+        NumericalError: a NaN or infinite input, loss term or gradient (``on_nonfinite="raise"``); the message
+            names the step, the module and the quantity, and the last checkpoint is left as it was.
     """
-    loss_fn: LossFn = loss if loss is not None else model.loss  # type: ignore[assignment]
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ConfigError("the model has no trainable parameters")
+    check_objective(objective)
     if resume and checkpoint_dir is None:
         raise ConfigError("resume=True needs the checkpoint_dir to resume from")
     rank, size = world()
     if config.batch_size % size:
         raise ConfigError(f"FitConfig.batch_size ({config.batch_size}) must be divisible by the number of "
                           f"processes ({size}): each takes an equal share of every batch")
-    names = {p: n for n, p in model.named_parameters()}
-    opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    per_epoch = math.ceil(len(dataset) / config.batch_size)
-    if len(dataset) - (per_epoch - 1) * config.batch_size < size:
-        per_epoch -= 1  # a last batch too small to give every process an example is left out
+    device = resolve_device(config.device)
+    check_precision(config.precision, device)
+    objective.to(device)
+    stepper = Stepper(objective, lr=config.lr, weight_decay=config.weight_decay, grad_clip=config.grad_clip,
+                      on_nonfinite=config.on_nonfinite, device=device, precision=config.precision, agree=all_any)
+    per_epoch = _steps_per_epoch(len(dataset), config.batch_size, size)
     total = config.epochs * per_epoch
     checkpoints = Checkpointer(checkpoint_dir, keep=config.keep_checkpoints) if checkpoint_dir is not None else None
-    result = FitResult(steps=0, seconds=0.0)
-    running: dict[str, float] = {}
-    if checkpoints is not None and not resume and rank == 0:
-        checkpoints.clear()  # a fresh run starts over; older checkpoints would outrank its own
-    barrier()
-    # process 0 reads the checkpoint and hands it to the others
-    state = broadcast_object(checkpoints.load_latest() if resume and checkpoints is not None and rank == 0 else None)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        rng = state.get("rng_ranks", [state["rng"]])
-        set_rng_state(rng[rank] if len(rng) == size else state["rng"])
-        result = FitResult(steps=state["steps"], seconds=state["seconds"], history=state["history"],
-                           skipped=state["skipped"], resumed_from=state["steps"])
-        running = state["running"]
-    elif rank > 0:  # every process samples its own routings and noise
-        torch.manual_seed((torch.initial_seed() * 1_000_003 + rank) % 2**63)
+    state = _start(objective, stepper, checkpoints, resume=resume, rank=rank, size=size)
+    resumed_from = state.steps if resume and (state.steps or state.history) else None
     # processes start from rank 0's parameters and buffers and average their gradients; buffers that must agree
     # (EM tables, baselines) synchronise themselves, the rest stay each process's own
-    step_fn = loss_fn if size == 1 else DistributedDataParallel(
-        _LossModule(model, loss_fn), find_unused_parameters=True, forward_sync_buffers=False)
-    model.train()
-    start = time.perf_counter() - result.seconds
-    bar = tqdm(total=total, initial=result.steps, desc=desc, disable=not progress or rank > 0, leave=False,
-               dynamic_ncols=True)
-
-    def save() -> None:
-        if checkpoints is None:
-            return
-        rng = all_gather_objects(get_rng_state())
-        if rank == 0:
-            checkpoints.save({
-                "model": model.state_dict(), "optimizer": opt.state_dict(), "rng": rng[0], "rng_ranks": rng,
-                "steps": result.steps, "seconds": time.perf_counter() - start, "history": result.history,
-                "skipped": result.skipped, "running": running, "config": config.to_dict(),
-            }, result.steps)
-        barrier()
-
+    loss_fn = objective.loss if size == 1 else DistributedDataParallel(
+        _Forward(objective), find_unused_parameters=True, forward_sync_buffers=False)
+    objective.train()
+    bar = progress_bar(total=total, initial=state.steps, desc=desc, enabled=progress and rank == 0)
+    save = _saver(objective, stepper, checkpoints, state, config, rank=rank)
+    out_of_time = False
     try:
-        while result.steps < total:
-            epoch, position = divmod(result.steps, per_epoch)
+        while state.steps < total and not out_of_time:
+            epoch, position = divmod(state.steps, per_epoch)
             batches = _EpochBatches(len(dataset), config.batch_size, seed=config.seed, epoch=epoch, start=position,
                                     steps=per_epoch, rank=rank, size=size)
             # the loader's own generator: creating it must not draw from the global one (exact resume)
             loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate,
                                 generator=torch.Generator().manual_seed(config.seed))
             for batch, rows in zip(loader, batches.batches, strict=True):
-                try:
-                    terms = step_fn(batch)
-                except InterfaceError as e:  # interface checking on: a NaN or inf between modules
-                    if not e.nonfinite:
-                        raise
-                    raise NumericalError(f"step {result.steps + 1}: {e}", step=result.steps + 1,
-                                         module=e.where or type(model).__name__, quantity="interface value") from e
-                opt.zero_grad(set_to_none=True)
-                bad = nonfinite_loss(terms, result.steps + 1, type(model).__name__)
-                if all_any(bad is not None) and bad is None:
-                    bad = NumericalError(f"step {result.steps + 1}: a loss term is not finite in another process",
-                                         step=result.steps + 1, module=type(model).__name__, quantity="loss")
-                if bad is None:
-                    # each process's mean over its share, weighted so that the average over processes is
-                    # the mean over the whole batch
-                    whole = len(rows) if size == 1 else round(float(all_mean(torch.tensor(float(len(rows))))) * size)
-                    share = len(rows) * size / whole
-                    (terms["loss"] * share).backward()
-                    bad = nonfinite_grad(params, names, result.steps + 1)
-                if bad is not None and config.on_nonfinite == "raise":
-                    raise bad
-                if bad is None:
-                    if config.grad_clip is not None:
-                        nn.utils.clip_grad_norm_(params, config.grad_clip)
-                    opt.step()
-                else:
-                    result.skipped += 1
-                    opt.zero_grad(set_to_none=True)
-                result.steps += 1
-                terms = {k: v.detach() for k, v in terms.items()}
-                if bad is None:
-                    for k, v in terms.items():
-                        running[k] = 0.9 * running.get(k, float(v)) + 0.1 * float(v)
-                if result.steps % config.log_every == 0 or result.steps == total:
-                    elapsed = time.perf_counter() - start
-                    row = {"step": result.steps, "seconds": elapsed,
-                           **{k: float(all_mean(v)) for k, v in terms.items()}}
-                    if result.skipped:
-                        row["skipped"] = result.skipped
-                    result.history.append(row)
-                    if logger is not None and rank == 0:
-                        logger.log(result.steps, **{f"{desc}/{k}": v for k, v in row.items() if k != "step"})
-                    bar.set_postfix({k: f"{v:.3f}" for k, v in running.items()}, refresh=False)
+                if state.steps == 0 or state.steps == resumed_from:
+                    check_batch(objective, batch)
+                batch = to_device(batch, device)
+                outcome = stepper(lambda b=batch: loss_fn(b), state.steps + 1, scale=_share(len(rows), size))
+                state.steps += 1
+                state.skipped += outcome.skipped
+                terms = {k: float(all_mean(v)) for k, v in (outcome.terms or {}).items()}
+                state.record(terms, log=state.steps % config.log_every == 0 or state.steps == total,
+                             running=not outcome.skipped, logger=logger if rank == 0 else None, prefix=desc,
+                             bar=bar)
                 bar.update()
-                if result.steps % config.checkpoint_every == 0 and result.steps < total:
+                if state.steps % config.checkpoint_every == 0 and state.steps < total:
                     save()
-                out_of_time = config.max_seconds is not None and time.perf_counter() - start > config.max_seconds
-                if all_any(out_of_time):
-                    raise _Budget
-    except _Budget:
-        pass
+                out_of_time = all_any(state.out_of_time(config.max_seconds))
+                if out_of_time:
+                    break
     finally:
         bar.close()
-    result.seconds = time.perf_counter() - start
     save()
-    model.eval()
-    return result
+    objective.eval()
+    return FitResult(steps=state.steps, seconds=state.elapsed(), history=state.history, skipped=state.skipped,
+                     resumed_from=resumed_from, out_of_time=out_of_time)
 
 
-class _Budget(Exception):
-    """Internal: the time budget ran out."""
+def _steps_per_epoch(n: int, batch_size: int, processes: int) -> int:
+    per_epoch = math.ceil(n / batch_size)
+    if n - (per_epoch - 1) * batch_size < processes:
+        per_epoch -= 1  # a last batch too small to give every process an example is left out
+    return per_epoch
+
+
+def _share(rows: int, processes: int) -> float:
+    """The weight of a process's mean over its share of a batch, so that the average over processes is the
+    mean over the whole batch."""
+    if processes == 1:
+        return 1.0
+    whole = round(float(all_mean(torch.tensor(float(rows)))) * processes)
+    return rows * processes / whole
+
+
+def _start(objective: nn.Module, stepper: Stepper, checkpoints: Checkpointer | None, *, resume: bool, rank: int,
+           size: int) -> LoopState:
+    """The loop state to start from: a checkpoint's (resume), else a fresh one (older checkpoints cleared)."""
+    if checkpoints is not None and not resume and rank == 0:
+        checkpoints.clear()  # a fresh run starts over; older checkpoints would outrank its own
+    barrier()
+    # process 0 reads the checkpoint and hands it to the others
+    saved = broadcast_object(checkpoints.load_latest() if resume and checkpoints is not None and rank == 0 else None)
+    if saved is None:
+        if rank > 0:  # every process samples its own routings and noise
+            torch.manual_seed((torch.initial_seed() * 1_000_003 + rank) % 2**63)
+        return LoopState()
+    objective.load_state_dict(saved["model"])
+    stepper.optimizer.load_state_dict(saved["optimizer"])
+    rng = saved.get("rng_ranks", [saved["rng"]])
+    set_rng_state(rng[rank] if len(rng) == size else saved["rng"])
+    return LoopState.from_state_dict(saved)
+
+
+def _saver(objective: nn.Module, stepper: Stepper, checkpoints: Checkpointer | None, state: LoopState,
+           config: FitConfig, *, rank: int) -> Callable[[], None]:
+    def save() -> None:
+        if checkpoints is None:
+            return
+        rng = all_gather_objects(get_rng_state())
+        if rank == 0:
+            checkpoints.save({"model": objective.state_dict(), "optimizer": stepper.optimizer.state_dict(),
+                              "rng": rng[0], "rng_ranks": rng, **state.state_dict(), "config": config.to_dict()},
+                             state.steps)
+        barrier()
+
+    return save
 
 
 @torch.no_grad()
 def predict(
-    model: nn.Module, dataset: Dataset, *, collate: Callable[[list], Batch], batch_size: int = 256
+    objective: Objective, dataset: Dataset, *, collate: Callable[[list], Batch], batch_size: int = 256
 ) -> Tensor:
-    """``(len(dataset),)`` the model's ``predict(batch)`` over a whole data set, in order, in eval mode."""
-    was_training = model.training
-    model.eval()
+    """``(len(dataset), ...)`` the objective's ``predict(batch)`` over a whole data set, in order, in eval mode,
+    on the objective's device; the result is on the CPU.
+
+    Raises:
+        ConfigError: ``objective`` has no ``predict(batch)``.
+    """
+    if not callable(getattr(objective, "predict", None)):
+        raise ConfigError(f"predict needs an Objective (with predict(batch)), got {type(objective).__name__}")
+    device = _device_of(objective)
+    was_training = objective.training
+    objective.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
-    out = torch.cat([model.predict(batch) for batch in loader])
-    model.train(was_training)
-    return out
+    try:
+        return torch.cat([objective.predict(to_device(batch, device)).cpu() for batch in loader])
+    finally:
+        objective.train(was_training)
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    return next((p.device for p in module.parameters()), torch.device("cpu"))
 
 
 @torch.no_grad()
@@ -345,7 +344,9 @@ def predict_routed(
     was_training = model.training
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
-    outs = [model(b["x"], task=b.get("task"), mode=mode) for b in loader]
+    device = _device_of(model)
+    outs = [model(b["x"].to(device), task=None if b.get("task") is None else b["task"].to(device), mode=mode)
+            for b in loader]
     model.train(was_training)
     route = None
     if outs[0].route is not None:

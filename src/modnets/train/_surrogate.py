@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ConfigError
 from ..modules import SurrogateGradientModule
+from ._classification import classification_terms
 from ._supervised import FitConfig, FitResult, fit
 
 __all__ = ["SurrogateObjective", "SurrogateScore", "surrogate_score", "train_through_surrogate"]
@@ -29,7 +30,8 @@ SurrogateInputs = Callable[[nn.Module, Batch], Mapping[str, Tensor]]
 
 
 class SurrogateObjective(nn.Module):
-    """A module and its SGM as one trainable model whose ``loss`` is the SGM's cross-entropy.
+    """A module and its SGM as one :class:`~modnets.train.Objective` whose ``loss`` is the SGM's cross-entropy
+    (and ``accuracy``), and whose ``predict`` is the SGM's most probable class.
 
     Args:
         module: the module trained through the SGM.
@@ -37,15 +39,21 @@ class SurrogateObjective(nn.Module):
         inputs: ``inputs(module, batch)`` runs ``module`` and returns the SGM's keyword inputs (for a
             :class:`~modnets.modules.MaskReadout`: ``mask``, ``features``, ``route``).
         target: the batch key of the ``(B,)`` class targets of the nearest loss.
+        batch_keys: ``{key: meaning}`` of the batch entries ``inputs`` reads (checked on the first batch).
     """
 
     def __init__(self, *, module: nn.Module, sgm: SurrogateGradientModule, inputs: SurrogateInputs,
-                 target: str = "answer") -> None:
+                 target: str = "answer", batch_keys: Mapping[str, str] | None = None) -> None:
         super().__init__()
         if not isinstance(sgm, SurrogateGradientModule):
             raise ConfigError(f"sgm must be a SurrogateGradientModule, got {type(sgm).__name__}")
         self.module, self.sgm = module, sgm
         self.inputs, self.target = inputs, target
+        self._keys = dict(batch_keys or {})
+
+    @property
+    def batch_keys(self) -> dict[str, str]:
+        return {**self._keys, self.target: "(B,) long class targets of the nearest loss"}
 
     def logits(self, batch: Batch) -> Tensor:
         """``(B, M)`` the SGM's scores for a batch."""
@@ -53,10 +61,13 @@ class SurrogateObjective(nn.Module):
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         """``loss``: the SGM's cross-entropy on the targets; ``accuracy``: its accuracy (detached)."""
-        logits = self.logits(batch)
-        target = batch[self.target]
-        return {"loss": F.cross_entropy(logits, target),
-                "accuracy": (logits.argmax(1) == target).float().mean().detach()}
+        return classification_terms(self.logits(batch), batch[self.target], name=self.target,
+                                    owner=type(self.sgm).__name__)
+
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> Tensor:
+        """``(B,)`` the SGM's most probable class."""
+        return self.logits(batch).argmax(1)
 
 
 def train_through_surrogate(

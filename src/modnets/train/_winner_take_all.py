@@ -30,15 +30,17 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
-from typing import Any, NamedTuple, Protocol
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._checks import check_ints
+from .._config import Config
 from ..errors import ConfigError, ShapeError
+from ._objective import check_batch
 
 __all__ = [
     "Assignment",
@@ -71,7 +73,7 @@ class CombinationModel(Protocol):
 
 
 @dataclass
-class WinnerTakeAllConfig:
+class WinnerTakeAllConfig(Config):
     """Settings of :class:`WinnerTakeAll`.
 
     Attributes:
@@ -115,9 +117,6 @@ class WinnerTakeAllConfig:
             raise ConfigError(f"WinnerTakeAllConfig.eps must be > 0, got {self.eps!r}")
         if self.scorer not in SCORERS:
             raise ConfigError(f"WinnerTakeAllConfig.scorer must be one of {SCORERS}, got {self.scorer!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class SubsetPlan(NamedTuple):
@@ -233,20 +232,25 @@ class _Prepared(NamedTuple):
     directions: Tensor  # (K, B, m, d)
 
 
-class WinnerTakeAll:
+class WinnerTakeAll(nn.Module):
     """The IMN objective: score every combination, train the winner (eq. 4-10), with the optional ID classifier.
 
-    Use it as ``fit(model, data, loss=WinnerTakeAll(model), ...)``: batches give ``x`` (B, 3, H, W) and, for
-    the ID classifier, ``shape`` (B,). Loss terms: ``loss``, ``loss_img``, ``loss_ind``, ``loss_kl``,
-    ``loss_extra``, ``loss_id``, ``loss_id_feature`` (with a classifier), ``subset_size`` (mean number of
-    compositional modules in the winners) and ``usage_j`` (share of the batch won by identity ``j``).
+    An :class:`~modnets.train.Objective`: ``fit(WinnerTakeAll(model), data, ...)``. Batches give ``x``
+    (B, 3, H, W) and, for a model with an ID classifier, ``shape`` (B,). :meth:`loss` draws the latent noise
+    and the probe directions, then computes :meth:`terms` (deterministic given them): ``loss``, ``loss_img``,
+    ``loss_ind``, ``loss_kl``, ``loss_extra``, ``loss_id``, ``loss_id_feature`` (with a classifier),
+    ``subset_size`` (mean number of compositional modules in the winners) and ``usage_j`` (share of the batch
+    won by identity ``j``). :meth:`predict` gives each image's winning candidate at the posterior means.
 
     Args:
-        model: an :class:`~modnets.models.IMN` (or any :class:`CombinationModel`).
+        model: an :class:`~modnets.models.IMN` (or any :class:`CombinationModel` that is an ``nn.Module``).
         config: settings.
     """
 
     def __init__(self, model: CombinationModel, *, config: WinnerTakeAllConfig | None = None):
+        super().__init__()
+        if not isinstance(model, nn.Module):
+            raise ConfigError(f"WinnerTakeAll needs an nn.Module model, got {type(model).__name__}")
         self.model = model
         self.config = config if config is not None else WinnerTakeAllConfig()
         self.plan = subset_plan(model.m)
@@ -260,16 +264,33 @@ class WinnerTakeAll:
     def n_candidates(self) -> int:
         return len(self.plan.members) * self.model.n
 
-    def __call__(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Draw the latent noise and the probe directions, then :meth:`loss`."""
+    @property
+    def batch_keys(self) -> dict[str, str]:
+        keys = {"x": "(B, 3, H, W) float images"}
+        if self.model.id_classifier is not None:
+            keys["shape"] = "(B,) long identity labels, for the ID classifier"
+        return keys
+
+    def loss(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Draw the latent noise and the probe directions (on the batch's device), then :meth:`terms`."""
+        check_batch(self, batch)  # with an ID classifier, a batch without "shape" would skip its loss silently
         x = batch["x"]
+        if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() != 4:
+            got = f"{x.dtype} of shape {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
+            raise ConfigError(f"batch['x'] must be a (B, 3, H, W) float tensor of images, got {got}")
         mu, _ = self.model.encode(x[:1])  # only for the latent shape
         shape = (x.shape[0], *mu.shape[1:])
         noise = torch.randn(shape, device=x.device) if self.config.sample else torch.zeros(shape, device=x.device)
         directions = torch.randint(0, 2, (self.config.probes, *shape), device=x.device).to(x.dtype) * 2 - 1
-        return self.loss(x, noise=noise, directions=directions, shape=batch.get("shape"))
+        return self.terms(x, noise=noise, directions=directions, shape=batch.get("shape"))
 
-    def loss(self, x: Tensor, *, noise: Tensor, directions: Tensor, shape: Tensor | None = None) -> dict[str, Tensor]:
+    @torch.no_grad()
+    def predict(self, batch: Mapping[str, Tensor]) -> Tensor:
+        """``(B,)`` each image's winning candidate ``subset * n + identity`` at the posterior means."""
+        return self.assign(batch["x"]).candidate
+
+    def terms(self, x: Tensor, *, noise: Tensor, directions: Tensor, shape: Tensor | None = None
+              ) -> dict[str, Tensor]:
         """The loss terms of a batch with given latent noise and probe directions (deterministic).
 
         Args:
@@ -327,7 +348,8 @@ class WinnerTakeAll:
         mu, _ = self.model.encode(x[:1])
         shape = (x.shape[0], *mu.shape[1:])
         gen = torch.Generator().manual_seed(seed)
-        directions = (torch.randint(0, 2, (self.config.probes, *shape), generator=gen) * 2 - 1).to(x)
+        # drawn on the CPU generator (the same directions on every device), then moved
+        directions = (torch.randint(0, 2, (self.config.probes, *shape), generator=gen, device="cpu") * 2 - 1).to(x)
         prep = self._prepare(x, torch.zeros(shape, device=x.device), directions)
         winner = self._choose(x, prep)
         loss = self._scored(x, prep, winner).total

@@ -1,4 +1,7 @@
-"""Assemblies: how modules, data sources, merges and losses connect (the input of the dependency analysis).
+"""Assemblies: how modules, data sources, merges and losses connect.
+
+An assembly is what :func:`modnets.analysis.dependencies` reads to classify the modules and derive a
+:class:`~modnets.plan.TrainingPlan`.
 
 An assembly is a static, acyclic graph of named nodes: the **data sources** a data set provides (images,
 questions, programs), the **modules** (each reads some nodes), the **merges** that combine several outputs
