@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test test-all lint bench clean install data-packages
+.PHONY: demo test test-all lint bench gpu-check clean install data-packages
 
 install: $(STAMP)
 
@@ -42,6 +42,13 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/modnets bench layouts --json
+
+# On a machine with a CUDA GPU (and a CUDA build of torch 2.13 in the venv): the fast tier, whose device tests
+# then also train every objective on the GPU (bf16 included), and the dispatch benchmark on the GPU.
+gpu-check: $(STAMP)
+	$(BIN)/python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'gpu-check: no CUDA device')"
+	$(BIN)/python -m pytest
+	$(BIN)/modnets bench dispatch --device cuda --json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -53,7 +53,8 @@ def test_backend_and_address_reach_an_experiment_with_a_backend_field(staged, tm
     ("argv", "message"),
     [
         (["run", "routing", "--backend", "ray"], "experiment 'routing' has no training-plan stages to run"),
-        (["run", "routing", "--backend", "dask"], "backend must be one of 'sequential', 'ray', got 'dask'"),
+        (["run", "routing", "--backend", "dask"],
+         "backend must be one of 'sequential', 'processes', 'ray', got 'dask'"),
         (["run", "routing", "--ray-address", "auto"], "--ray-address needs --backend ray"),
     ],
 )

@@ -130,7 +130,12 @@ def with_overrides(config: C, overrides: Iterable[str]) -> C:
             raise ConfigError(f"{item!r} matches no field of {_class_name(type(config))}; "
                               + _nearest(".".join(path), paths))
         for target in targets:
-            parent = functools.reduce(lambda d, name: d[name], target[:-1], data)
+            parent = data
+            for name in target[:-1]:
+                parent = parent.get(name) if isinstance(parent, dict) else None
+            if not isinstance(parent, dict):  # an earlier override replaced the nested config
+                raise ConfigError(f"{item!r}: an earlier override set {'.'.join(target[:-1])} to a value that is "
+                                  "not a mapping of fields")
             old = parent[target[-1]]
             parent[target[-1]] = _merge(old, value) if isinstance(old, dict) and isinstance(value, Mapping) else value
     return _build(type(config), data, _class_name(type(config)))

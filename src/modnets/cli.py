@@ -126,7 +126,8 @@ def run(
     resume: bool = typer.Option(False, "--resume", help="continue from the checkpoints in the run folder"),
     nproc: int = typer.Option(1, "--nproc", help="train data-parallel in N processes (torch.distributed)"),
     backend: str | None = typer.Option(
-        None, "--backend", help="run the stages of a training plan: sequential (the default) or ray (parallel)"
+        None, "--backend",
+        help="run the stages of a training plan: sequential (the default), processes or ray (parallel)",
     ),
     ray_address: str | None = typer.Option(
         None, "--ray-address", help="Ray cluster to use with --backend ray (default: start a local Ray)"
@@ -200,11 +201,21 @@ def bench(
     name: str = typer.Argument(..., help="benchmark name (see `modnets list`)"),
     as_json: bool = typer.Option(False, "--json", help="print only the JSON result line"),
     quick: bool = typer.Option(False, "--quick", help="fewer repeats (a smoke run, not a measurement)"),
+    device: str = typer.Option("cpu", "--device", help="where the benchmark runs: cpu, cuda, cuda:N, mps, auto"),
 ) -> None:
     """Run one performance benchmark; the last line printed is its JSON result."""
-    from .bench import get_benchmark
+    import inspect
 
-    result = get_benchmark(name).run(quick=quick)
+    from .bench import get_benchmark
+    from .errors import ConfigError
+
+    run = get_benchmark(name).run
+    if "device" in inspect.signature(run).parameters:
+        result = run(quick=quick, device=device)
+    elif device != "cpu":
+        raise ConfigError(f"benchmark {name!r} runs on the CPU only; --device applies to: dispatch")
+    else:
+        result = run(quick=quick)
     if not as_json:
         typer.echo(f"{result['bench']}: ratio {result['ratio']:.2f} ({result['ratio_is']})")
         for key, value in result["results"].items():

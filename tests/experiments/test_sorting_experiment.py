@@ -16,6 +16,9 @@ def test_sorting_experiment_smoke(tmp_path):
                 "speedup"):
         assert metrics[key] > 0
     assert metrics["speedup"] == metrics["train_seconds_monolithic"] / metrics["train_seconds_modular_sequential"]
+    sequential = metrics["modular_sequential"]
+    assert metrics["train_seconds_modular_sequential"] == sum(r["seconds"] for r in sequential.values())
+    assert metrics["parallel_workers"] == 2 and metrics["parallel_start_method"] in ("fork", "spawn")
     assert set(metrics["accuracy_by_length"]) == {"monolithic", "modular"}
     assert set(metrics["accuracy_by_length"]["modular"]) == {str(n) for n in range(2, 6)}
     assert set(metrics["modular_sequential"]) == {"mova", "movb", "retb", "swap", "control"}

@@ -9,6 +9,7 @@ from modnets.errors import ConfigError
 from modnets.models import QuestionVocabulary, nmn, nmn_assembly
 from modnets.train import (
     AuxiliaryDataset,
+    Classification,
     FitConfig,
     NMNModulewiseConfig,
     train_nmn_modulewise,
@@ -29,7 +30,7 @@ def test_nmn_modulewise_trains_every_part_from_the_plan_and_the_cache(tiny, tmp_
     model = nmn(True, image_size=16, hidden=16, prior="logits", questions=QuestionVocabulary.build(train.questions),
                 question_hidden=16)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    loss_before = validation_loss(model, train, collate=collate)
+    loss_before = validation_loss(Classification(model, target="answer"), train, collate=collate)
     config = NMNModulewiseConfig(find=FitConfig(epochs=3, batch_size=32, lr=1e-2),
                                  heads=FitConfig(epochs=6, batch_size=32, lr=1e-2),
                                  prior=FitConfig(epochs=3, batch_size=32, lr=1e-2),
@@ -50,7 +51,7 @@ def test_nmn_modulewise_trains_every_part_from_the_plan_and_the_cache(tiny, tmp_
         {"stem": model.stem, **{n: model.library[n] for n in ("find", "relate", "and", "or")}}))
     assert len(cache) == len(train) and cache.tensors["mask"].dtype == torch.float16
     assert (tmp_path / "checkpoints" / "describe").is_dir() and (tmp_path / "search" / "find.db").exists()
-    assert validation_loss(model, train, collate=collate) < loss_before
+    assert validation_loss(Classification(model, target="answer"), train, collate=collate) < loss_before
 
 
 def test_nmn_modulewise_refuses_a_plan_that_does_not_match_the_prior(tiny, tmp_path):

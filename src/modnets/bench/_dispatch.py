@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from .._threads import num_threads
 from ..routing import MLPExperts, ModularLayer, Router, RouteResult, choose_strategy, dispatch_mask_loop, make_groups
+from ..train import resolve_device
 from ._timing import median_times
 
 __all__ = ["run"]
@@ -51,7 +52,7 @@ def make_layer(n_modules: int, d: int, hidden: int, seed: int) -> ModularLayer:
 def fixed_route(layer: ModularLayer, choice: Tensor) -> RouteResult:
     """The router's RouteResult for a given choice (B, 1), computed once, outside any timing."""
     with torch.no_grad():
-        return layer.router(torch.empty(choice.shape[0], 0), choice=choice)
+        return layer.router(torch.empty(choice.shape[0], 0, device=choice.device), choice=choice)
 
 
 def step_fn(forward: Callable[[], Tensor], params: list[Tensor], grad_out: Tensor) -> Callable[[], None]:
@@ -70,11 +71,12 @@ def _counts(choice: Tensor, n_modules: int) -> list[int]:
     return [int(counts.min()), int(counts.max())]
 
 
-def run(quick: bool = False) -> dict:
+def run(quick: bool = False, device: str = "cpu") -> dict:
     """Run the benchmark.
 
     Args:
         quick: a smoke-test size (B = 256, d = h = 64, 2 repeats) that runs in a few seconds.
+        device: where the three contenders run (``"cpu"``, ``"cuda"``, ...).
 
     Returns:
         ``{"bench", "config", "results", "ratio", "ratio_is"}``. ``results["E=<E>"]`` holds, for the
@@ -84,17 +86,18 @@ def run(quick: bool = False) -> dict:
     """
     batch, d, hidden = (256, 64, 64) if quick else (4096, 256, 256)
     repeats, warmup = (2, 1) if quick else (25, 3)
+    dev = resolve_device(device)
     n_modules_list = (8, 32)
     with num_threads(2):
         results: dict[str, dict] = {}
         for n_modules in n_modules_list:
-            layer = make_layer(n_modules, d, hidden, seed=n_modules)
+            layer = make_layer(n_modules, d, hidden, seed=n_modules).to(dev)
             params = [*layer.parameters()]
-            dense = nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, d))
-            x = torch.randn(batch, d, requires_grad=True)
-            grad_out = torch.randn(batch, d)
+            dense = nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, d)).to(dev)
+            x = torch.randn(batch, d, device=dev, requires_grad=True)
+            grad_out = torch.randn(batch, d, device=dev)
             steps = {"dense": step_fn(lambda dense=dense, x=x: dense(x), [x, *dense.parameters()], grad_out)}
-            choices = {r: fixed_choice(n_modules, batch, r, seed=n_modules) for r in ROUTINGS}
+            choices = {r: fixed_choice(n_modules, batch, r, seed=n_modules).to(dev) for r in ROUTINGS}
             for routing, choice in choices.items():
                 route = fixed_route(layer, choice)
                 steps[f"modular/{routing}"] = step_fn(
@@ -105,7 +108,7 @@ def run(quick: bool = False) -> dict:
                     [x, *params],
                     grad_out,
                 )
-            t = median_times(steps, repeats=repeats, warmup=warmup)
+            t = median_times(steps, repeats=repeats, warmup=warmup, device=dev)
             per_routing = {}
             for routing, choice in choices.items():
                 modular, mask = t[f"modular/{routing}"], t[f"mask_loop/{routing}"]
@@ -123,6 +126,7 @@ def run(quick: bool = False) -> dict:
     config["dense"] = f"one MLP {d}->{hidden}->{d} over all rows (same FLOPs)"
     config["mask_loop"] = "per module: (choice == e).nonzero(), index_select rows, run, index_copy back"
     config["timing"] = "median; all contenders of one E interleaved round-robin in one process"
+    config["device"] = str(dev)
     ratio = min(r["ratio_to_dense"] for r in results.values())
     return {
         "bench": NAME,

@@ -33,8 +33,8 @@ from ..train import (
     RunLogger,
     StageRun,
     TrainResult,
-    train_agent_end_to_end,
     run_stages,
+    train_agent_end_to_end,
     train_control,
     train_operator,
 )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..plan import Assembly, Loss, Merge, ModuleSpec
 from ..errors import UnknownNameError
+from ..plan import Assembly, Loss, Merge, ModuleSpec
 
 __all__ = ["ASSEMBLIES", "example_assembly", "get_assembly", "nmn_assembly"]
 

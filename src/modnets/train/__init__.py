@@ -23,8 +23,8 @@ from ._buffer import TopKBuffer as TopKBuffer
 from ._buffer import TopKBufferConfig as TopKBufferConfig
 from ._buffer import generalized_em as generalized_em
 from ._checkpoint import Checkpointer as Checkpointer
-from ._classification import Classification as Classification
 from ._checkpoint import CheckpointWarning as CheckpointWarning
+from ._classification import Classification as Classification
 from ._criterion import Criterion as Criterion
 from ._criterion import CriterionMonitor as CriterionMonitor
 from ._criterion import OutputTerms as OutputTerms

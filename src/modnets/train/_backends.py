@@ -33,13 +33,14 @@ import os
 import pickle
 import time
 import traceback
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 
+from .._threads import num_threads
 from ..errors import ConfigError, MissingDependencyError
 from ..plan import Stage, TrainingPlan
 from ._timings import StageTimings
@@ -213,7 +214,7 @@ class _Outcome:
     failure: _Failure | None = None
 
 
-class _Runner:
+class _Runner(ABC):
     """A backend: ``with runner:`` starts and stops it, ``runner.run(stage, bar)`` runs one stage's jobs and
     returns their outcomes by name, raising the first job's failure."""
 
@@ -227,8 +228,8 @@ class _Runner:
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def run(self, stage: list[str], bar: tqdm) -> dict[str, _Outcome]:
-        raise NotImplementedError
+    @abstractmethod
+    def run(self, stage: list[str], bar: tqdm) -> dict[str, _Outcome]: ...
 
 
 class _Sequential(_Runner):
@@ -355,13 +356,13 @@ class _Failure:
     traceback: str
 
 
-def _call(job: Job, name: str, *, threads: int | None = None) -> _Outcome:
-    """Run one job in a worker, timed; its exception is returned, not raised, to reach the caller intact."""
-    if threads is not None:
-        torch.set_num_threads(threads)
+def _call(job: Job, name: str, *, threads: int) -> _Outcome:
+    """Run one job in a worker with ``threads`` torch threads, timed; its exception is returned, not raised,
+    to reach the caller intact."""
     start = time.perf_counter()
     try:
-        result = job(name)
+        with num_threads(threads):
+            result = job(name)
     except Exception as e:
         failure = _Failure(type(e), e.args, dict(vars(e)), traceback.format_exc())
         try:
@@ -372,19 +373,19 @@ def _call(job: Job, name: str, *, threads: int | None = None) -> _Outcome:
     return _Outcome(name, result, time.perf_counter() - start)
 
 
-#: the job of this worker process (``"processes"`` backend), set once when the worker starts
-_worker_job: Job | None = None
+#: the job of this worker process and its thread count (``"processes"`` backend), set when the worker starts
+_worker_job: tuple[Job, int] | None = None
 
 
 def _start_worker(job: Job, threads: int) -> None:
     global _worker_job
-    _worker_job = job
-    torch.set_num_threads(threads)
+    _worker_job = (job, threads)
 
 
 def _call_in_worker(name: str) -> _Outcome:
     assert _worker_job is not None, "a worker process runs jobs only after _start_worker"
-    return _call(_worker_job, name)
+    job, threads = _worker_job
+    return _call(job, name, threads=threads)
 
 
 def _named(kind: type, args: tuple, state: dict[str, Any], name: str) -> BaseException:

@@ -77,7 +77,8 @@ class RoutingObjective(nn.Module, ABC):
             routers = [m for m in model.modules() if isinstance(m, Router)]
             eval_mode = "soft" if routers and all(r.mode == "soft" for r in routers) else "argmax"
         self.eval_mode = eval_mode
-        self._needs_task = any(isinstance(m, Router) and m.n_tasks is not None for m in model.modules())
+        # a single-task table (n_tasks=1) routes every example as task 0 rightly; with more, "task" is needed
+        self._needs_task = any(isinstance(m, Router) and (m.n_tasks or 1) > 1 for m in model.modules())
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
 
     _needs_index = False
