@@ -35,12 +35,12 @@ def _layer():
     return ModularLayer(modules=bank, router=Router(n_modules=4, d_in=6), k=1)
 
 
-def _fit(resume=True, **config):
-    from modnets.train import Classification, FitConfig, fit
+def _fit(**config):
+    from modnets.train import Classification, FitConfig, RunDir, fit
 
     data = [{"x": torch.zeros(3), "y": 0}] * 4
     return fit(Classification(torch.nn.Linear(3, 2)), data, config=FitConfig(**config),
-               collate=torch.utils.data.default_collate, checkpoint_dir=None, resume=resume, progress=False)
+               collate=torch.utils.data.default_collate, run=RunDir(progress=False))
 
 
 def _routed(batch, *, n_tasks=None, objective="reinforce", d_in=6):
@@ -58,19 +58,19 @@ def _batch(**changes):
 
 def _fit_routed(batch):
     from modnets.models import modular_mlp
-    from modnets.train import EndToEnd, FitConfig, fit
+    from modnets.train import EndToEnd, FitConfig, RunDir, fit
 
     data = [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]
     fit(EndToEnd(modular_mlp(d_in=6, d_model=6, n_modules=4, n_out=3)), data, config=FitConfig(epochs=1),
-        collate=torch.utils.data.default_collate, progress=False)
+        collate=torch.utils.data.default_collate, run=RunDir(progress=False))
 
 
 def _fit_bare_model():
     from modnets.models import modular_mlp
-    from modnets.train import FitConfig, fit
+    from modnets.train import FitConfig, RunDir, fit
 
     fit(modular_mlp(d_in=6, d_model=6, n_modules=4, n_out=3), [_batch()], config=FitConfig(),
-        collate=lambda b: b[0], progress=False)
+        collate=lambda b: b[0], run=RunDir(progress=False))
 
 
 def _typed_mismatch():
@@ -155,7 +155,8 @@ CASES = [
      "unknown key 'epoch' in FitConfig (did you mean 'epochs'?); accepted keys: epochs, batch_size"),
     ("`FitConfig.from_dict({'epochs': 'ten'})`", lambda tmp: _fit_config_from({"epochs": "ten"}), ConfigError,
      "FitConfig.epochs must be an int, got 'ten'"),
-    ("`fit(..., resume=True)` without a `checkpoint_dir`", lambda tmp: _fit(), ConfigError, "checkpoint_dir"),
+    ("`RunDir(resume=True)` without a folder", lambda tmp: modnets.train.RunDir(resume=True), ConfigError,
+     "resume=True needs a run folder"),
     ("`Router(n_modules=4, d_in=6, mode='greedy')`",
      lambda tmp: modnets.routing.Router(n_modules=4, d_in=6, mode="greedy"), ConfigError, "mode"),
     ("a `ModularLayer` input of the wrong width", lambda tmp: _layer()(torch.randn(5, 7)), ShapeError, "6"),
@@ -185,7 +186,7 @@ CASES = [
      "batch['x'] of shape (4, 5) does not fit ModularStack"),
     ("`fit(model, ...)` on a bare routed model", lambda tmp: _fit_bare_model(), ConfigError,
      "ModularStack is a routed model, not an objective"),
-    ("`FitConfig(device='cuda')` where there is no GPU", lambda tmp: _fit(resume=False, device="cuda:7"), ConfigError,
+    ("`FitConfig(device='cuda')` where there is no GPU", lambda tmp: _fit(device="cuda:7"), ConfigError,
      "is not available on this machine; available: cpu"),
 ]
 

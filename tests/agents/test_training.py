@@ -14,6 +14,7 @@ from modnets.train import (
     CriterionMonitor,
     ModuleJob,
     ModuleJobs,
+    RunDir,
     category_errors,
     output_terms,
     pointer_errors,
@@ -100,7 +101,7 @@ def test_an_operator_learns_to_move_a_pointer_with_noise():
     agent = sorting_agent(hidden=24)
     op = agent.operators[0]
     result = train_operator(op, action=0, traces=sorting_traces, config=_config(max_steps=300, batch_size=32),
-                            noise=partial(augment_sorting, level=0.4), progress=False)
+                            noise=partial(augment_sorting, level=0.4), run=RunDir(progress=False))
     assert result.history[-1]["loss"] < 0.5 * result.history[0]["loss"]
     assert result.history[-1]["error"] < result.history[0]["error"]
     assert {"saturation", "grad_abs", "seconds", "size"} <= set(result.history[-1])
@@ -110,7 +111,7 @@ def test_an_operator_learns_to_move_a_pointer_with_noise():
 def test_operators_with_no_data_at_a_level_skip_it():
     agent = sorting_agent(hidden=8)
     result = train_operator(agent.operators[1], action=1, traces=sorting_traces, config=_config(max_steps=2),
-                            progress=False)
+                            run=RunDir(progress=False))
     assert result.levels[2] == "no data"  # lists of two digits never move B
     assert result.stop_reason == "step limit" and result.cut_short
 
@@ -118,11 +119,11 @@ def test_operators_with_no_data_at_a_level_skip_it():
 def test_control_and_end_to_end_training_lower_their_losses():
     agent = sorting_agent(hidden=16)
     control = train_control(agent.control, traces=sorting_traces, config=_config(max_steps=60, max_size=2),
-                            progress=False)
+                            run=RunDir(progress=False))
     assert control.history[-1]["loss"] < control.history[0]["loss"]
     agent = sorting_agent(hidden=16)
     mono = train_agent_end_to_end(agent, traces=sorting_traces, config=_config(max_steps=40, max_size=2),
-                                  progress=False)
+                                  run=RunDir(progress=False))
     assert mono.history[-1]["loss"] < mono.history[0]["loss"]
     assert "saturation" not in mono.history[-1]
 
@@ -130,7 +131,7 @@ def test_control_and_end_to_end_training_lower_their_losses():
 def test_time_budget_stops_a_run():
     agent = sorting_agent(hidden=8)
     result = train_control(agent.control, traces=sorting_traces, config=_config(max_seconds=0.3, max_steps=None),
-                           progress=False)
+                           run=RunDir(progress=False))
     assert result.stop_reason == "time budget" and 0.3 <= result.seconds < 5
 
 
@@ -138,7 +139,7 @@ def test_modules_train_in_parallel_processes_and_come_back():
     agent = sorting_agent(hidden=8)
     config = _config(max_steps=3)
     jobs = [ModuleJob(op.name, op, partial(train_operator, action=k, traces=sorting_traces, config=config,
-                                           progress=False)) for k, op in enumerate(agent.operators[:2])]
+                                           run=RunDir(progress=False))) for k, op in enumerate(agent.operators[:2])]
     before = {j.name: [p.detach().clone() for p in j.module.parameters()] for j in jobs}
     modular = ModuleJobs(jobs)
     out = run_stages([modular.names], modular, collect=modular.collect, backend="processes", workers=2,
@@ -194,19 +195,19 @@ def test_an_interrupted_agent_training_resumes_to_the_same_weights(tmp_path):
         torch.manual_seed(0)
         agent = sorting_agent(hidden=8)
         result = train_operator(agent.operators[3], action=3, traces=traces, config=config,
-                                noise=partial(augment_sorting, level=0.4), progress=False, **kwargs)
+                                noise=partial(augment_sorting, level=0.4), **kwargs)
         return agent.operators[3], result
 
-    reference, ref_result = train(sorting_traces)
+    reference, ref_result = train(sorting_traces, run=RunDir(progress=False))
     with pytest.raises(_Crash):
-        train(_crashing(sorting_traces, 15), checkpoint_dir=tmp_path)
-    resumed, result = train(sorting_traces, checkpoint_dir=tmp_path, resume=True)
+        train(_crashing(sorting_traces, 15), run=RunDir(tmp_path, progress=False))
+    resumed, result = train(sorting_traces, run=RunDir(tmp_path, resume=True, progress=False))
     for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     assert result.steps == ref_result.steps == 25 and result.levels == ref_result.levels
     assert [h["loss"] for h in result.history] == [h["loss"] for h in ref_result.history]
     # a finished run resumes to its result without training again
-    again, finished = train(sorting_traces, checkpoint_dir=tmp_path, resume=True)
+    again, finished = train(sorting_traces, run=RunDir(tmp_path, resume=True, progress=False))
     assert finished.steps == 25 and all(torch.equal(a, b) for a, b in
                                          zip(resumed.state_dict().values(), again.state_dict().values(), strict=True))
 
@@ -218,5 +219,5 @@ def test_a_nan_in_an_agent_loss_names_the_step_and_the_module():
     with torch.no_grad():
         agent.control.digestor.lstm.weight_ih_l0.fill_(float("nan"))
     with pytest.raises(NumericalError, match="step 1: loss term 'loss' of control is NaN") as err:
-        train_control(agent.control, traces=sorting_traces, config=_config(max_steps=3), progress=False)
+        train_control(agent.control, traces=sorting_traces, config=_config(max_steps=3), run=RunDir(progress=False))
     assert err.value.step == 1 and err.value.module == "control"

@@ -17,7 +17,7 @@ from modnets.data import (
 )
 from modnets.errors import ConfigError, DataUnavailableError, ProgramSyntaxError
 from modnets.models import QuestionVocabulary, easy_vqa_library, film, nmn
-from modnets.train import Classification, FitConfig, fit, predict
+from modnets.train import Classification, FitConfig, RunDir, fit, predict
 
 easy_vqa = pytest.importorskip("easy_vqa")
 
@@ -142,6 +142,6 @@ def test_typed_nmn_trained_briefly_beats_the_majority_answer():
     test = load_easy_vqa("test", image_size=32, limit=500)
     model = nmn(True, image_size=32, channels=(16, 32), hidden=32, library=easy_vqa_library)
     fit(Classification(model, target="answer"), train, config=FitConfig(epochs=2, batch_size=32, lr=3e-3),
-        collate=train.collate, progress=False)
+        collate=train.collate, run=RunDir(progress=False))
     accuracy = (predict(model, test, collate=test.collate) == test.answers).float().mean().item()
     assert accuracy > test.majority_accuracy() + 0.15, (accuracy, test.majority_accuracy())

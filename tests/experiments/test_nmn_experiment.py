@@ -34,6 +34,7 @@ def test_nmn_experiment_smoke(tmp_path):
     assert all(0 <= a <= 1 for a in metrics["easy_vqa_accuracy"].values())
     assert (tmp_path / "error_by_depth.png").stat().st_size > 1000
     assert (tmp_path / "sgm_correlation.png").stat().st_size > 1000
-    assert (tmp_path / "checkpoints" / "modular_typed" / "checkpoints" / "find").is_dir()
+    assert (tmp_path / "checkpoints" / "modular_typed" / "find").is_dir()
+    assert (tmp_path / "modular_typed" / "cache" / "find").is_dir()
     assert (tmp_path / "checkpoints" / "film").is_dir()
     assert (tmp_path / "tensorboard" / "end_to_end" / "scalars.jsonl").read_text().strip()

@@ -33,7 +33,7 @@ def test_routing_experiment_smoke(tmp_path):
     assert "Fashion-MNIST" in metrics["image_source"] or "MNIST 5k" in metrics["image_source"]
     for name in ("routing_curves_compositions.png", "usage_images.png"):
         assert (tmp_path / name).stat().st_size > 1000
-    assert (tmp_path / "tensorboard" / "compositions-em" / "scalars.jsonl").read_text().count("I(A;X)") > 0
+    assert (tmp_path / "tensorboard" / "compositions" / "em" / "scalars.jsonl").read_text().count("I(A;X)") > 0
 
 
 def test_routing_config_rejects_unknown_methods():

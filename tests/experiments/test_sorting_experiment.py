@@ -26,4 +26,5 @@ def test_sorting_experiment_smoke(tmp_path):
     for figure in ("error_vs_time.png", "error_vs_steps.png", "gradients.png", "accuracy_by_length.png"):
         assert (tmp_path / figure).stat().st_size > 1000
     assert (tmp_path / "tensorboard" / "monolithic" / "scalars.jsonl").read_text().strip()
-    assert (tmp_path / "tensorboard" / "modular" / "scalars.jsonl").read_text().strip()
+    assert (tmp_path / "tensorboard" / "modular" / "control" / "scalars.jsonl").read_text().strip()
+    assert (tmp_path / "checkpoints" / "modular_parallel" / "control").is_dir()  # no checkpoints/.../checkpoints

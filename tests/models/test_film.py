@@ -4,7 +4,7 @@ import torch
 from modnets.data import ClevrLikeConfig, make_clevr_like
 from modnets.errors import ShapeError
 from modnets.models import FiLM, QuestionVocabulary, film, nmn
-from modnets.train import Classification, FitConfig, fit
+from modnets.train import Classification, FitConfig, RunDir, fit
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_film_training_lowers_the_loss(data, vocab):
     objective = Classification(model, target="answer")
     before = objective.loss(batch)["loss"].item()
     result = fit(objective, data.subset(range(16)), config=FitConfig(epochs=8, batch_size=16, lr=1e-2),
-                 collate=data.collate, progress=False)
+                 collate=data.collate, run=RunDir(progress=False))
     model.eval()
     assert result.steps == 8
     assert objective.loss(batch)["loss"].item() < 0.6 * before

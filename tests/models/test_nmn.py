@@ -6,7 +6,7 @@ from modnets import Program
 from modnets.data import ANSWERS, ClevrLikeConfig, collate_clevr_like, make_clevr_like
 from modnets.errors import InterfaceError, ShapeError, TypeMismatchError, UnknownNameError
 from modnets.models import nmn, nmn_library
-from modnets.train import Classification, FitConfig, fit
+from modnets.train import Classification, FitConfig, RunDir, fit
 from modnets.types import HeatMap, Logits, Mask, Probs
 
 
@@ -63,7 +63,8 @@ def test_training_lowers_the_loss(data):
     batch = collate_clevr_like([data[i] for i in range(len(data))])
     objective = Classification(model, target="answer")
     before = objective.loss(batch)["loss"].item()
-    fit(objective, data, config=FitConfig(epochs=6, batch_size=32, lr=3e-3), collate=collate_clevr_like, progress=False)
+    fit(objective, data, config=FitConfig(epochs=6, batch_size=32, lr=3e-3), collate=collate_clevr_like,
+        run=RunDir(progress=False))
     after = objective.loss(batch)["loss"].item()
     assert after < before - 0.3
 

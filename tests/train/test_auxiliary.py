@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import TensorDataset, default_collate
 
 from modnets.errors import ConfigError, DataUnavailableError
-from modnets.train import AuxiliaryDataset, AuxiliaryManifest, FitConfig, cache_outputs, fit, module_sha256
+from modnets.train import AuxiliaryDataset, AuxiliaryManifest, FitConfig, RunDir, cache_outputs, fit, module_sha256
 
 
 def _collate(items):
@@ -116,7 +116,8 @@ def test_downstream_module_trains_from_the_cache_alone(tmp_path):
     everything = default_collate([aux[i] for i in range(len(aux))])
     with torch.no_grad():
         before = float(head.loss(everything)["loss"])
-    fit(head, aux, config=FitConfig(epochs=8, batch_size=64, lr=5e-2), collate=default_collate, progress=False)
+    fit(head, aux, config=FitConfig(epochs=8, batch_size=64, lr=5e-2), collate=default_collate,
+        run=RunDir(progress=False))
     with torch.no_grad():
         after = float(head.loss(everything)["loss"])
     assert after < 0.6 * before

@@ -17,7 +17,7 @@ WORKER = textwrap.dedent(
     import sys
     import torch
     from modnets.models import modular_mlp
-    from modnets.train import EndToEnd, FitConfig, TopKBufferConfig, fit, generalized_em
+    from modnets.train import EndToEnd, FitConfig, RunDir, TopKBufferConfig, fit, generalized_em
     from modnets.train._distributed import init_from_env, world
 
     kind, out = sys.argv[1], sys.argv[2]
@@ -39,8 +39,8 @@ WORKER = textwrap.dedent(
     objective = (EndToEnd(net) if kind == "soft"
                  else generalized_em(net, dataset_size=n, config=TopKBufferConfig.em(samples=3)))
     config = FitConfig(epochs=3, batch_size=16, lr=1e-2, log_every=1, checkpoint_every=5, keep_checkpoints=100)
-    result = fit(objective, data, config=config, collate=collate, progress=False, checkpoint_dir=ckpt,
-                 resume=ckpt is not None)
+    result = fit(objective, data, config=config, collate=collate,
+                 run=RunDir(ckpt, resume=ckpt is not None, progress=False))
     torch.save({"state": objective.state_dict(), "history": result.history, "steps": result.steps,
                 "rank": rank, "size": size}, f"{out}-{rank}.pt")
     """
@@ -93,7 +93,7 @@ def test_em_tables_agree_across_processes_and_a_data_parallel_run_resumes_exactl
     # each process saw half the examples, yet every example's incumbent is known to both
     assert bool(a["buffer.valid"].all()) and bool(torch.isfinite(a["buffer.score"]).all())
 
-    for path in ckpt.glob("step-*.pt"):  # as if both processes had been killed after step 10
+    for path in (ckpt / "checkpoints" / "train").glob("step-*.pt"):  # as if both were killed after step 10
         if int(path.stem.split("-")[1]) > 10:
             path.unlink()
     resumed = _train(tmp_path, "em", 2, str(ckpt))

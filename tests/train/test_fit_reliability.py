@@ -13,20 +13,20 @@ import torch
 from torch import nn
 
 from modnets.errors import ConfigError, NumericalError
-from modnets.train import Checkpointer, CheckpointWarning, FitConfig, fit
+from modnets.train import Checkpointer, CheckpointWarning, FitConfig, RunDir, fit
 
 SCRIPT = '''
 import json, sys, torch
 from torch.utils.data import default_collate
 from modnets.models import modular_mlp
-from modnets.train import FitConfig, Reinforce, ReinforceConfig, fit
+from modnets.train import FitConfig, Reinforce, ReinforceConfig, RunDir, fit
 torch.manual_seed(0)
 g = torch.Generator().manual_seed(1)
 data = [{"x": torch.randn(12, generator=g), "y": int(i % 3)} for i in range(1600)]
 net = modular_mlp(d_in=12, d_model=16, n_modules=4, n_out=3)        # routers sample: the RNG matters
 objective = Reinforce(net, ReinforceConfig(baseline="moving_average"))
 result = fit(objective, data, config=FitConfig(epochs=3, batch_size=8, lr=1e-2, checkpoint_every=25, log_every=25),
-             collate=default_collate, progress=False, checkpoint_dir=sys.argv[1], resume=True)
+             collate=default_collate, run=RunDir(sys.argv[1], resume=True, progress=False))
 torch.save(objective.state_dict(), sys.argv[2])
 json.dump({"steps": result.steps, "history": [{k: v for k, v in r.items() if k != "seconds"} for r in result.history],
            "resumed_from": result.resumed_from}, open(sys.argv[3], "w"))
@@ -41,7 +41,7 @@ def run_script(tmp_path, name, kill_after_checkpoint=None):
     if kill_after_checkpoint is not None:
         proc = subprocess.Popen(args)
         deadline = time.time() + 120
-        while time.time() < deadline and not (ckpt.exists() and any(ckpt.glob("step-*.pt"))):
+        while time.time() < deadline and not any((ckpt / "checkpoints" / "train").glob("step-*.pt")):
             time.sleep(0.01)
         time.sleep(kill_after_checkpoint)
         proc.send_signal(signal.SIGKILL)
@@ -98,45 +98,45 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one_with_a_warning
     config = FitConfig(epochs=2, batch_size=8, lr=1e-2, checkpoint_every=5, keep_checkpoints=3)
     torch.manual_seed(0)
     reference = Regressor()
-    fit(reference, dataset(), config=config, collate=collate, progress=False, checkpoint_dir=tmp_path / "a")
+    fit(reference, dataset(), config=config, collate=collate, run=RunDir(tmp_path / "a", progress=False))
     torch.manual_seed(0)
     model = Regressor()
-    fit(model, dataset(), config=config, collate=collate, progress=False, checkpoint_dir=tmp_path / "b")
-    newest = Checkpointer(tmp_path / "b").paths()[0]
+    fit(model, dataset(), config=config, collate=collate, run=RunDir(tmp_path / "b", progress=False))
+    newest = Checkpointer(tmp_path / "b" / "checkpoints" / "train").paths()[0]
     newest.write_bytes(newest.read_bytes()[:100])  # truncated, as by a full disk
     torch.manual_seed(123)
     resumed = Regressor()
     with pytest.warns(CheckpointWarning, match=newest.name):
-        result = fit(resumed, dataset(), config=config, collate=collate, progress=False, checkpoint_dir=tmp_path / "b",
-                     resume=True)
+        result = fit(resumed, dataset(), config=config, collate=collate,
+                     run=RunDir(tmp_path / "b", resume=True, progress=False))
     assert result.resumed_from == 15 and result.steps == 16
     for a, b in zip(reference.parameters(), resumed.parameters(), strict=True):
         assert torch.equal(a, b)
 
 
 def test_a_fresh_run_replaces_older_checkpoints(tmp_path):
-    old = Checkpointer(tmp_path)
+    old = Checkpointer(tmp_path / "checkpoints" / "train")
     old.save({"steps": 900}, 900)
     fit(Regressor(), dataset(), config=FitConfig(epochs=1, batch_size=8, checkpoint_every=4), collate=collate,
-        progress=False, checkpoint_dir=tmp_path)
+        run=RunDir(tmp_path, progress=False))
     assert [p.name for p in old.paths()] == ["step-00000008.pt", "step-00000004.pt"]
 
 
 def test_nan_loss_stops_with_the_step_and_quantity_and_keeps_the_last_checkpoint(tmp_path):
     config = FitConfig(epochs=2, batch_size=8, checkpoint_every=2)
     with pytest.raises(NumericalError, match=r"step 5: loss term 'loss' of Regressor is NaN") as info:
-        fit(Regressor(nan_at=5), dataset(), config=config, collate=collate, progress=False, checkpoint_dir=tmp_path)
+        fit(Regressor(nan_at=5), dataset(), config=config, collate=collate, run=RunDir(tmp_path, progress=False))
     assert info.value.step == 5 and info.value.quantity == "loss term 'loss'"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        state = Checkpointer(tmp_path).load_latest()
+        state = Checkpointer(tmp_path / "checkpoints" / "train").load_latest()
     assert state["steps"] == 4
 
 
 def test_infinite_gradient_names_the_module_and_parameter():
     config = FitConfig(epochs=1, batch_size=8)
     with pytest.raises(NumericalError, match=r"step 2: gradient of 'weight' in module 'body.2'") as info:
-        fit(Regressor(nan_at=2, where="grad"), dataset(), config=config, collate=collate, progress=False)
+        fit(Regressor(nan_at=2, where="grad"), dataset(), config=config, collate=collate, run=RunDir(progress=False))
     assert info.value.module == "body.2"
 
 
@@ -144,7 +144,7 @@ def test_skip_mode_drops_the_bad_batch_and_counts_it():
     model = Regressor(nan_at=3)
     before = [p.detach().clone() for p in model.parameters()]
     result = fit(model, dataset(), config=FitConfig(epochs=1, batch_size=8, on_nonfinite="skip", log_every=1),
-                 collate=collate, progress=False)
+                 collate=collate, run=RunDir(progress=False))
     assert result.skipped == 1 and result.steps == 8
     assert result.history[-1]["skipped"] == 1
     assert all(torch.isfinite(p).all() for p in model.parameters())
@@ -156,8 +156,8 @@ def test_bad_reliability_options_raise():
         FitConfig(on_nonfinite="ignore")
     with pytest.raises(ConfigError, match="checkpoint_every"):
         FitConfig(checkpoint_every=0)
-    with pytest.raises(ConfigError, match="checkpoint_dir"):
-        fit(Regressor(), dataset(), config=FitConfig(), collate=collate, progress=False, resume=True)
+    with pytest.raises(ConfigError, match="resume=True needs a run folder"):
+        RunDir(resume=True)
 
 
 def test_a_nan_between_modules_with_interface_checking_on_names_the_step_and_the_interface(tmp_path):
@@ -186,9 +186,9 @@ def test_a_nan_between_modules_with_interface_checking_on_names_the_step_and_the
     try:
         with pytest.raises(NumericalError, match=r"step 3: module 'Linear' input 'x'") as info:
             fit(TwoModules(), dataset(), config=FitConfig(epochs=1, batch_size=8, checkpoint_every=2),
-                collate=collate, progress=False, checkpoint_dir=tmp_path)
+                collate=collate, run=RunDir(tmp_path, progress=False))
     finally:
         modnets.check_interfaces(previous)
     assert info.value.step == 3 and info.value.quantity == "interface value"
     assert info.value.module == "module 'Linear' input 'x'"
-    assert Checkpointer(tmp_path).load_latest()["steps"] == 2  # the last good checkpoint is intact
+    assert Checkpointer(tmp_path / "checkpoints" / "train").load_latest()["steps"] == 2  # the last good one is intact

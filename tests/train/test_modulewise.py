@@ -12,6 +12,7 @@ from modnets.train import (
     Classification,
     FitConfig,
     NMNModulewiseConfig,
+    RunDir,
     train_nmn_modulewise,
     validation_loss,
 )
@@ -36,7 +37,7 @@ def test_nmn_modulewise_trains_every_part_from_the_plan_and_the_cache(tiny, tmp_
                                  prior=FitConfig(epochs=3, batch_size=32, lr=1e-2),
                                  search_trials=2, search_examples=64, sgm_rank=4)
     done = train_nmn_modulewise(model, train, plan=dependencies(nmn_assembly(True, prior=True)).plan,
-                                collate=collate, directory=tmp_path, config=config, valid=valid, progress=False)
+                                collate=collate, run=RunDir(tmp_path, progress=False), config=config, valid=valid)
     assert done.run.stages == [["encoder", "find"], ["describe", "exist", "count"]]
     assert done.run.timings.parallel_seconds < done.run.timings.sequential_seconds
     assert set(done.run.timings.cache_seconds) == {"find"} and done.to_dict()["module_seconds"].keys() == {
@@ -59,7 +60,7 @@ def test_nmn_modulewise_refuses_a_plan_that_does_not_match_the_prior(tiny, tmp_p
     model = nmn(True, image_size=16, hidden=8)
     with pytest.raises(ConfigError, match="question prior"):
         train_nmn_modulewise(model, train, plan=dependencies(nmn_assembly(True, prior=True)).plan,
-                             collate=collate, directory=tmp_path, progress=False)
+                             collate=collate, run=RunDir(tmp_path, progress=False))
 
 
 def test_the_sgm_target_of_a_negated_question_is_the_answer_before_negation():

@@ -16,6 +16,7 @@ from modnets.train import (
     Objective,
     Reinforce,
     ReinforceConfig,
+    RunDir,
     SurrogateObjective,
     TopKBuffer,
     TopKBufferConfig,
@@ -119,7 +120,7 @@ def test_fit_runs_every_objective_with_the_device_given_explicitly(device):
         rows = [{k: v[i] for k, v in batch.items()} for i in range(n)]
         collate = _clevr_collate if name == "nmn" else default_collate
         result = fit(objective, rows, config=FitConfig(epochs=2, batch_size=n, device=device, log_every=1),
-                     collate=collate, progress=False)
+                     collate=collate, run=RunDir(progress=False))
         assert result.steps == 2, name
         assert all(p.device.type == device for p in objective.parameters()), name
         assert predict(objective, rows, collate=collate).device.type == "cpu"
@@ -130,11 +131,11 @@ def test_bf16_autocast_trains_and_a_gpu_checkpoint_resumes_on_the_cpu(tmp_path):
     rows = [{**{k: v[i] for k, v in _batch(32).items()}} for i in range(32)]
     objective = EndToEnd(_routed(mode="soft"))
     config = FitConfig(epochs=2, batch_size=8, device="cuda", precision="bf16", checkpoint_every=4)
-    first = fit(objective, rows, config=config, collate=default_collate, progress=False, checkpoint_dir=tmp_path)
+    first = fit(objective, rows, config=config, collate=default_collate, run=RunDir(tmp_path, progress=False))
     assert first.history[-1]["loss"] < first.history[0]["loss"] + 1.0
     resumed = EndToEnd(_routed(mode="soft"))
     again = fit(resumed, rows, config=FitConfig(epochs=3, batch_size=8, device="cpu"), collate=default_collate,
-                progress=False, checkpoint_dir=tmp_path, resume=True)
+                run=RunDir(tmp_path, resume=True, progress=False))
     assert again.resumed_from == 8 and again.steps == 12
 
 
@@ -147,10 +148,10 @@ def _clevr_collate(rows):
 
 def test_a_bare_model_is_refused_with_the_objective_to_wrap_it_in():
     with pytest.raises(ConfigError, match=r"fit\(Classification\(model\)"):
-        fit(nn.Linear(6, 3), [_batch()], config=FitConfig(), collate=lambda b: b[0], progress=False)
+        fit(nn.Linear(6, 3), [_batch()], config=FitConfig(), collate=lambda b: b[0], run=RunDir(progress=False))
     with pytest.raises(ConfigError, match="WinnerTakeAll"):
         fit(imn(image_size=8, m=2, n=2, latent_dim=2, matrix_size=4, hidden=16, channels=4), [_imn_batch()],
-            config=FitConfig(), collate=lambda b: b[0], progress=False)
+            config=FitConfig(), collate=lambda b: b[0], run=RunDir(progress=False))
 
 
 def test_the_first_batch_is_checked_against_the_objective_keys():
@@ -158,7 +159,7 @@ def test_the_first_batch_is_checked_against_the_objective_keys():
     batch = _batch()
     del batch["index"]
     with pytest.raises(ConfigError, match=r"no 'index' \(\(B,\) long example ids"):
-        fit(objective, [batch], config=FitConfig(), collate=lambda b: b[0], progress=False)
+        fit(objective, [batch], config=FitConfig(), collate=lambda b: b[0], run=RunDir(progress=False))
 
 
 def test_a_nan_input_is_skipped_under_on_nonfinite_skip():
@@ -166,11 +167,11 @@ def test_a_nan_input_is_skipped_under_on_nonfinite_skip():
     good, bad = _batch(), _batch(x=torch.full((8, 6), float("inf")))
     result = fit(objective, [good, bad, good], config=FitConfig(epochs=1, batch_size=1, on_nonfinite="skip",
                                                                 log_every=1),
-                 collate=lambda b: b[0], progress=False)
+                 collate=lambda b: b[0], run=RunDir(progress=False))
     assert result.steps == 3 and result.skipped == 1
     with pytest.raises(NumericalError, match="step 2: batch\\['x'\\] holds NaN or inf") as info:
         fit(EndToEnd(_routed(mode="soft")), [good, bad], config=FitConfig(epochs=1, batch_size=1),
-            collate=lambda b: b[0], progress=False)
+            collate=lambda b: b[0], run=RunDir(progress=False))
     assert info.value.quantity == "input 'x'"
 
 
@@ -202,7 +203,8 @@ def test_the_time_budget_ends_fit_with_a_flag():
     objective = Classification(nn.Linear(6, 3))
     rows = [{"x": torch.randn(6), "y": i % 3} for i in range(64)]
     result = fit(objective, rows, config=FitConfig(epochs=1000, batch_size=8, max_seconds=0.05),
-                 collate=default_collate, progress=False)
+                 collate=default_collate, run=RunDir(progress=False))
     assert result.out_of_time and result.steps < 8000
-    done = fit(objective, rows, config=FitConfig(epochs=1, batch_size=8), collate=default_collate, progress=False)
+    done = fit(objective, rows, config=FitConfig(epochs=1, batch_size=8), collate=default_collate,
+               run=RunDir(progress=False))
     assert not done.out_of_time and done.steps == 8

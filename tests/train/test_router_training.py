@@ -15,6 +15,7 @@ from modnets.train import (
     Reinforce,
     ReinforceConfig,
     RoutingRegularizers,
+    RunDir,
     TopKBuffer,
     TopKBufferConfig,
     categorical_log_likelihood,
@@ -211,7 +212,7 @@ def test_every_method_learns_a_two_task_problem(method):
 
     before = error()
     result = fit(objective, data, config=FitConfig(epochs=15, batch_size=64, lr=1e-2), collate=collate,
-                 progress=False)
+                 run=RunDir(progress=False))
     assert error() < 0.5 * before
     assert {"H(A)", "H(A|X)", "I(A;X)"} <= result.history[-1].keys()
 
@@ -221,7 +222,7 @@ def test_em_separates_the_two_tasks_onto_two_modules():
     net = routed_regressor()
     em = generalized_em(net, dataset_size=len(data), config=TopKBufferConfig.em(samples=2),
                         likelihood=GaussianLikelihood(sigma=0.5))
-    fit(em, data, config=FitConfig(epochs=20, batch_size=64, lr=1e-2), collate=collate, progress=False)
+    fit(em, data, config=FitConfig(epochs=20, batch_size=64, lr=1e-2), collate=collate, run=RunDir(progress=False))
     probs = net.layers[0].router.logits.detach().softmax(-1)[:, 0]  # (tasks, M)
     assert probs.argmax(1).tolist() in ([0, 1], [1, 0])
     assert float(probs.max(1).values.min()) > 0.9

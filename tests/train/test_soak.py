@@ -26,21 +26,22 @@ SCRIPT = '''
 import json, sys, torch
 from torch.utils.data import default_collate
 from modnets.models import modular_mlp
-from modnets.train import FitConfig, TopKBufferConfig, fit, generalized_em
+from modnets.train import FitConfig, RunDir, TopKBufferConfig, fit, generalized_em
 torch.manual_seed(0)
 g = torch.Generator().manual_seed(1)
 data = [{"index": i, "x": torch.randn(12, generator=g), "y": int(i % 3)} for i in range(2000)]
 net = modular_mlp(d_in=12, d_model=16, n_modules=4, n_out=3)
 objective = generalized_em(net, dataset_size=len(data), config=TopKBufferConfig.em(samples=3))
 result = fit(objective, data, config=FitConfig(epochs=4, batch_size=16, lr=1e-2, checkpoint_every=7, log_every=1),
-             collate=default_collate, progress=False, checkpoint_dir=sys.argv[1], resume=True)
+             collate=default_collate, run=RunDir(sys.argv[1], resume=True, progress=False))
 torch.save(objective.state_dict(), sys.argv[2])
 json.dump({"steps": result.steps, "history": [{k: v for k, v in r.items() if k != "seconds"} for r in result.history]},
           open(sys.argv[3], "w"))
 '''
 
 
-def _newest_step(ckpt) -> int:
+def _newest_step(run_dir) -> int:
+    ckpt = run_dir / "checkpoints" / "train"
     paths = Checkpointer(ckpt).paths() if ckpt.exists() else []
     return int(paths[0].stem.split("-")[1]) if paths else 0
 
@@ -77,7 +78,7 @@ def test_training_survives_half_an_hour_of_random_kills(tmp_path):
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 kills += 1
-                for path in Checkpointer(ckpt).paths():  # no torn or corrupt file
+                for path in Checkpointer(ckpt / "checkpoints" / "train").paths():  # no torn or corrupt file
                     torch.load(path, weights_only=False)
                 continue
             _, err = proc.communicate()

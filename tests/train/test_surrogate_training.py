@@ -4,7 +4,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from modnets.modules import MaskReadout, SurrogateGradientModule
-from modnets.train import FitConfig, SurrogateObjective, surrogate_score, train_through_surrogate
+from modnets.train import FitConfig, RunDir, SurrogateObjective, surrogate_score, train_through_surrogate
 
 
 class Spots(Dataset):
@@ -57,7 +57,7 @@ def test_training_a_module_through_its_sgm_lowers_the_sgm_loss():
     train, held_out = Spots(512, 0), Spots(256, 1)
     find, sgm = ToyFind(), _sgm()
     before = surrogate_score(find, sgm, held_out, inputs=inputs, collate=collate, samples=8)
-    result = train_through_surrogate(find, sgm, train, inputs=inputs, collate=collate, progress=False,
+    result = train_through_surrogate(find, sgm, train, inputs=inputs, collate=collate, run=RunDir(progress=False),
                                      config=FitConfig(epochs=12, batch_size=32, lr=2e-2))
     after = surrogate_score(find, sgm, held_out, inputs=inputs, collate=collate, samples=8)
     assert result.steps == 12 * 16

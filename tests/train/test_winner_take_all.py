@@ -5,7 +5,7 @@ import torch
 
 from modnets.errors import ConfigError, ShapeError
 from modnets.models import imn
-from modnets.train import WinnerTakeAll, WinnerTakeAllConfig, hessian_penalty, subset_plan, subset_products
+from modnets.train import RunDir, WinnerTakeAll, WinnerTakeAllConfig, hessian_penalty, subset_plan, subset_products
 
 
 def test_subset_products_equal_the_explicit_ordered_products():
@@ -92,7 +92,7 @@ def test_training_with_fit_lowers_the_loss_and_logs_usage():
     torch.manual_seed(0)
     net = imn(image_size=8, m=2, n=2, latent_dim=2, matrix_size=4, hidden=32, channels=4)
     result = fit(WinnerTakeAll(net), data, config=FitConfig(epochs=8, batch_size=16, lr=3e-3, log_every=2),
-                 collate=collate_shapes3d, progress=False)
+                 collate=collate_shapes3d, run=RunDir(progress=False))
     first, last = result.history[0], result.history[-1]
     assert last["loss_img"] < 0.7 * first["loss_img"]
     assert abs(sum(last[f"usage_{j}"] for j in range(2)) - 1) < 1e-6

@@ -141,7 +141,7 @@ class Agent(nn.Module):
             else:
                 chosen = torch.where(teacher[:, t] >= 0, teacher[:, t], stop)
             taken = torch.where(active, chosen, -1)
-            rep = self._apply(rep, taken, depth)
+            rep = self._run_operators(rep, taken, depth)
             stopped = stopped | (taken == stop)
             active = active & (taken != stop)
             previous = taken
@@ -189,7 +189,7 @@ class Agent(nn.Module):
                                                                                                decision.logits)
         return scores, put_state_rows(state, rows, decision.state)
 
-    def _apply(self, rep: Representation, taken: Tensor, depth: int) -> Representation:
+    def _run_operators(self, rep: Representation, taken: Tensor, depth: int) -> Representation:
         """Apply each example's operator: each operator runs once on the rows that selected it."""
         out = rep
         for k, op in enumerate(self.operators):

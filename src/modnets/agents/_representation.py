@@ -83,6 +83,10 @@ class Representation(Mapping[str, Tensor]):
         """Apply ``fn`` to every field (e.g. ``rep.map(lambda x: x.flatten(0, 1))``)."""
         return Representation({k: fn(v) for k, v in self._fields.items()})
 
+    def to(self, device: torch.device | str) -> Representation:
+        """Every field on ``device``."""
+        return self.map(lambda x: x.to(device))
+
     def detach(self) -> Representation:
         """Every field detached from the autograd graph."""
         return self.map(Tensor.detach)

@@ -48,6 +48,12 @@ class Trace:
     logits: Tensor | None = None
     representations: Representation | None = None
 
+    def to(self, device: torch.device | str) -> Trace:
+        """The trace with every tensor on ``device``."""
+        return Trace(self.actions.to(device), self.steps.to(device), self.stopped.to(device), self.final.to(device),
+                     None if self.logits is None else self.logits.to(device),
+                     None if self.representations is None else self.representations.to(device))
+
     @property
     def active(self) -> Tensor:
         """``(batch, steps)`` bool: the steps each example actually took."""

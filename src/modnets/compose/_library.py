@@ -183,8 +183,8 @@ class Library(nn.Module):
                 if call in values:
                     continue
                 module, arg = self.resolve(call)
-                arg_t = None if arg is None else torch.full((1,), arg, dtype=torch.long, device=_device(ctx, kids))
                 kids = [values[c] for c in call.children]
+                arg_t = None if arg is None else torch.full((1,), arg, dtype=torch.long, device=_device(ctx, kids))
                 values[call] = module(*kids, arg=arg_t, **{n: ctx[n] for n, _ in module.signature.context})
             outs.append(values[programs[b]])
         return torch.cat(outs)

@@ -26,7 +26,7 @@ from ..analysis import (
 from ..data import SHAPES3D_FACTORS, SHAPES3D_SHAPES, Shapes3DConfig, Shapes3DDataset, collate_shapes3d, make_shapes3d
 from ..errors import ConfigError
 from ..models import imn
-from ..train import FitConfig, RunLogger, WinnerTakeAll, WinnerTakeAllConfig, fit
+from ..train import FitConfig, RunDir, WinnerTakeAll, WinnerTakeAllConfig, fit
 from ._report import Report, markdown_table, percent
 
 __all__ = ["Config", "PAPER_TABLE1", "run"]
@@ -101,16 +101,14 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: b
     metrics: dict = {"data_seconds": time.perf_counter() - t0, "table1": {},
                      "dominant_fraction": {}, "distinct_dominant_identities": {}, "paper_table1": PAPER_TABLE1}
     histories, identity_images = {}, {}
+    rundir = RunDir(out, resume=resume, progress=progress)
     for variant in VARIANTS:
         torch.manual_seed(config.seed)
         net = imn(image_size=config.image_size, m=config.m, n=config.n, latent_dim=config.latent_dim,
                   matrix_size=config.matrix_size, hidden=config.hidden, channels=config.channels,
                   id_classifier=variant == "with_id_classifier", n_classes=len(SHAPES3D_SHAPES))
         objective = WinnerTakeAll(net, config=config.objective)
-        with RunLogger(out / "tensorboard" / variant) as logger:
-            result = fit(objective, train, config=config.fit, collate=collate_shapes3d, logger=logger,
-                         progress=progress, desc=variant, checkpoint_dir=out / "checkpoints" / variant,
-                         resume=resume)
+        result = fit(objective, train, config=config.fit, collate=collate_shapes3d, run=rundir, name=variant)
         winners = _assign(objective, test)
         table = decomposition_table(test.shapes, winners["identity"], n_concepts=len(SHAPES3D_SHAPES),
                                     n_modules=config.n)

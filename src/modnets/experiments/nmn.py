@@ -40,7 +40,7 @@ from ..train import (
     Classification,
     FitConfig,
     NMNModulewiseConfig,
-    RunLogger,
+    RunDir,
     check_backend,
     fit,
     predict,
@@ -143,7 +143,7 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: b
     vocab = QuestionVocabulary.build(train.questions)
     metrics: dict = {"data_seconds": time.perf_counter() - t0}
     plan = dependencies(nmn_assembly(True, prior=True))
-    common = dict(progress=progress, resume=resume)
+    rundir = RunDir(out, resume=resume, progress=progress)
 
     # ---- Table 4.2: three regimes; error by depth of every model
     by_depth: dict[str, dict[int, float]] = {}
@@ -154,13 +154,13 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: b
                     question_hidden=config.question_hidden)
         if modular:
             done = train_nmn_modulewise(model, train, plan=plan.plan, collate=collate, config=config.modulewise,
-                                        directory=out / "checkpoints" / regime, valid=valid, seed=config.seed,
-                                        backend=config.backend, address=config.ray_address, **common)
+                                        run=rundir.sub(regime), valid=valid, seed=config.seed,
+                                        backend=config.backend, address=config.ray_address)
             modulewise[regime] = done.to_dict()
             cost[regime] = {"sequential": done.run.timings.sequential_seconds,
                             "parallel": done.run.timings.parallel_seconds}
         else:
-            seconds = _fit(model, train, config.fit, out, regime, **common)
+            seconds = _fit(model, train, config.fit, rundir, regime)
             cost[regime] = {"sequential": seconds, "parallel": seconds}
         by_depth[regime] = accuracy_by(predict(model, test, collate=collate) == test.answers, test.depths)
         accuracy[regime] = _mean_over(by_depth[regime], test.depths, seen)
@@ -168,11 +168,11 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: b
     torch.manual_seed(config.seed)
     typed_model = nmn(True, image_size=config.image_size, hidden=config.hidden, prior="logits", questions=vocab,
                       question_hidden=config.question_hidden)
-    cost["typed_end_to_end"] = _fit(typed_model, train, config.fit, out, "typed_end_to_end", **common)
+    cost["typed_end_to_end"] = _fit(typed_model, train, config.fit, rundir, "typed_end_to_end")
     torch.manual_seed(config.seed)
     baseline = film(vocab, image_size=config.image_size, width=config.film_width, n_blocks=config.film_blocks,
                     hidden=config.hidden, question_hidden=config.question_hidden)
-    cost["film"] = _fit(baseline, train, config.fit, out, "film", **common)
+    cost["film"] = _fit(baseline, train, config.fit, rundir, "film")
     curves = {
         "typed": accuracy_by(predict(typed_model, test, collate=collate) == test.answers, test.depths),
         "untyped": by_depth["end_to_end"],
@@ -183,7 +183,7 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: b
     sizes = {"typed": _parameters(typed_model), "film": _parameters(baseline)}
 
     # ---- Fig. 4.7: SGM loss vs full-model loss over find candidates
-    candidates = _sgm_study(config, train, valid, out, **common)
+    candidates = _sgm_study(config, train, valid, rundir.sub("sgm").quiet())
     corr = surrogate_correlation([c["sgm_loss"] for c in candidates], [c["full_loss"] for c in candidates])
     plot_surrogate_correlation([c["sgm_loss"] for c in candidates], [c["full_loss"] for c in candidates],
                                out / "sgm_correlation.png", colors=[c["epochs"] for c in candidates],
@@ -191,7 +191,7 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: b
                                title="find: SGM loss vs full NMN loss")
 
     # ---- easy-vqa: typed modules module-wise vs the untyped NMN end to end
-    easy = _easy_vqa(config, out, **common)
+    easy = _easy_vqa(config, rundir.sub("easy_vqa"))
 
     plot_error_curves({_CURVE_LABELS[k]: v for k, v in curves.items()}, out / "error_by_depth.png",
                       title=f"error by program depth (trained on depth <= {config.max_train_depth})",
@@ -217,12 +217,10 @@ _CURVE_LABELS = {"typed": "typed NMN (end to end)", "untyped": "untyped NMN (end
                  "modular": "untyped NMN (module-wise)", "modular_typed": "typed NMN (module-wise)"}
 
 
-def _fit(model, data, fit_config, out, name, *, progress, resume, collate_fn=collate) -> float:
-    with RunLogger(out / "tensorboard" / name) as logger:
-        done = fit(Classification(model, target="answer"), data, config=fit_config, collate=collate_fn, logger=logger,
-                   progress=progress, desc=name,
-                   checkpoint_dir=out / "checkpoints" / name, resume=resume)
-    return done.seconds
+def _fit(model, data, fit_config: FitConfig, rundir: RunDir, name: str, collate_fn=collate) -> float:
+    """Seconds to train a VQA model end to end on its answers."""
+    return fit(Classification(model, target="answer"), data, config=fit_config, collate=collate_fn, run=rundir,
+               name=name).seconds
 
 
 def _parameters(model) -> int:
@@ -242,7 +240,7 @@ def _seen_unseen(acc_by_depth, depths, max_train_depth) -> dict[str, float]:
             "unseen": 1 - _mean_over(acc_by_depth, depths, unseen) if unseen else math.nan}
 
 
-def _sgm_study(config: Config, train, valid, out: Path, *, progress: bool, resume: bool) -> list[dict]:
+def _sgm_study(config: Config, train, valid, rundir: RunDir) -> list[dict]:
     """``find`` candidates with varied learning rate, SGM rank and epochs: SGM loss and full-model loss each."""
     rng = np.random.default_rng(config.seed + 4_700)
     subset = train.subset(range(min(config.sgm_examples, len(train))))
@@ -258,8 +256,7 @@ def _sgm_study(config: Config, train, valid, out: Path, *, progress: bool, resum
         torch.manual_seed(config.seed + k)
         model = nmn(True, image_size=config.image_size, hidden=config.hidden)
         done = train_nmn_modulewise(model, subset, plan=plan, collate=collate, config=settings,
-                                    directory=out / "checkpoints" / "sgm" / f"candidate-{k:02d}", valid=valid,
-                                    seed=config.seed + k, progress=False, resume=resume)
+                                    run=rundir.sub(f"candidate-{k:02d}"), valid=valid, seed=config.seed + k)
         rows.append({"epochs": epochs, "lr": lr, "rank": rank, "sgm_loss": done.sgm_score.loss,
                      "sgm_variance": done.sgm_score.variance,
                      "full_loss": validation_loss(Classification(model, target="answer"), valid, collate=collate),
@@ -267,7 +264,7 @@ def _sgm_study(config: Config, train, valid, out: Path, *, progress: bool, resum
     return rows
 
 
-def _easy_vqa(config: Config, out: Path, *, progress: bool, resume: bool) -> dict:
+def _easy_vqa(config: Config, rundir: RunDir) -> dict:
     train = load_easy_vqa("train", image_size=config.image_size, limit=config.easy_vqa_train)
     test = load_easy_vqa("test", image_size=config.image_size, limit=config.easy_vqa_test)
     vocab = QuestionVocabulary.build(train.questions)
@@ -279,16 +276,15 @@ def _easy_vqa(config: Config, out: Path, *, progress: bool, resume: bool) -> dic
         model = nmn(typed, image_size=config.image_size, hidden=config.hidden, prior=prior, questions=vocab,
                     question_hidden=config.question_hidden, library=easy_vqa_library)
         if name == "end_to_end":
-            seconds[name] = {"sequential": _fit(model, fit_on, config.easy_vqa_fit, out, f"easy_vqa_{name}",
-                                                progress=progress, resume=resume, collate_fn=collate_easy_vqa)}
+            seconds[name] = {"sequential": _fit(model, fit_on, config.easy_vqa_fit, rundir, name,
+                                                collate_fn=collate_easy_vqa)}
             seconds[name]["parallel"] = seconds[name]["sequential"]
         else:
             settings = NMNModulewiseConfig(find=config.easy_vqa_fit, heads=config.modulewise.heads,
                                            prior=config.easy_vqa_fit, sgm_rank=config.modulewise.sgm_rank)
             done = train_nmn_modulewise(model, fit_on, plan=dependencies(nmn_assembly(True, prior=True)).plan,
                                         collate=collate_easy_vqa, config=settings, valid=valid, seed=config.seed,
-                                        directory=out / "checkpoints" / f"easy_vqa_{name}", progress=progress,
-                                        resume=resume)
+                                        run=rundir.sub(name))
             seconds[name] = {"sequential": done.run.timings.sequential_seconds,
                              "parallel": done.run.timings.parallel_seconds}
         accuracy[name] = float((predict(model, test, collate=collate_easy_vqa) == test.answers).float().mean())

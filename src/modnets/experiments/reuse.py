@@ -26,7 +26,7 @@ from ..data import collate_clevr_like as collate
 from ..errors import ConfigError
 from ..hub import Hub, HubEntry
 from ..models import NMN, nmn, nmn_library
-from ..train import Classification, FitConfig, RunLogger, fit, predict
+from ..train import Classification, FitConfig, FitResult, RunDir, fit, predict
 from ..types import FeatureMap, Image, Mask
 from ._report import Report, markdown_table, percent
 
@@ -108,11 +108,12 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: b
     source, source_test = _family(config, config.source_family, config.n_source, offset=0)
     target, target_test = _family(config, config.target_family, config.n_target, offset=1)
     metrics: dict = {"data_seconds": time.perf_counter() - t0}
+    rundir = RunDir(out, resume=resume, progress=progress)
 
     # 1. The source task: stem, find, relate and the source answer module, trained end to end.
     torch.manual_seed(config.seed)
     source_model = nmn(True, image_size=config.image_size, hidden=config.hidden)
-    source_fit = _fit(source_model, source, config.fit_source, out / "tensorboard" / "source", progress, resume)
+    source_fit = _fit(source_model, source, config.fit_source, rundir, "source")
     metrics["source"] = {
         "family": config.source_family,
         "accuracy": _accuracy(source_model, source_test),
@@ -149,12 +150,12 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: b
     library = Library({"find": loaded["find"], "relate": loaded["relate"], "and": fresh["and"], "or": fresh["or"],
                        config.target_family: fresh[config.target_family]})
     reused = NMN(library=library, stem=loaded["stem"])
-    reused_fit = _fit(reused, target, config.fit_target, out / "tensorboard" / "reused", progress, resume)
+    reused_fit = _fit(reused, target, config.fit_target, rundir, "reused")
 
     # 5. The comparison: the whole NMN trained from scratch on the new task, same data, same epochs.
     torch.manual_seed(config.seed + 1)
     scratch = nmn(True, image_size=config.image_size, hidden=config.hidden)
-    scratch_fit = _fit(scratch, target, config.fit_target, out / "tensorboard" / "scratch", progress, resume)
+    scratch_fit = _fit(scratch, target, config.fit_target, rundir, "scratch")
 
     arms = {"reused": (reused, reused_fit), "scratch": (scratch, scratch_fit)}
     by_depth = {}
@@ -195,12 +196,9 @@ def _family(config: Config, family: str, n: int, *, offset: int) -> tuple[ClevrL
     return splits[0], splits[1]
 
 
-def _fit(model, data, fit_config: FitConfig, log_dir: Path, progress: bool, resume: bool):
-    with RunLogger(log_dir) as logger:
-        return fit(Classification(model, target="answer"), data, config=fit_config, collate=collate, logger=logger,
-                   progress=progress,
-                   desc=log_dir.name, checkpoint_dir=log_dir.parent.parent / "checkpoints" / log_dir.name,
-                   resume=resume)
+def _fit(model, data, fit_config: FitConfig, rundir: RunDir, name: str) -> FitResult:
+    """Train a VQA model end to end on its answers."""
+    return fit(Classification(model, target="answer"), data, config=fit_config, collate=collate, run=rundir, name=name)
 
 
 def _accuracy(model, data: ClevrLikeDataset) -> float:

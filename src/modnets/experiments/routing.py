@@ -34,7 +34,7 @@ from ..train import (
     Reinforce,
     ReinforceConfig,
     RoutingObjective,
-    RunLogger,
+    RunDir,
     TopKBuffer,
     TopKBufferConfig,
     fit,
@@ -154,12 +154,10 @@ def _mode(method: str) -> str:
 
 def _train_and_test(
     method: str, net: torch.nn.Module, objective: RoutingObjective, train: Dataset, test: Dataset, *, part: str,
-    fit_config: FitConfig, collate: Any, out_dir: Path, progress: bool, resume: bool,
+    fit_config: FitConfig, collate: Any, rundir: RunDir,
 ) -> tuple[dict[str, Any], Any, list[dict[str, float]]]:
     """Train one method; returns its test metrics, its test routing and its training history."""
-    with RunLogger(out_dir / "tensorboard" / f"{part}-{method}") as logger:
-        result = fit(objective, train, config=fit_config, collate=collate, logger=logger, progress=progress,
-                     desc=f"{part}/{method}", checkpoint_dir=out_dir / "checkpoints" / part / method, resume=resume)
+    result = fit(objective, train, config=fit_config, collate=collate, run=rundir, name=f"{part}/{method}")
     routed = predict_routed(net, test, collate=collate, mode=objective.eval_mode)
     metrics: dict[str, Any] = {"train_seconds": result.seconds, "steps": result.steps}
     if method != "dense":
@@ -176,7 +174,7 @@ def _train_and_test(
     return metrics, routed, result.history
 
 
-def _run_compositions(config: Config, out_dir: Path, progress: bool, resume: bool) -> tuple[dict, dict]:
+def _run_compositions(config: Config, rundir: RunDir) -> tuple[dict, dict]:
     part = config.compositions
     train, test = make_composition_task(part.data)
     ll = GaussianLikelihood(part.sigma)
@@ -192,7 +190,7 @@ def _run_compositions(config: Config, out_dir: Path, progress: bool, resume: boo
         objective = _objective(method, net, config, len(train), ll)
         m, routed, histories[method] = _train_and_test(
             method, net, objective, train, test, part="compositions", fit_config=part.fit, collate=default_collate,
-            out_dir=out_dir, progress=progress, resume=resume,
+            rundir=rundir,
         )
         m["test_accuracy"] = test.task_accuracy(routed.output)
         m["test_mse"] = float((routed.output - test.y).pow(2).sum(1).mean())
@@ -207,7 +205,7 @@ def _run_compositions(config: Config, out_dir: Path, progress: bool, resume: boo
     return metrics, {"histories": histories, **info}
 
 
-def _run_images(config: Config, out_dir: Path, progress: bool, resume: bool) -> tuple[dict, dict]:
+def _run_images(config: Config, rundir: RunDir) -> tuple[dict, dict]:
     part = config.images
     train = load_image_classification("train").subset(part.n_train, seed=config.seed)
     test = load_image_classification("test").subset(part.n_test, seed=config.seed + 1)
@@ -224,7 +222,7 @@ def _run_images(config: Config, out_dir: Path, progress: bool, resume: bool) -> 
         objective = _objective(method, net, config, len(train), None)
         m, routed, histories[method] = _train_and_test(
             method, net, objective, train, test, part="images", fit_config=part.fit, collate=collate_images,
-            out_dir=out_dir, progress=progress, resume=resume,
+            rundir=rundir,
         )
         m["test_accuracy"] = float((routed.output.argmax(1) == test.labels).float().mean())
         metrics[method] = m
@@ -282,8 +280,9 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: b
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with num_threads(config.threads):  # the models are small: extra threads only add synchronisation
-        comp, comp_info = _run_compositions(config, out_dir, progress, resume)
-        images, image_info = _run_images(config, out_dir, progress, resume)
+        rundir = RunDir(out_dir, resume=resume, progress=progress)
+        comp, comp_info = _run_compositions(config, rundir)
+        images, image_info = _run_images(config, rundir)
     routed = [m for m in config.methods if m != "dense"]
     figures = []
     for name, part, info in (("compositions", comp, comp_info), ("images", images, image_info)):

@@ -30,7 +30,7 @@ from ..train import (
     Criterion,
     ModuleJob,
     ModuleJobs,
-    RunLogger,
+    RunDir,
     StageRun,
     TrainResult,
     run_stages,
@@ -114,25 +114,19 @@ class Config(ConfigBase):
                                    max_seconds=seconds, seed=self.seed + seed_offset, criterion=self.criterion)
 
 
-def modular_jobs(
-    agent: Agent, config: Config, *, progress: bool = False, checkpoints: Path | None = None, resume: bool = False
-) -> list[ModuleJob]:
-    """One independent training per operator, and one for the control module (checkpointed into
-    ``checkpoints / NAME`` when given)."""
+def modular_jobs(agent: Agent, config: Config, *, run: RunDir | None = None) -> list[ModuleJob]:
+    """One independent training per operator, and one for the control module (logged and checkpointed in
+    ``run`` under each module's name)."""
     noise = partial(augment_sorting, level=config.noise) if config.noise > 0 else None
-
-    def where(name: str) -> dict:
-        return {"checkpoint_dir": None if checkpoints is None else checkpoints / name, "resume": resume}
-
+    run = run if run is not None else RunDir(progress=False)
     jobs = [
         ModuleJob(op.name, op, partial(train_operator, action=k, traces=sorting_traces, noise=noise,
-                                       config=config.training(config.module_seconds, k + 1), progress=progress,
-                                       **where(op.name)))
+                                       config=config.training(config.module_seconds, k + 1), run=run))
         for k, op in enumerate(agent.operators)
     ]
     jobs.append(ModuleJob("control", agent.control, partial(
-        train_control, traces=sorting_traces, noise=noise, progress=progress,
-        config=config.training(config.module_seconds, len(jobs) + 1), **where("control"))))
+        train_control, traces=sorting_traces, noise=noise, config=config.training(config.module_seconds, len(jobs) + 1),
+        run=run)))
     return jobs
 
 
@@ -165,27 +159,21 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: b
     out = Path(out_dir)
     t0 = time.perf_counter()
 
+    rundir = RunDir(out, resume=resume, progress=progress)
     torch.manual_seed(config.seed)
     monolithic = sorting_agent(hidden=config.hidden)
-    with RunLogger(out / "tensorboard" / "monolithic") as logger:
-        mono = train_agent_end_to_end(monolithic, traces=sorting_traces, logger=logger, progress=progress,
-                                      config=config.training(config.monolithic_seconds),
-                                      checkpoint_dir=out / "checkpoints" / "monolithic", resume=resume)
+    mono = train_agent_end_to_end(monolithic, traces=sorting_traces, config=config.training(config.monolithic_seconds),
+                                  run=rundir, name="monolithic")
 
     torch.manual_seed(config.seed)
     modular = sorting_agent(hidden=config.hidden)
-    jobs = ModuleJobs(modular_jobs(modular, config, progress=progress, resume=resume,
-                                   checkpoints=out / "checkpoints" / "sequential"))
+    jobs = ModuleJobs(modular_jobs(modular, config, run=rundir.sub("modular")))
     sequential = run_stages([jobs.names], jobs, collect=jobs.collect, progress=False)
     torch.manual_seed(config.seed)
-    jobs = ModuleJobs(modular_jobs(sorting_agent(hidden=config.hidden), config, resume=resume,
-                                   checkpoints=out / "checkpoints" / "parallel"))
+    jobs = ModuleJobs(modular_jobs(sorting_agent(hidden=config.hidden), config,
+                                   run=rundir.sub("modular_parallel").quiet()))
     parallel = run_stages([jobs.names], jobs, collect=jobs.collect, backend="processes", workers=config.workers,
                           progress=False)
-    with RunLogger(out / "tensorboard" / "modular") as logger:
-        for name, result in sequential.results.items():
-            for row in result.history:
-                logger.log(int(row["step"]), **{f"{name}/{k}": v for k, v in row.items() if k != "step"})
 
     accuracy = {"monolithic": evaluate(monolithic, config), "modular": evaluate(modular, config)}
     figures = _plots(out, config, mono, sequential, accuracy)

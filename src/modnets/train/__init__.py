@@ -58,6 +58,7 @@ from ._reinforce import Reinforce as Reinforce
 from ._reinforce import ReinforceConfig as ReinforceConfig
 from ._routing_objective import Baseline as Baseline
 from ._routing_objective import RoutingObjective as RoutingObjective
+from ._run_dir import RunDir as RunDir
 from ._search import SearchConfig as SearchConfig
 from ._search import SearchResult as SearchResult
 from ._search import fit_objective as fit_objective

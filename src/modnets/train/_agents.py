@@ -14,16 +14,13 @@ thesis criteria (:class:`~modnets.train.Criterion`) or on a step or time limit.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import NamedTuple, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .._checks import check_ints
 from .._config import Config
@@ -32,8 +29,9 @@ from ..errors import ConfigError
 from ..modules import TypedModule
 from ._checkpoint import Checkpointer, get_rng_state, set_rng_state
 from ._criterion import CRITERION, TINY_LOSS, Criterion, CriterionMonitor, output_terms, pointer_errors
-from ._guards import nonfinite_grad, nonfinite_loss
-from ._logging import RunLogger
+from ._device import resolve_device
+from ._loop import LoopState, Stepper, progress_bar
+from ._run_dir import RunDir
 
 __all__ = [
     "AgentTrainingConfig",
@@ -77,9 +75,10 @@ class AgentTrainingConfig(Config):
         grad_clip: clip the global gradient norm (``None``: no clipping).
         log_every: record the measures every this many steps.
         checkpoint_every: write a checkpoint every this many steps (and at the end) when the training
-            function is given a ``checkpoint_dir``.
-        seed: seeds the problems, the noise and the sampling.
+            function is given a run folder.
+        seed: seeds the problems, the noise and the sampling (drawn on the CPU, the same on every device).
         criterion: when a level is done.
+        device: where the module trains: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"``.
     """
 
     batch_size: int = 64
@@ -93,6 +92,7 @@ class AgentTrainingConfig(Config):
     checkpoint_every: int = 1000
     seed: int = 0
     criterion: Criterion = field(default_factory=Criterion)
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         check_ints(self, "batch_size", "min_size", "max_size", "log_every", "checkpoint_every")
@@ -155,93 +155,73 @@ class _Terms(NamedTuple):
     saturation: float | None
 
 
-StepFn = Callable[[int, torch.Generator], "_Terms | None"]
+#: ``step(size, generator, device) -> _Terms | None``: one batch's loss at a curriculum level (``None``: no data
+#: for this module at this level). Problems, sampling and noise draw from the CPU ``generator`` (the same on
+#: every device); the tensors the module reads go to ``device``.
+StepFn = Callable[[int, torch.Generator, torch.device], "_Terms | None"]
 
 
-def _train(
-    name: str,
-    module: nn.Module,
-    step_fn: StepFn,
-    config: AgentTrainingConfig,
-    *,
-    saturation: bool,
-    logger: RunLogger | None,
-    progress: bool,
-    checkpoint_dir: str | Path | None = None,
-    resume: bool = False,
-) -> TrainResult:
-    """The loop shared by every regime: curriculum, criterion, limits, logging, guards, checkpoints."""
-    params = [p for p in module.parameters() if p.requires_grad]
-    if not params:
-        raise ConfigError(f"{name}: nothing to train (no parameters that require gradients)")
-    if resume and checkpoint_dir is None:
-        raise ConfigError(f"{name}: resume=True needs the checkpoint_dir to resume from")
-    names = {p: n for n, p in module.named_parameters()}
-    opt = torch.optim.Adam(params, lr=config.lr)
+def _train(name: str, module: nn.Module, step_fn: StepFn, config: AgentTrainingConfig, *, saturation: bool,
+           run: RunDir | None) -> TrainResult:
+    """The curriculum loop shared by every regime, on the shared loop core: levels, criterion, limits,
+    checkpoints; the step, guards, clipping, logging and progress bar are the core's."""
+    run = run if run is not None else RunDir()
+    device = resolve_device(config.device)
+    module.to(device)
+    stepper = Stepper(module, lr=config.lr, grad_clip=config.grad_clip, device=device, owner=name)
     gen = torch.Generator().manual_seed(config.seed)
     monitor = CriterionMonitor(config.criterion, saturation=saturation)
-    n_params = sum(p.numel() for p in params)
-    size = config.min_size
+    size, state = config.min_size, LoopState()
     result = TrainResult(name=name, steps=0, seconds=0.0, stop_reason="", size=size)
-    checkpoints = Checkpointer(checkpoint_dir, keep=2) if checkpoint_dir is not None else None
-    if checkpoints is not None and not resume:
+    folder = run.checkpoints(name)
+    checkpoints = Checkpointer(folder, keep=2) if folder is not None else None
+    if checkpoints is not None and not run.resume:
         checkpoints.clear()
-    if resume and checkpoints is not None and (state := checkpoints.load_latest()) is not None:
-        module.load_state_dict(state["module"])
-        opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["generator"])
-        set_rng_state(state["rng"])
-        monitor.load_state_dict(state["monitor"])
-        size, result = state["size"], TrainResult(**state["result"])
+    if run.resume and checkpoints is not None and (saved := checkpoints.load_latest()) is not None:
+        module.load_state_dict(saved["module"])
+        stepper.optimizer.load_state_dict(saved["optimizer"])
+        gen.set_state(saved["generator"])
+        set_rng_state(saved["rng"])
+        monitor.load_state_dict(saved["monitor"])
+        size, result, state = saved["size"], TrainResult(**saved["result"]), LoopState.from_state_dict(saved["loop"])
         if result.stop_reason:  # it had finished
             module.eval()
             return result
-    # No bar at all without progress: worker processes then never touch tqdm's lock.
-    bar = (tqdm(total=config.max_steps, initial=result.steps, desc=name, leave=False, dynamic_ncols=True)
-           if progress else None)
+    bar = progress_bar(total=config.max_steps, initial=state.steps, desc=name, enabled=run.progress)
+    logger = run.logger(name)
     module.train()
-    start = time.perf_counter() - result.seconds
 
     def save() -> None:
         if checkpoints is not None:
-            result.seconds, result.size = time.perf_counter() - start, size
-            checkpoints.save({"module": module.state_dict(), "optimizer": opt.state_dict(),
+            _account(result, state, size)
+            checkpoints.save({"module": module.state_dict(), "optimizer": stepper.optimizer.state_dict(),
                               "generator": gen.get_state(), "rng": get_rng_state(), "monitor": monitor.state_dict(),
-                              "size": size, "result": asdict(result)}, result.steps)
+                              "size": size, "result": asdict(result), "loop": state.state_dict()}, state.steps)
 
     try:
         while True:
-            terms = step_fn(size, gen)
-            if terms is None:  # nothing for this module at this size: the next level
+            terms: _Terms | None = None
+
+            def forward(level: int = size) -> dict[str, Tensor] | None:
+                nonlocal terms
+                terms = step_fn(level, gen, device)
+                return None if terms is None else {"loss": terms.loss}
+
+            log = (state.steps + 1) % config.log_every == 0 or state.steps == 0
+            outcome = stepper(forward, state.steps + 1, measure=log)
+            if outcome is None or terms is None:  # nothing for this module at this size: the next level
                 verdict = "no data"
             else:
-                opt.zero_grad(set_to_none=True)
-                bad = nonfinite_loss({"loss": terms.loss}, result.steps + 1, name)
-                if bad is None:
-                    terms.loss.backward()
-                    bad = nonfinite_grad(params, names, result.steps + 1)
-                if bad is not None:
-                    raise bad
-                result.steps += 1
-                if result.steps % config.log_every == 0 or result.steps == 1:
-                    grad_abs = sum(float(p.grad.abs().sum()) for p in params if p.grad is not None) / n_params
-                if config.grad_clip is not None:
-                    nn.utils.clip_grad_norm_(params, config.grad_clip)
-                opt.step()
+                state.steps += 1
                 loss = float(terms.loss.detach())
                 verdict = monitor.add(loss=loss, error=terms.error, saturation=terms.saturation)
-                if result.steps % config.log_every == 0 or result.steps == 1:
-                    row = {"step": result.steps, "seconds": time.perf_counter() - start, "size": size, "loss": loss,
-                           "error": terms.error, "grad_abs": grad_abs}
-                    if terms.saturation is not None:
-                        row["saturation"] = terms.saturation
-                    result.history.append(row)
-                    if logger is not None:
-                        logger.log(result.steps, **{f"{name}/{k}": v for k, v in row.items() if k != "step"})
-                    if bar is not None:
-                        bar.set_postfix(size=size, loss=f"{loss:.3g}", error=f"{terms.error:.3f}", refresh=False)
-                if bar is not None:
-                    bar.update()
+                row = {"size": size, "loss": loss, "error": terms.error}
+                if log:
+                    row["grad_abs"] = outcome.grad_abs
+                if terms.saturation is not None:
+                    row["saturation"] = terms.saturation
+                state.record(row, log=log, logger=logger, prefix=name, bar=bar)
+                bar.update()
             if verdict is not None:
                 result.levels[size] = verdict
                 if size == config.max_size:
@@ -249,27 +229,32 @@ def _train(
                     break
                 size += 1
                 monitor.reset()
-            if config.max_seconds is not None and time.perf_counter() - start > config.max_seconds:
+            if state.out_of_time(config.max_seconds):
                 result.stop_reason = TIME_BUDGET
                 break
-            if config.max_steps is not None and result.steps >= config.max_steps:
+            if config.max_steps is not None and state.steps >= config.max_steps:
                 result.stop_reason = STEP_LIMIT
                 break
-            if terms is not None and result.steps % config.checkpoint_every == 0:
+            if terms is not None and state.steps % config.checkpoint_every == 0:
                 save()
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
+        if logger is not None:
+            logger.close()
     save()
-    result.seconds = time.perf_counter() - start
-    result.size = size
+    _account(result, state, size)
     module.eval()
     return result
 
 
+def _account(result: TrainResult, state: LoopState, size: int) -> None:
+    """Copy the loop state's figures into the result."""
+    result.steps, result.seconds, result.size, result.history = state.steps, state.elapsed(), size, state.history
+
+
 def _final_errors(final: Representation, target: Representation) -> Tensor:
     """``(batch,)`` bool: some field of the final representation rounds to the wrong side of 0.5."""
-    wrong = torch.zeros(final.batch_size, dtype=torch.bool)
+    wrong = torch.zeros(final.batch_size, dtype=torch.bool, device=next(iter(final.values())).device)
     for k in target:
         wrong |= pointer_errors(final[k].flatten(1), target[k].flatten(1))
     return wrong
@@ -280,11 +265,8 @@ def train_agent_end_to_end(
     *,
     traces: TraceSource,
     config: AgentTrainingConfig,
-    logger: RunLogger | None = None,
-    progress: bool = True,
+    run: RunDir | None = None,
     name: str = "monolithic",
-    checkpoint_dir: str | Path | None = None,
-    resume: bool = False,
 ) -> TrainResult:
     """Train a whole agent end to end through its unrolled loop (the monolithic regime).
 
@@ -298,16 +280,14 @@ def train_agent_end_to_end(
         agent: the agent (trained in place).
         traces: expert traces of fresh problems, representations recorded.
         config: hyper-parameters, curriculum and criterion (the saturation requirement does not apply).
-        logger: where the measures also go.
-        progress: show a progress bar.
+        run: where logs and checkpoints go (``tensorboard/NAME``, ``checkpoints/NAME``, every
+            ``config.checkpoint_every`` steps and at the end), whether to resume (a finished run returns its
+            result) and to show a progress bar (default ``RunDir()``: nothing written).
         name: the run's name in logs.
-        checkpoint_dir: where checkpoints go (every ``config.checkpoint_every`` steps and at the end;
-            ``None``: none).
-        resume: continue from the newest checkpoint there (a finished run returns its result).
     """
 
-    def step(size: int, gen: torch.Generator) -> _Terms:
-        trace = traces(config.batch_size, size, gen)
+    def step(size: int, gen: torch.Generator, device: torch.device) -> _Terms:
+        trace = traces(config.batch_size, size, gen).to(device)
         start = trace.representations.map(lambda x: x[:, 0])
         run = agent(start, teacher=trace.actions)
         active = trace.active[:, : run.logits.shape[1]]
@@ -321,8 +301,7 @@ def train_agent_end_to_end(
             wrong = wrong_choice | _final_errors(run.final, trace.final)
         return _Terms(output + selection, float(wrong.float().mean()), None)
 
-    return _train(name, agent, step, config, saturation=False, logger=logger, progress=progress,
-                  checkpoint_dir=checkpoint_dir, resume=resume)
+    return _train(name, agent, step, config, saturation=False, run=run)
 
 
 def train_operator(
@@ -332,11 +311,8 @@ def train_operator(
     traces: TraceSource,
     config: AgentTrainingConfig,
     noise: Noise | None = None,
-    logger: RunLogger | None = None,
-    progress: bool = True,
+    run: RunDir | None = None,
     name: str | None = None,
-    checkpoint_dir: str | Path | None = None,
-    resume: bool = False,
 ) -> TrainResult:
     """Train one operator's functional alone, from the trace's applications of its action.
 
@@ -352,12 +328,10 @@ def train_operator(
         traces: expert traces of fresh problems, representations recorded.
         config: hyper-parameters, curriculum and criterion.
         noise: input noise (e.g. ``partial(augment_sorting, level=0.4)``); ``None``: clean inputs.
-        logger: where the measures also go.
-        progress: show a progress bar.
+        run: where logs and checkpoints go (``tensorboard/NAME``, ``checkpoints/NAME``, every
+            ``config.checkpoint_every`` steps and at the end), whether to resume (a finished run returns its
+            result) and to show a progress bar (default ``RunDir()``: nothing written).
         name: the run's name (default: the operator's).
-        checkpoint_dir: where checkpoints go (every ``config.checkpoint_every`` steps and at the end;
-            ``None``: none).
-        resume: continue from the newest checkpoint there (a finished run returns its result).
     """
     if not isinstance(operator, ModuleOperator) or not isinstance(operator.functional, TypedModule):
         raise ConfigError(
@@ -365,7 +339,7 @@ def train_operator(
         )
     kind = operator.functional.signature.output
 
-    def step(size: int, gen: torch.Generator) -> _Terms | None:
+    def step(size: int, gen: torch.Generator, device: torch.device) -> _Terms | None:
         trace = traces(config.batch_size, size, gen)
         before, after = trace.transitions(action)
         if before.batch_size == 0:
@@ -374,12 +348,12 @@ def train_operator(
         before, after = before.rows(pick), after.rows(pick)
         if noise is not None:
             before = noise(before, generator=gen)
+        before, after = before.to(device), after.to(device)
         out = operator.apply(operator.select(before))
         terms = output_terms(kind, out, after[operator.writes])
         return _Terms(terms.loss, terms.error, terms.saturation)
 
-    return _train(name or operator.name, operator, step, config, saturation=True, logger=logger, progress=progress,
-                  checkpoint_dir=checkpoint_dir, resume=resume)
+    return _train(name or operator.name, operator, step, config, saturation=True, run=run)
 
 
 def train_control(
@@ -388,11 +362,8 @@ def train_control(
     traces: TraceSource,
     config: AgentTrainingConfig,
     noise: Noise | None = None,
-    logger: RunLogger | None = None,
-    progress: bool = True,
+    run: RunDir | None = None,
     name: str = "control",
-    checkpoint_dir: str | Path | None = None,
-    resume: bool = False,
 ) -> TrainResult:
     """Train the control module alone: teacher-forced action sequences of the traces, noisy R(t).
 
@@ -404,20 +375,19 @@ def train_control(
         traces: expert traces of fresh problems, representations recorded.
         config: hyper-parameters, curriculum and criterion (the saturation requirement does not apply).
         noise: input noise on R(t); ``None``: clean inputs.
-        logger: where the measures also go.
-        progress: show a progress bar.
+        run: where logs and checkpoints go (``tensorboard/NAME``, ``checkpoints/NAME``, every
+            ``config.checkpoint_every`` steps and at the end), whether to resume (a finished run returns its
+            result) and to show a progress bar (default ``RunDir()``: nothing written).
         name: the run's name in logs.
-        checkpoint_dir: where checkpoints go (every ``config.checkpoint_every`` steps and at the end;
-            ``None``: none).
-        resume: continue from the newest checkpoint there (a finished run returns its result).
     """
 
-    def step(size: int, gen: torch.Generator) -> _Terms:
+    def step(size: int, gen: torch.Generator, device: torch.device) -> _Terms:
         trace = traces(config.batch_size, size, gen)
         steps = trace.actions.shape[1]
         reps = trace.representations.map(lambda x: x[:, :steps])  # R(0) ... R(T-1)
         if noise is not None:
             reps = noise(reps, generator=gen)
+        trace, reps = trace.to(device), reps.to(device)
         active = trace.active
         logits = control.sequence(reps, trace.previous, mask=active)  # (B, T, A)
         loss = F.cross_entropy(logits[active], trace.actions[active])
@@ -425,8 +395,7 @@ def train_control(
             wrong = ((logits.argmax(-1) != trace.actions) & active).any(1)
         return _Terms(loss, float(wrong.float().mean()), None)
 
-    return _train(name, control, step, config, saturation=False, logger=logger, progress=progress,
-                  checkpoint_dir=checkpoint_dir, resume=resume)
+    return _train(name, control, step, config, saturation=False, run=run)
 
 
 class ModuleJob(NamedTuple):
@@ -465,7 +434,7 @@ class ModuleJobs:
         >>> agent = sorting_agent(hidden=8)
         >>> config = AgentTrainingConfig(batch_size=4, max_size=3, max_steps=2)
         >>> jobs = ModuleJobs([ModuleJob("control", agent.control, partial(
-        ...     train_control, traces=sorting_traces, config=config, progress=False))])
+        ...     train_control, traces=sorting_traces, config=config, run=RunDir(progress=False)))])
         >>> run = run_stages([jobs.names], jobs, collect=jobs.collect, progress=False)
         >>> run.results["control"].steps
         2

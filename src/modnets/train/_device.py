@@ -55,9 +55,12 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
-    """``batch`` with every tensor on ``device`` (mappings, lists and tuples walked; other leaves kept)."""
+    """``batch`` with every tensor on ``device``: objects with a ``to(device)`` method (tensors, agents'
+    representations and traces) move themselves, mappings, lists and tuples are walked, other leaves are kept."""
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
+    if callable(getattr(batch, "to", None)) and not isinstance(batch, torch.nn.Module):
+        return batch.to(device)
     if isinstance(batch, Mapping):
         return {k: to_device(v, device) for k, v in batch.items()}
     if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # a named tuple keeps its type

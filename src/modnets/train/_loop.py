@@ -123,6 +123,7 @@ class Stepper:
         precision: ``"fp32"`` or ``"bf16"`` (autocast of the forward pass).
         agree: makes every process of a data-parallel run agree on a flag (any process true -> all true);
             the identity in one process.
+        owner: the name error messages give the trained module (default: its class name).
 
     Raises:
         ConfigError: a module without trainable parameters, or an unknown ``on_nonfinite``.
@@ -139,13 +140,14 @@ class Stepper:
         device: torch.device | None = None,
         precision: str = "fp32",
         agree: Callable[[bool], bool] = bool,
+        owner: str | None = None,
     ):
         self.params = [p for p in module.parameters() if p.requires_grad]
         if not self.params:
             raise ConfigError(f"{type(module).__name__} has no trainable parameters (none requires gradients)")
         if on_nonfinite not in NONFINITE:
             raise ConfigError(f"on_nonfinite must be one of {NONFINITE}, got {on_nonfinite!r}")
-        self.owner = type(module).__name__
+        self.owner = owner or type(module).__name__
         self.names = {p: n for n, p in module.named_parameters()}
         self.optimizer = torch.optim.Adam(self.params, lr=lr, weight_decay=weight_decay)
         self.grad_clip, self.on_nonfinite = grad_clip, on_nonfinite
@@ -153,12 +155,14 @@ class Stepper:
         self.precision, self.agree = precision, agree
 
     def __call__(
-        self, forward: Callable[[], Mapping[str, Tensor]], step: int, *, scale: float = 1.0, measure: bool = False
-    ) -> StepOutcome:
+        self, forward: Callable[[], Mapping[str, Tensor] | None], step: int, *, scale: float = 1.0,
+        measure: bool = False,
+    ) -> StepOutcome | None:
         """Run one step.
 
         Args:
-            forward: computes the named loss terms (``"loss"`` is minimised).
+            forward: computes the named loss terms (``"loss"`` is minimised), or ``None`` when there is nothing
+                to train on (then no step is taken and ``None`` is returned).
             step: the step's number (1-based), for error messages.
             scale: multiplies the loss before backpropagation (a process's share of a data-parallel batch).
             measure: also return the mean absolute gradient per parameter, before clipping.
@@ -179,6 +183,8 @@ class Stepper:
                                  quantity="interface value")
         except NumericalError as e:  # an objective's own input guard
             bad = e
+        if bad is None and terms is None:
+            return None
         if bad is None:
             assert terms is not None
             bad = nonfinite_loss(terms, step, self.owner)

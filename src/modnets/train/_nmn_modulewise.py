@@ -23,7 +23,6 @@ import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -41,6 +40,7 @@ from ..types import Logits, Mask, Probs
 from ._auxiliary import AuxiliaryDataset, cache_outputs
 from ._backends import StageRun, run_stages
 from ._classification import Classification
+from ._run_dir import RunDir
 from ._search import SearchConfig, SearchResult, search
 from ._supervised import FitConfig, fit
 from ._surrogate import SurrogateScore, surrogate_score, train_through_surrogate
@@ -259,7 +259,7 @@ class _HeadTarget:
         return batch
 
 
-def _find_job(parts, train, valid, collate, config, n_answers, seed, directory, resume, progress):
+def _find_job(parts, train, valid, collate, config, n_answers, seed, run: RunDir):
     def make_sgm(rank: int) -> SurrogateGradientModule:
         probe = collate([train[0]])
         with torch.no_grad():
@@ -276,16 +276,13 @@ def _find_job(parts, train, valid, collate, config, n_answers, seed, directory, 
         lr, rank = config.find.lr, config.sgm_rank
         found = None
         if config.search_trials:
-            found = _search_find(parts, train, valid, target_collate, config, make_sgm, n_answers, seed,
-                                 directory, resume, progress)
+            found = _search_find(parts, train, valid, target_collate, config, make_sgm, n_answers, seed, run)
             lr, rank = found.best_params["lr"], found.best_params["rank"]
         torch.manual_seed(seed)
         sgm = make_sgm(rank)
         fit_config = FitConfig(**{**config.find.to_dict(), "lr": lr})
         done = train_through_surrogate(parts.unit, sgm, train, inputs=_sgm_inputs(parts), config=fit_config,
-                                       collate=target_collate, target="head_answer", progress=progress,
-                                       desc="find (SGM)", checkpoint_dir=Path(directory) / "checkpoints" / FIND,
-                                       resume=resume)
+                                       collate=target_collate, target="head_answer", run=run, name=FIND)
         score = None
         if valid is not None:
             score = surrogate_score(parts.unit, sgm, valid, inputs=_sgm_inputs(parts), collate=target_collate,
@@ -296,7 +293,7 @@ def _find_job(parts, train, valid, collate, config, n_answers, seed, directory, 
     return job
 
 
-def _search_find(parts, train, valid, collate, config, make_sgm, n_answers, seed, directory, resume, progress):
+def _search_find(parts, train, valid, collate, config, make_sgm, n_answers, seed, run: RunDir):
     if valid is None:
         raise ConfigError("NMNModulewiseConfig.search_trials > 0 needs a validation set (valid=...)")
     subset = Subset(train, range(min(config.search_examples, len(train))))
@@ -310,33 +307,34 @@ def _search_find(parts, train, valid, collate, config, make_sgm, n_answers, seed
         sgm = make_sgm(rank)
         fit_config = FitConfig(**{**config.find.to_dict(), "lr": lr, "epochs": config.search_epochs})
         train_through_surrogate(parts.unit, sgm, subset, inputs=_sgm_inputs(parts), config=fit_config,
-                                collate=collate, target="head_answer", progress=False, desc=f"trial{trial.number}")
+                                collate=collate, target="head_answer", run=RunDir(progress=False),
+                                name=f"trial{trial.number}")
         value = surrogate_score(parts.unit, sgm, valid, inputs=_sgm_inputs(parts), collate=collate,
                                 target="head_answer", samples=10).loss
         return value if math.isfinite(value) else math.nan
 
-    folder = Path(directory) / "search"
-    if not resume and folder.exists():
+    folder = run.folder("search")
+    if not run.resume:
         shutil.rmtree(folder)
     try:
         return search(objective, config=SearchConfig(trials=config.search_trials, seed=seed, study_name=FIND,
-                                                     load_if_exists=resume), directory=folder, progress=progress)
+                                                     load_if_exists=run.resume), directory=folder,
+                      progress=run.progress)
     finally:
         parts.unit.load_state_dict(initial)
 
 
-def _prior_job(model, train, collate, config, seed, directory, resume, progress):
+def _prior_job(model, train, collate, config, seed, run: RunDir):
     def job() -> dict[str, Any]:
         torch.manual_seed(seed)
         done = fit(Classification(model.question_prior, target="answer"), train, config=config.prior, collate=collate,
-                   progress=progress,
-                   desc="question prior", checkpoint_dir=Path(directory) / "checkpoints" / ENCODER, resume=resume)
+                   run=run, name=ENCODER)
         return {"state": model.question_prior.state_dict(), "steps": done.steps}
 
     return job
 
 
-def _head_job(parts, name, chains, cache_dir, config, seed, directory, resume, progress):
+def _head_job(parts, name, chains, cache_dir, config, seed, run: RunDir):
     def job() -> dict[str, Any]:
         data = AuxiliaryDataset(cache_dir, producer=parts.unit)
         index = parts.heads.index(name)
@@ -346,8 +344,7 @@ def _head_job(parts, name, chains, cache_dir, config, seed, directory, resume, p
         torch.manual_seed(seed)
         head = _HeadOnCache(parts.library, name, chains)
         done = fit(Classification(head, target="answer"), Subset(data, rows), config=config.heads,
-                   collate=default_collate, progress=progress,
-                   desc=name, checkpoint_dir=Path(directory) / "checkpoints" / name, resume=resume)
+                   collate=default_collate, run=run, name=name)
         return {"state": parts.library[name].state_dict(), "steps": done.steps}
 
     return job
@@ -362,14 +359,12 @@ def train_nmn_modulewise(
     *,
     plan: TrainingPlan,
     collate: Callable[[list], Batch],
-    directory: str | Path,
+    run: RunDir,
     config: NMNModulewiseConfig | None = None,
     valid: Dataset | None = None,
     backend: str = "sequential",
     address: str | None = None,
     seed: int = 0,
-    progress: bool = True,
-    resume: bool = False,
 ) -> NMNModulewiseResult:
     """Train an NMN module by module along its training plan; its parts are trained in place.
 
@@ -380,16 +375,14 @@ def train_nmn_modulewise(
             question prior): ``encoder`` and ``find`` then the answering modules; the answering modules the
             library lacks (``count`` for easy-vqa) get no data and are left as they are.
         collate: turns a list of examples into a batch.
-        directory: where the checkpoints (``checkpoints/<module>``), the cache (``cache/find``) and the
-            search (``search/``) go.
+        run: the run folder: logs and checkpoints of every module by its name, the cache (``cache/find``)
+            and the search (``search/``); whether to resume every training and to show progress bars.
         config: the trainings' settings.
         valid: held-out examples for the SGM score and the search.
         backend: how a stage's modules run: ``"sequential"``, ``"processes"`` or ``"ray"`` (see
             :func:`~modnets.train.run_stages`).
         address: the Ray cluster (``backend="ray"``).
         seed: seeds each module's initialisation of its training.
-        progress: show progress bars.
-        resume: continue every training from its checkpoints in ``directory``.
 
     Returns:
         the times of every module and cache, the SGM score of ``find``, its search.
@@ -399,7 +392,6 @@ def train_nmn_modulewise(
             model with a question prior and a plan without ``encoder`` (or the reverse).
     """
     config = config or NMNModulewiseConfig()
-    directory = Path(directory)
     planned = [m for stage in plan.stages for m in stage.modules]
     has_prior = getattr(model, "question_prior", None) is not None
     if (ENCODER in planned) != has_prior:
@@ -412,18 +404,18 @@ def train_nmn_modulewise(
     parts = _Parts(model, [h for h in heads if h not in unknown])
     n_answers = next(model.library.signature(h).output.size for h in parts.heads)
     chains = sorted({_layout(p, parts.heads).wrappers for p in _programs(train)})
-    cache_dir = directory / "cache" / FIND
+    cache_dir = run.folder("cache") / FIND
 
     jobs: dict[str, Callable[[], Any]] = {
-        FIND: _find_job(parts, train, valid, collate, config, n_answers, seed, directory, resume, progress),
+        FIND: _find_job(parts, train, valid, collate, config, n_answers, seed, run),
     }
     if has_prior:
-        jobs[ENCODER] = _prior_job(model, train, collate, config, seed, directory, resume, progress)
+        jobs[ENCODER] = _prior_job(model, train, collate, config, seed, run)
     for name in heads:
         if name in unknown:
             jobs[name] = _no_data
         else:
-            jobs[name] = _head_job(parts, name, chains, cache_dir, config, seed, directory, resume, progress)
+            jobs[name] = _head_job(parts, name, chains, cache_dir, config, seed, run)
 
     dtype = getattr(torch, config.cache_dtype)
 
@@ -439,7 +431,7 @@ def train_nmn_modulewise(
 
     def cache() -> Any:
         return cache_outputs(parts.unit, train, directory=cache_dir, outputs=outputs, collate=collate,
-                             targets=("answer",), name=FIND, progress=progress)
+                             targets=("answer",), name=FIND, progress=run.progress)
 
     def collect(name: str, result: dict[str, Any]) -> None:
         if name == FIND:
@@ -449,10 +441,10 @@ def train_nmn_modulewise(
         elif name not in unknown:
             model.library[name].load_state_dict(result["state"])
 
-    run = run_stages(plan, partial(_call, jobs), caches={FIND: cache}, collect=collect, backend=backend,
-                     address=address, progress=progress)
-    found = run.results[FIND]
-    return NMNModulewiseResult(run=run, sgm_score=found["score"], search=found["search"],
+    stages = run_stages(plan, partial(_call, jobs), caches={FIND: cache}, collect=collect, backend=backend,
+                        address=address, progress=run.progress)
+    found = stages.results[FIND]
+    return NMNModulewiseResult(run=stages, sgm_score=found["score"], search=found["search"],
                                find_params=found["params"])
 
 

@@ -28,6 +28,7 @@ from .._config import Config
 from ..errors import ConfigError, NumericalError
 from ._device import to_device
 from ._objective import Objective, check_objective
+from ._run_dir import RunDir
 from ._supervised import FitConfig, fit
 
 if TYPE_CHECKING:
@@ -349,8 +350,8 @@ def fit_objective(
 
     def trial_value(trial: optuna.trial.Trial) -> float:
         built = objective(trial)
-        done = fit(built, train, config=fit_config(trial), collate=collate, progress=False,
-                   desc=f"trial{trial.number}")
+        done = fit(built, train, config=fit_config(trial), collate=collate, run=RunDir(progress=False),
+                   name=f"trial{trial.number}")
         trial.set_user_attr("steps", done.steps)
         trial.set_user_attr("fit_seconds", done.seconds)
         value = validation_loss(built, valid, collate=collate)

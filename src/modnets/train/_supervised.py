@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -20,9 +19,9 @@ from ..routing import RoutedOutput, RouteResult
 from ._checkpoint import Checkpointer, get_rng_state, set_rng_state
 from ._device import PRECISIONS, check_precision, resolve_device, to_device
 from ._distributed import all_any, all_gather_objects, all_mean, barrier, broadcast_object, world
-from ._logging import RunLogger
 from ._loop import NONFINITE, LoopState, Stepper, progress_bar
 from ._objective import Batch, Objective, check_batch, check_objective
+from ._run_dir import RunDir
 
 __all__ = ["FitConfig", "FitResult", "fit", "predict", "predict_routed"]
 
@@ -138,22 +137,20 @@ def fit(
     *,
     config: FitConfig,
     collate: Callable[[list], Batch],
-    logger: RunLogger | None = None,
-    progress: bool = True,
-    desc: str = "train",
-    checkpoint_dir: str | Path | None = None,
-    resume: bool = False,
+    run: RunDir | None = None,
+    name: str = "train",
 ) -> FitResult:
     """Train an :class:`~modnets.train.Objective` on ``dataset`` with Adam, minimising its ``"loss"`` term.
 
     The objective and every batch go to ``config.device`` (the objective stays there). The batch keys the
     objective reads are checked on the first batch.
 
-    With a ``checkpoint_dir``, the objective's and the optimiser's state, the data position, the random
-    generators' states and the loop state are saved atomically every ``config.checkpoint_every`` steps and at
-    the end; ``resume=True`` continues from the newest readable checkpoint there (written on any device), and
-    the resumed run ends with the same parameters, bit for bit, as an uninterrupted one (on CPU, without
-    ``max_seconds``).
+    In a run folder (``run=RunDir(path)``), scalars go to ``tensorboard/NAME`` and the objective's and the
+    optimiser's state, the data position, the random generators' states and the loop state are saved
+    atomically to ``checkpoints/NAME`` every ``config.checkpoint_every`` steps and at the end;
+    ``RunDir(path, resume=True)`` continues from the newest readable checkpoint there (written on any device),
+    and the resumed run ends with the same parameters, bit for bit, as an uninterrupted one (on CPU, without
+    ``max_seconds``). Without ``resume``, older checkpoints of the name are deleted first.
 
     Inside a ``torch.distributed`` process group (``torchrun``, or ``modnets run NAME --nproc N``), ``fit``
     trains data-parallel with ``DistributedDataParallel``: every process takes an equal share of each batch
@@ -167,11 +164,9 @@ def fit(
         dataset: training examples.
         config: hyper-parameters.
         collate: turns a list of examples into a batch.
-        logger: where scalars go (JSONL + TensorBoard).
-        progress: show a progress bar.
-        desc: progress-bar label and logging prefix.
-        checkpoint_dir: where checkpoints go (``None``: none). Without ``resume``, older ones are deleted first.
-        resume: continue from the newest checkpoint in ``checkpoint_dir`` (a fresh start when there is none).
+        run: where logs and checkpoints go, whether to resume and to show a progress bar (default
+            ``RunDir()``: nothing written, a progress bar).
+        name: the training's name: its log and checkpoint folders, its progress-bar label and logging prefix.
 
     Returns:
         steps, seconds, the logged history, the skipped batches, the step resumed from and whether the time
@@ -179,14 +174,12 @@ def fit(
 
     Raises:
         ConfigError: a bare model (the message names the objective to wrap it in), a model without trainable
-            parameters, a batch missing a key the objective reads, a device this machine lacks, or ``resume``
-            without ``checkpoint_dir``.
+            parameters, a batch missing a key the objective reads, or a device this machine lacks.
         NumericalError: a NaN or infinite input, loss term or gradient (``on_nonfinite="raise"``); the message
             names the step, the module and the quantity, and the last checkpoint is left as it was.
     """
     check_objective(objective)
-    if resume and checkpoint_dir is None:
-        raise ConfigError("resume=True needs the checkpoint_dir to resume from")
+    run = run if run is not None else RunDir()
     rank, size = world()
     if config.batch_size % size:
         raise ConfigError(f"FitConfig.batch_size ({config.batch_size}) must be divisible by the number of "
@@ -198,15 +191,17 @@ def fit(
                       on_nonfinite=config.on_nonfinite, device=device, precision=config.precision, agree=all_any)
     per_epoch = _steps_per_epoch(len(dataset), config.batch_size, size)
     total = config.epochs * per_epoch
-    checkpoints = Checkpointer(checkpoint_dir, keep=config.keep_checkpoints) if checkpoint_dir is not None else None
-    state = _start(objective, stepper, checkpoints, resume=resume, rank=rank, size=size)
-    resumed_from = state.steps if resume and (state.steps or state.history) else None
+    folder = run.checkpoints(name)
+    checkpoints = Checkpointer(folder, keep=config.keep_checkpoints) if folder is not None else None
+    state = _start(objective, stepper, checkpoints, resume=run.resume, rank=rank, size=size)
+    resumed_from = state.steps if run.resume and (state.steps or state.history) else None
     # processes start from rank 0's parameters and buffers and average their gradients; buffers that must agree
     # (EM tables, baselines) synchronise themselves, the rest stay each process's own
     loss_fn = objective.loss if size == 1 else DistributedDataParallel(
         _Forward(objective), find_unused_parameters=True, forward_sync_buffers=False)
     objective.train()
-    bar = progress_bar(total=total, initial=state.steps, desc=desc, enabled=progress and rank == 0)
+    bar = progress_bar(total=total, initial=state.steps, desc=name, enabled=run.progress and rank == 0)
+    logger = run.logger(name) if rank == 0 else None
     save = _saver(objective, stepper, checkpoints, state, config, rank=rank)
     out_of_time = False
     try:
@@ -226,8 +221,7 @@ def fit(
                 state.skipped += outcome.skipped
                 terms = {k: float(all_mean(v)) for k, v in (outcome.terms or {}).items()}
                 state.record(terms, log=state.steps % config.log_every == 0 or state.steps == total,
-                             running=not outcome.skipped, logger=logger if rank == 0 else None, prefix=desc,
-                             bar=bar)
+                             running=not outcome.skipped, logger=logger, prefix=name, bar=bar)
                 bar.update()
                 if state.steps % config.checkpoint_every == 0 and state.steps < total:
                     save()
@@ -236,6 +230,8 @@ def fit(
                     break
     finally:
         bar.close()
+        if logger is not None:
+            logger.close()
     save()
     objective.eval()
     return FitResult(steps=state.steps, seconds=state.elapsed(), history=state.history, skipped=state.skipped,

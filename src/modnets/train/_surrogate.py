@@ -91,7 +91,7 @@ def train_through_surrogate(
         config: :func:`~modnets.train.fit` settings.
         collate: turns a list of examples into a batch.
         target: the batch key of the class targets.
-        fit_options: passed on to :func:`~modnets.train.fit` (``logger``, ``progress``, ``checkpoint_dir`` ...).
+        fit_options: passed on to :func:`~modnets.train.fit` (``run``, ``name``).
 
     Returns:
         what :func:`~modnets.train.fit` returns; ``module`` and ``sgm`` are trained in place.
