@@ -132,7 +132,7 @@ def test_time_budget_stops_a_run():
     agent = sorting_agent(hidden=8)
     result = train_control(agent.control, traces=sorting_traces, config=_config(max_seconds=0.3, max_steps=None),
                            run=RunDir(progress=False))
-    assert result.stop_reason == "time budget" and 0.3 <= result.seconds < 5
+    assert result.stop_reason == "time budget" and result.seconds >= 0.3 and result.cut_short
 
 
 def test_modules_train_in_parallel_processes_and_come_back():

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from modnets.compose._program import Program
+from modnets.compose import Program
 from modnets.data import (
     ANSWERS,
     COLORS,

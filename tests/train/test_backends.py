@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -249,3 +250,23 @@ def test_missing_ray_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
     with pytest.raises(MissingDependencyError, match=r"pip install 'modnets\[ray\]'"):
         run_stages([["a"]], str, backend="ray", progress=False)
+
+
+def test_workers_forked_after_the_parent_trained_return_tensors(tmp_path):
+    """A worker forked from a parent that has trained returns its tensors (they once hung in transit, in torch's
+    shared-memory hand-over)."""
+    script = tmp_path / "fork_after_training.py"
+    script.write_text(
+        "import torch\n"
+        "from modnets.train import run_stages\n"
+        "lstm = torch.nn.LSTM(11, 100, batch_first=True)\n"
+        "opt = torch.optim.Adam(lstm.parameters())\n"
+        "for _ in range(50):\n"
+        "    opt.zero_grad(); lstm(torch.randn(64, 8, 11))[0].pow(2).mean().backward(); opt.step()\n"
+        "out = run_stages([['a', 'b']], lambda name: {'w': torch.full((400, 400), float(ord(name)))},\n"
+        "                 backend='processes', workers=2, progress=False)\n"
+        "print(sorted((k, float(v['w'][0, 0])) for k, v in out.results.items()))\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[('a', 97.0), ('b', 98.0)]"

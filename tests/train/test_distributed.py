@@ -18,7 +18,7 @@ WORKER = textwrap.dedent(
     import torch
     from modnets.models import modular_mlp
     from modnets.train import EndToEnd, FitConfig, RunDir, TopKBufferConfig, fit, generalized_em
-    from modnets.train._distributed import init_from_env, world
+    from modnets.train import init_from_env, world
 
     kind, out = sys.argv[1], sys.argv[2]
     ckpt = sys.argv[3] if len(sys.argv) > 3 else None

@@ -215,12 +215,11 @@ def _train(name: str, module: nn.Module, step_fn: StepFn, config: AgentTrainingC
                 state.steps += 1
                 loss = float(terms.loss.detach())
                 verdict = monitor.add(loss=loss, error=terms.error, saturation=terms.saturation)
-                row = {"size": size, "loss": loss, "error": terms.error}
-                if log:
-                    row["grad_abs"] = outcome.grad_abs
+                row = {"loss": loss, "error": terms.error}
                 if terms.saturation is not None:
                     row["saturation"] = terms.saturation
-                state.record(row, log=log, logger=logger, prefix=name, bar=bar)
+                extra = {"size": size, "grad_abs": outcome.grad_abs} if log else None
+                state.record(row, log=log, extra=extra, logger=logger, prefix=name, bar=bar)
                 bar.update()
             if verdict is not None:
                 result.levels[size] = verdict

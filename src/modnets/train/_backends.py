@@ -270,7 +270,8 @@ class _Processes(_Runner):
         self.startup_seconds += time.perf_counter() - start
         outcomes: dict[str, _Outcome] = {}
         try:
-            for outcome in pool.imap_unordered(_call_in_worker, stage):
+            for packed in pool.imap_unordered(_call_in_worker, stage):
+                outcome = pickle.loads(packed)
                 if outcome.failure is not None:
                     _raise_failure(outcome)
                 outcomes[outcome.name] = outcome
@@ -382,10 +383,13 @@ def _start_worker(job: Job, threads: int) -> None:
     _worker_job = (job, threads)
 
 
-def _call_in_worker(name: str) -> _Outcome:
+def _call_in_worker(name: str) -> bytes:
+    """The job's outcome, pickled here with the plain pickler: tensors then travel as bytes through the pool's
+    pipe. (The pool's own pickler would move them to shared memory and pass file descriptors, which hangs in
+    ``_share_fd_cpu_`` in a worker forked from a parent that has trained.)"""
     assert _worker_job is not None, "a worker process runs jobs only after _start_worker"
     job, threads = _worker_job
-    return _call(job, name, threads=threads)
+    return pickle.dumps(_call(job, name, threads=threads))
 
 
 def _named(kind: type, args: tuple, state: dict[str, Any], name: str) -> BaseException:

@@ -18,7 +18,7 @@ from torch import Tensor
 
 __all__ = [
     "all_any", "all_gather_objects", "all_gather_rows", "all_mean", "barrier", "broadcast_object", "init_from_env",
-    "world",
+    "wire_device", "world",
 ]
 
 
@@ -45,6 +45,13 @@ def init_from_env() -> bool:
     return True
 
 
+def wire_device() -> torch.device:
+    """Where a collective's own tensors live: the current GPU under NCCL, else the CPU."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def barrier() -> None:
     """Wait for every process (nothing to wait for in a single process)."""
     if world()[1] > 1:
@@ -64,7 +71,7 @@ def all_any(flag: bool) -> bool:
     """Whether ``flag`` is true in any process; every process must call it at the same point."""
     if world()[1] == 1:
         return flag
-    t = torch.tensor([float(flag)])
+    t = torch.tensor([float(flag)], device=wire_device())
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
 
@@ -84,7 +91,7 @@ def all_gather_rows(*tensors: Tensor) -> tuple[Tensor, ...]:
     size = world()[1]
     if size == 1:
         return tensors
-    n = torch.tensor([tensors[0].shape[0]])
+    n = torch.tensor([tensors[0].shape[0]], device=tensors[0].device)
     counts = [torch.zeros_like(n) for _ in range(size)]
     dist.all_gather(counts, n)
     counts_ = [int(c) for c in counts]

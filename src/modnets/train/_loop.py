@@ -40,7 +40,7 @@ class LoopState:
         steps: optimiser steps taken (skipped ones included).
         seconds: training time before this process's start (a resumed run adds to it).
         history: one dict of scalars per logged step (with ``step`` and ``seconds``).
-        running: exponential running means of the terms (the progress bar's figures).
+        running: exponential running means of the logged terms (the progress bar's figures).
         skipped: steps whose update was dropped for a non-finite loss or gradient.
     """
 
@@ -80,24 +80,27 @@ class LoopState:
         *,
         log: bool,
         running: bool = True,
+        extra: Mapping[str, float] | None = None,
         logger: RunLogger | None = None,
         prefix: str = "train",
         bar: Any = None,
     ) -> None:
         """Account a finished step's scalars: the running means (unless ``running`` is false: a skipped step),
-        and when ``log`` is true a history row, a logger line (``prefix/name``) and the progress bar's figures."""
+        and when ``log`` is true a history row (with the ``extra`` fields, e.g. the curriculum level, which have
+        no running mean), a logger line (``prefix/name``) and the progress bar's figures."""
         for k, v in terms.items() if running else ():
             self.running[k] = 0.9 * self.running.get(k, v) + 0.1 * v
         if not log:
             return
-        row = {"step": self.steps, "seconds": self.elapsed(), **terms}
+        row = {"step": self.steps, "seconds": self.elapsed(), **(extra or {}), **terms}
         if self.skipped:
             row["skipped"] = self.skipped
         self.history.append(row)
         if logger is not None:
             logger.log(self.steps, **{f"{prefix}/{k}": v for k, v in row.items() if k != "step"})
         if bar is not None:
-            bar.set_postfix({k: f"{v:.3g}" for k, v in self.running.items()}, refresh=False)
+            shown = {**(extra or {}), **self.running}
+            bar.set_postfix({k: f"{v:.3g}" if isinstance(v, float) else v for k, v in shown.items()}, refresh=False)
 
 
 @dataclass

@@ -18,7 +18,7 @@ from ..errors import ConfigError
 from ..routing import RoutedOutput, RouteResult
 from ._checkpoint import Checkpointer, get_rng_state, set_rng_state
 from ._device import PRECISIONS, check_precision, resolve_device, to_device
-from ._distributed import all_any, all_gather_objects, all_mean, barrier, broadcast_object, world
+from ._distributed import all_any, all_gather_objects, all_mean, barrier, broadcast_object, wire_device, world
 from ._loop import NONFINITE, LoopState, Stepper, progress_bar
 from ._objective import Batch, Objective, check_batch, check_objective
 from ._run_dir import RunDir
@@ -219,9 +219,9 @@ def fit(
                 outcome = stepper(lambda b=batch: loss_fn(b), state.steps + 1, scale=_share(len(rows), size))
                 state.steps += 1
                 state.skipped += outcome.skipped
-                terms = {k: float(all_mean(v)) for k, v in (outcome.terms or {}).items()}
-                state.record(terms, log=state.steps % config.log_every == 0 or state.steps == total,
-                             running=not outcome.skipped, logger=logger, prefix=name, bar=bar)
+                if state.steps % config.log_every == 0 or state.steps == total:  # a device sync: only here
+                    terms = {k: float(all_mean(v)) for k, v in (outcome.terms or {}).items()}
+                    state.record(terms, log=True, running=not outcome.skipped, logger=logger, prefix=name, bar=bar)
                 bar.update()
                 if state.steps % config.checkpoint_every == 0 and state.steps < total:
                     save()
@@ -250,7 +250,7 @@ def _share(rows: int, processes: int) -> float:
     mean over the whole batch."""
     if processes == 1:
         return 1.0
-    whole = round(float(all_mean(torch.tensor(float(rows)))) * processes)
+    whole = round(float(all_mean(torch.tensor(float(rows), device=wire_device()))) * processes)
     return rows * processes / whole
 
 
