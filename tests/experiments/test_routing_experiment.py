@@ -2,23 +2,16 @@ import json
 
 import pytest
 
-from modnets.data import CompositionConfig
+from modnets import with_overrides
 from modnets.errors import ConfigError
 from modnets.experiments import get_experiment
-from modnets.train import FitConfig
 
 
 def test_routing_experiment_smoke(tmp_path):
+    """The quick preset with fewer epochs (about 15 s): every method learns the images well above the majority
+    class, and the two methods with a gradient through the routing beat chance on the compositions."""
     exp = get_experiment("routing")
-    config = exp.Config(
-        quick=True,
-        samples=2,
-        buffer_size=2,
-        compositions=exp.CompositionPart(data=CompositionConfig(n_train=256, n_test=64), d_hidden=8,
-                                         fit=FitConfig(epochs=1, batch_size=64)),
-        images=exp.ImagePart(n_train=256, n_test=64, d_model=16, d_hidden=16, n_modules=4,
-                             fit=FitConfig(epochs=1, batch_size=64)),
-    )
+    config = with_overrides(exp.Config.for_mode(True), ["compositions.fit.epochs=4", "images.fit.epochs=1"])
     report = exp.run(config, tmp_path, progress=False)
     text = report.write(tmp_path).read_text()
     assert "Compositions" in text and "Images" in text and "REINFORCE" in text
@@ -26,10 +19,14 @@ def test_routing_experiment_smoke(tmp_path):
     for part in ("compositions", "images"):
         assert set(metrics[part]) == set(exp.METHODS)
         for method, m in metrics[part].items():
-            assert 0.0 <= m["test_accuracy"] <= 1.0
             if method != "dense":
                 assert len(m["modules_used"]) == 2 and m["mutual_information"] >= -1e-9
                 assert ("recovery" in m) == (part == "compositions")
+    # ten balanced classes: the majority class is about 10 % of the test images
+    assert all(m["test_accuracy"] > 0.3 for m in metrics["images"].values()), metrics["images"]
+    chance = metrics["chance_accuracy_compositions"]
+    for method in ("soft", "dense"):
+        assert metrics["compositions"][method]["test_accuracy"] > 3 * chance, (method, metrics["compositions"])
     assert "Fashion-MNIST" in metrics["image_source"] or "MNIST 5k" in metrics["image_source"]
     for name in ("routing_curves_compositions.png", "usage_images.png"):
         assert (tmp_path / name).stat().st_size > 1000
