@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from modnets.errors import ConfigError, ShapeError
-from modnets.routing import Router, RouteResult, plackett_luce_log_prob, stack_routes
+from modnets.routing import LinearExperts, ModularLayer, Router, RouteResult, plackett_luce_log_prob, stack_routes
 
 MODES = ["sample", "argmax", "topk", "soft", "gumbel"]
 
@@ -177,3 +177,125 @@ def test_noise_and_picks_are_created_on_the_logits_device_not_the_default_device
         dense = r.dense()
     assert all(t.device == x.device for t in (r.choice, r.log_prob, r.probs, dense))
     assert r.weights is None or r.weights.device == x.device
+
+
+# ---------------------------------------------------------------------------------------------- gates
+GATES = ["softmax_topk", "topk_softmax", "sigmoid"]
+
+
+def test_ungated_topk_router_gets_no_gradient_and_the_softmax_topk_gate_gives_one():
+    x = torch.randn(16, 5)
+    target = torch.randn(16, 4)
+    grads = {}
+    for gate in (None, "softmax_topk"):
+        torch.manual_seed(0)
+        layer = ModularLayer(
+            modules=LinearExperts(n_modules=6, d_in=5, d_out=4),
+            router=Router(n_modules=6, d_in=5, mode="topk", k=2, gate=gate),
+            k=2,
+        )
+        (layer(x).output - target).pow(2).mean().backward()
+        grads[gate] = layer.router.nets[0].weight.grad
+    assert grads[None] is None
+    assert grads["softmax_topk"] is not None and grads["softmax_topk"].abs().sum() > 0
+
+
+@pytest.mark.parametrize("gate", GATES)
+@pytest.mark.parametrize("mode", ["topk", "sample"])
+def test_gate_weights_follow_their_formula(gate, mode):
+    router = Router(n_modules=5, d_in=3, mode=mode, k=3, gate=gate)
+    x = torch.randn(7, 3)
+    r = router(x, generator=torch.Generator().manual_seed(0))
+    logits = router.layer_logits(x)
+    picks = r.choice[:, 0]
+    if gate == "sigmoid":
+        raw = torch.sigmoid(logits.gather(-1, picks))
+    else:
+        raw = torch.softmax(logits, -1).gather(-1, picks)
+    torch.testing.assert_close(r.weights[:, 0], raw / raw.sum(-1, keepdim=True))  # k > 1: renormalised
+    torch.testing.assert_close(r.logits[:, 0], logits)
+    if mode == "topk":
+        assert torch.equal(picks, logits.topk(3, dim=-1).indices)
+
+
+@pytest.mark.parametrize("gate", ["softmax_topk", "topk_softmax"])
+def test_softmax_gate_weights_sum_to_one_per_row(gate):
+    router = Router(n_modules=8, d_in=4, mode="topk", k=3, gate=gate)
+    w = router(torch.randn(10, 4)).weights
+    assert w.shape == (10, 1, 3) and w.requires_grad
+    torch.testing.assert_close(w.sum(-1), torch.ones(10, 1))
+
+
+def test_top1_gates_are_unnormalised_by_default_and_may_be_normalised_for_k_above_one():
+    x = torch.randn(6, 4)
+    switch = Router(n_modules=4, d_in=4, mode="argmax", gate="softmax_topk")
+    r = switch(x)
+    torch.testing.assert_close(r.weights, r.probs.gather(-1, r.choice))  # the Switch gate: p of the pick
+    raw = Router(n_modules=4, d_in=4, mode="topk", k=2, gate="sigmoid", normalize_gate=False)
+    r = raw(x)
+    torch.testing.assert_close(r.weights[:, 0], torch.sigmoid(raw.layer_logits(x).gather(-1, r.choice[:, 0])))
+
+
+def test_gated_router_scores_a_given_choice_with_its_gate():
+    router = Router(n_modules=4, d_in=3, mode="topk", k=2, gate="softmax_topk")
+    x = torch.randn(5, 3)
+    r = router(x)
+    scored = router(x, choice=r.choice)
+    torch.testing.assert_close(scored.weights, r.weights)
+    torch.testing.assert_close(scored.log_prob, r.log_prob)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"gate": "relu"}, ["gate", "'relu'", "softmax_topk"]),
+        ({"gate": "softmax_topk", "mode": "soft"}, ["gate", "mode='soft'"]),
+        ({"gate": "softmax_topk", "mode": "gumbel"}, ["gate", "mode='gumbel'"]),
+        ({"gate": "topk_softmax", "mode": "topk", "k": 1}, ["topk_softmax", "k=1", "softmax_topk"]),
+        ({"gate": "topk_softmax", "mode": "topk", "k": 2, "normalize_gate": False}, ["normalize_gate=False"]),
+        ({"gate": "softmax_topk", "mode": "argmax", "normalize_gate": True}, ["normalize_gate=True", "k=1"]),
+        ({"normalize_gate": True, "mode": "topk", "k": 2}, ["normalize_gate", "gate=None"]),
+        ({"gate": "sigmoid", "normalize_gate": "yes"}, ["normalize_gate", "'yes'"]),
+        ({"sample_in_eval": 1}, ["sample_in_eval", "1"]),
+    ],
+)
+def test_bad_gate_arguments_raise_config_error_naming_them(kwargs, words):
+    with pytest.raises(ConfigError) as info:
+        Router(n_modules=4, d_in=3, **kwargs)
+    for word in words:
+        assert word in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------- eval mode
+@pytest.mark.parametrize("mode", ["sample", "gumbel"])
+def test_a_sampling_router_routes_deterministically_in_eval_mode(mode):
+    router = Router(n_modules=6, d_in=3, mode=mode, k=2).eval()
+    x = torch.randn(64, 3)
+    first, second = router(x), router(x)
+    assert torch.equal(first.choice, second.choice)
+    assert torch.equal(first.choice[:, 0], router.layer_logits(x).topk(2, dim=-1).indices)
+    assert first.weights is None
+    assert not torch.equal(router(x, mode=mode).choice, router(x, mode=mode).choice)  # mode= wins
+    router.train()
+    assert not torch.equal(router(x).choice, router(x).choice)
+
+
+def test_sample_in_eval_keeps_sampling_in_eval_mode():
+    router = Router(n_modules=6, d_in=3, mode="sample", k=2, sample_in_eval=True).eval()
+    x = torch.randn(64, 3)
+    assert router.routing_mode() == "sample"
+    assert not torch.equal(router(x).choice, router(x).choice)
+
+
+def test_a_gated_sampling_router_keeps_its_gate_in_eval_mode():
+    router = Router(n_modules=5, d_in=3, mode="sample", k=2, gate="softmax_topk").eval()
+    r = router(torch.randn(4, 3))
+    torch.testing.assert_close(r.weights.sum(-1), torch.ones(4, 1))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("static", [False, True])
+def test_jit_trace_of_a_router_raises_config_error(static):
+    router = Router(n_modules=4, d_in=3, mode="argmax", static=static)
+    with pytest.raises(ConfigError, match="torch.jit.trace"):
+        torch.jit.trace(router, torch.randn(2, 3), check_trace=False)

@@ -56,17 +56,29 @@ class Shapes3DConfig(Config):
         n_examples: images to generate, each with factors drawn uniformly at random.
         image_size: height and width in pixels (>= 8).
         seed: seeds the factor draws.
+        factor_values: the labels some factors are restricted to, drawn uniformly among them (e.g.
+            ``{"shape": (0, 2), "floor_hue": (0,)}``: cubes and spheres on one floor colour); the other factors
+            take all their values. A reduced problem for short runs.
     """
 
     n_examples: int = 10000
     image_size: int = 64
     seed: int = 0
+    factor_values: dict[str, tuple[int, ...]] | None = None
 
     def __post_init__(self) -> None:
         check_ints(self, "n_examples")
         check_ints(self, "image_size", minimum=8)
         if not isinstance(self.seed, int):
             raise ConfigError(f"Shapes3DConfig.seed must be an int, got {self.seed!r}")
+        for name, values in (self.factor_values or {}).items():
+            if name not in SHAPES3D_FACTORS:
+                raise ConfigError(f"Shapes3DConfig.factor_values: unknown factor {name!r}; factors: "
+                                  f"{', '.join(SHAPES3D_FACTORS)}")
+            n = SHAPES3D_FACTORS[name]
+            if not values or any(not isinstance(v, int) or not 0 <= v < n for v in values):
+                raise ConfigError(f"Shapes3DConfig.factor_values[{name!r}] must be a non-empty tuple of labels in "
+                                  f"0..{n - 1}, got {values!r}")
 
 
 class Shapes3DDataset(Dataset):
@@ -104,9 +116,15 @@ def collate_shapes3d(examples: list[dict[str, Tensor]]) -> dict[str, Tensor]:
 
 
 def make_shapes3d(config: Shapes3DConfig) -> Shapes3DDataset:
-    """``config.n_examples`` images with factors drawn uniformly at random (seeded)."""
+    """``config.n_examples`` images with factors drawn uniformly at random (seeded), each among all its values or
+    among ``config.factor_values``."""
     rng = np.random.default_rng(config.seed)
-    factors = np.stack([rng.integers(0, n, config.n_examples) for n in SHAPES3D_FACTORS.values()], axis=1)
+    allowed = config.factor_values or {}
+    columns = []
+    for name, n in SHAPES3D_FACTORS.items():
+        values = np.asarray(allowed.get(name, range(n)))
+        columns.append(values[rng.integers(0, len(values), config.n_examples)])
+    factors = np.stack(columns, axis=1)
     images = render_shapes3d(factors, config.image_size)
     return Shapes3DDataset(torch.from_numpy(images), torch.from_numpy(factors).long())
 

@@ -1,4 +1,4 @@
-"""Routing: routers (policies over modules), ``ModularLayer`` and the dispatch engine."""
+"""Routing: routers (policies over modules), ``ModularLayer``, the ``MoE`` layer and the dispatch engine."""
 
 from ._dispatch import choose_strategy as choose_strategy
 from ._dispatch import dispatch as dispatch
@@ -12,6 +12,10 @@ from ._groups import Groups as Groups
 from ._groups import make_groups as make_groups
 from ._layer import LayerOutput as LayerOutput
 from ._layer import ModularLayer as ModularLayer
+from ._moe import MoE as MoE
+from ._moe import MoEOutput as MoEOutput
+from ._moe import router_z_loss as router_z_loss
+from ._moe import switch_balance_loss as switch_balance_loss
 from ._router import Router as Router
 from ._router import RouteResult as RouteResult
 from ._router import plackett_luce_log_prob as plackett_luce_log_prob

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from ..errors import ConfigError, ShapeError
 from ._dispatch import AGGREGATES, as_bank, dispatch
 from ._experts import STRATEGIES, ExpertBank
-from ._router import Router, RouteResult
+from ._router import Router, RouteResult, refuse_tracing
 
 __all__ = ["LayerOutput", "ModularLayer"]
 
@@ -35,6 +35,9 @@ class ModularLayer(nn.Module):
 
     Hard routes run through the dispatch engine (each chosen module once, on exactly its rows); soft
     routes (k = M, every module on every row) run densely and are weighted by the router's probabilities.
+    Whenever the route carries weights (soft, straight-through Gumbel, or a gated router's gate weights)
+    each pick's output is multiplied by its weight, for every k including k = 1, so the layer's loss
+    reaches the router by backprop; unweighted picks are summed or concatenated as they are.
 
     Args:
         modules: the module bank: an :class:`ExpertBank` (``MLPExperts``, ``LinearExperts``, ...) or a
@@ -118,8 +121,9 @@ class ModularLayer(nn.Module):
 
         Raises:
             ShapeError: x or route of the wrong shape.
-            ConfigError: module ids out of range.
+            ConfigError: module ids out of range; a call under ``torch.jit.trace``.
         """
+        refuse_tracing("ModularLayer")
         bank = self.experts
         if not isinstance(x, Tensor) or x.dim() < 2:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__

@@ -9,6 +9,26 @@ layer's input ``z_t`` (dynamic routing), and turns them into a choice:
 - ``"gumbel"``: straight-through Gumbel-softmax: a sampled hard choice whose weights are exactly 1 in
   the forward pass and carry the gradient of ``softmax((logits + g) / tau)`` in the backward pass.
 
+Gates. The hard modes ``"sample"``, ``"argmax"`` and ``"topk"`` pick modules without weights, so a layer's
+output does not depend on the router's parameters and backprop leaves them untouched: such a router is
+trained by a router objective of :mod:`modnets.train` (``Reinforce``, ``TopKBuffer``, ``generalized_em``)
+through ``log_prob``. A ``gate`` gives the picks weights that are differentiable functions of the logits,
+as mixture-of-experts layers do, and the layer's loss then trains the router by ordinary backprop. With
+``c`` the k picks and ``p = softmax(logits)``:
+
+- ``"softmax_topk"``: ``w_j = p[c_j]``, renormalised to ``p[c_j] / sum_i p[c_i]`` when ``normalize_gate``
+  (GShard top-2, DeepSeek's ``norm_topk_prob``); unnormalised at k = 1 this is the Switch Transformer gate;
+- ``"topk_softmax"``: ``w = softmax(logits[c])``, a softmax over the k kept logits only (Mixtral); equal in
+  value to the renormalised ``"softmax_topk"``, computed without the other modules' logits;
+- ``"sigmoid"``: ``w_j = sigmoid(logits[c_j])``, divided by their sum when ``normalize_gate`` (DeepSeek-V3).
+
+A single renormalised weight is 1 whatever the logits and carries no gradient, so ``normalize_gate``
+defaults to ``k > 1`` and ``"topk_softmax"`` needs k >= 2.
+
+Evaluation. A router in eval mode (``router.eval()``) with mode ``"sample"`` or ``"gumbel"`` routes
+deterministically, as ``"topk"`` (its k most probable modules, gated as in training), unless it was built
+with ``sample_in_eval=True``. A ``mode=`` given to :meth:`Router.forward` always wins.
+
 Conventions (shared by every training algorithm and diagnostic):
 
 - ``choice``: (B, L, k) long module ids, ``L`` = number of layers in the result (1 for one
@@ -17,7 +37,8 @@ Conventions (shared by every training algorithm and diagnostic):
   the ordered picks are scored by the sequential (Plackett-Luce) probability of drawing them without
   replacement; 0 for ``"soft"`` (nothing is drawn);
 - ``probs``: (B, L, M) the full distribution ``softmax(logits)`` (temperature-free);
-- ``weights``: (B, L, k) the weight of each pick, or ``None`` for unweighted hard picks.
+- ``weights``: (B, L, k) the weight of each pick, or ``None`` for unweighted hard picks;
+- ``logits``: (B, L, M) the router's raw logits (for the router z-loss), or ``None`` when unknown.
 """
 
 from __future__ import annotations
@@ -32,9 +53,12 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError, ShapeError
 
-__all__ = ["MODES", "RouteResult", "Router", "plackett_luce_log_prob", "stack_routes"]
+__all__ = ["GATES", "MODES", "RouteResult", "Router", "plackett_luce_log_prob", "refuse_tracing", "stack_routes"]
 
 MODES = ("sample", "argmax", "topk", "soft", "gumbel")
+#: Gates of the hard modes (see the module docstring).
+GATES = ("softmax_topk", "topk_softmax", "sigmoid")
+_GATED_MODES = ("sample", "argmax", "topk")
 
 
 class RouteResult(NamedTuple):
@@ -45,13 +69,15 @@ class RouteResult(NamedTuple):
         log_prob: (B,) log p(choice | x) summed over layers and picks (0 in soft mode).
         probs: (B, L, M) the router's distribution over modules per layer.
         weights: (B, L, k) weight of each pick (soft: the probabilities; gumbel: straight-through
-            weights, 1 in value), or ``None`` when the picks are unweighted.
+            weights, 1 in value; gated: the gate's weights), or ``None`` when the picks are unweighted.
+        logits: (B, L, M) the router's logits, or ``None`` (a result built by hand).
     """
 
     choice: Tensor
     log_prob: Tensor
     probs: Tensor
     weights: Tensor | None = None
+    logits: Tensor | None = None
 
     def dense(self) -> Tensor:
         """The choice as a dense weight per module: (B, L, M), zero for modules not picked."""
@@ -62,7 +88,8 @@ class RouteResult(NamedTuple):
         """The result of one layer (L = 1). ``log_prob`` stays the total over all layers."""
         sl = slice(index, index + 1)
         w = None if self.weights is None else self.weights[:, sl]
-        return RouteResult(self.choice[:, sl], self.log_prob, self.probs[:, sl], w)
+        logits = None if self.logits is None else self.logits[:, sl]
+        return RouteResult(self.choice[:, sl], self.log_prob, self.probs[:, sl], w, logits)
 
 
 def stack_routes(routes: Sequence[RouteResult]) -> RouteResult:
@@ -72,7 +99,8 @@ def stack_routes(routes: Sequence[RouteResult]) -> RouteResult:
         routes: results with the same B and k, e.g. one per layer.
 
     Returns:
-        choice (B, sum L, k), log_prob (B,), probs (B, sum L, M), weights (B, sum L, k) or ``None``.
+        choice (B, sum L, k), log_prob (B,), probs (B, sum L, M), weights (B, sum L, k) or ``None``,
+        logits (B, sum L, M) when every result has them, else ``None``.
     """
     if not routes:
         raise ConfigError("stack_routes needs at least one RouteResult, got none")
@@ -82,11 +110,15 @@ def stack_routes(routes: Sequence[RouteResult]) -> RouteResult:
             [r.weights if r.weights is not None else torch.ones_like(r.choice, dtype=r.probs.dtype) for r in routes],
             dim=1,
         )
+    logits = None
+    if all(r.logits is not None for r in routes):
+        logits = torch.cat([r.logits for r in routes if r.logits is not None], dim=1)
     return RouteResult(
         torch.cat([r.choice for r in routes], dim=1),
         torch.stack([r.log_prob for r in routes]).sum(0),
         torch.cat([r.probs for r in routes], dim=1),
         weights,
+        logits,
     )
 
 
@@ -113,6 +145,31 @@ def plackett_luce_log_prob(logits: Tensor, choice: Tensor) -> Tensor:
     return total
 
 
+def refuse_tracing(component: str) -> None:
+    """Raise when called under ``torch.jit.trace``: a trace records one batch's routing as constants.
+
+    Raises:
+        ConfigError: always while tracing, naming ``component``.
+    """
+    if torch.jit.is_tracing():
+        raise ConfigError(
+            f"{component} cannot be traced with torch.jit.trace: the trace would record this batch's routing "
+            "(which modules run on which rows) as constants and replay it for every input; run the module "
+            "eagerly, or trace the modules of the bank one by one"
+        )
+
+
+def _gate_weights(logits: Tensor, picks: Tensor, gate: str, normalize: bool) -> Tensor:
+    """(B, k) gate weights of the picks (B, k) from the logits (B, M); see the module docstring."""
+    if gate == "topk_softmax":
+        return torch.softmax(logits.gather(-1, picks), dim=-1)
+    if gate == "softmax_topk":
+        w = torch.softmax(logits, dim=-1).gather(-1, picks)
+    else:
+        w = torch.sigmoid(logits.gather(-1, picks))
+    return w / w.sum(-1, keepdim=True) if normalize else w
+
+
 def _gumbel(shape: torch.Size, like: Tensor, generator: torch.Generator | None) -> Tensor:
     u = torch.rand(shape, dtype=like.dtype, device=like.device, generator=generator)
     tiny = torch.finfo(like.dtype).tiny
@@ -127,6 +184,13 @@ class Router(nn.Module):
     routers compute the logits of layer ``l`` from that layer's input ``z_l`` with their own linear map
     (``hidden=None``) or two-layer MLP, plus a learned per-task bias when ``n_tasks`` is given.
 
+    How the router learns depends on its mode and gate (see the module docstring):
+
+    - by backprop through the layer's loss: ``"soft"``, ``"gumbel"``, and the hard modes with a ``gate``;
+    - by a router objective only (``modnets.train.Reinforce``, ``TopKBuffer``, ``generalized_em``, which
+      use ``log_prob``): ``"sample"``, ``"argmax"`` and ``"topk"`` without a gate, whose picks are
+      unweighted, so the layer's output carries no gradient to the router.
+
     Args:
         n_modules: M, modules per layer.
         n_layers: L, layers routed by this router.
@@ -139,12 +203,26 @@ class Router(nn.Module):
         hidden: hidden width of the dynamic router's MLP, or ``None`` for a linear map.
         tau_min: floor of :meth:`anneal_tau`.
         anneal_rate: decay rate r of :meth:`anneal_tau`: ``tau = max(tau_min, tau0 * exp(-r * step))``.
+        gate: ``None`` (unweighted picks) or one of :data:`GATES`: ``"softmax_topk"``, ``"topk_softmax"``,
+            ``"sigmoid"``, for the modes ``"sample"``, ``"argmax"`` and ``"topk"``; the picks' weights are
+            then differentiable gate weights.
+        normalize_gate: whether the ``"softmax_topk"`` and ``"sigmoid"`` gates divide the k weights by
+            their sum; ``None`` means ``k > 1`` (at k = 1 the weight would be 1, with no gradient).
+        sample_in_eval: whether a ``"sample"`` or ``"gumbel"`` router keeps sampling in eval mode; by
+            default it routes as ``"topk"`` there (deterministically).
+
+    Raises:
+        ConfigError: an argument outside its accepted range or set; the message names it and its value.
 
     Example:
         >>> router = Router(n_modules=4, n_layers=2, d_in=8, mode="sample", k=2)
         >>> r = router(torch.randn(5, 8), layer=1)
         >>> r.choice.shape, r.log_prob.shape, r.probs.shape
         (torch.Size([5, 1, 2]), torch.Size([5]), torch.Size([5, 1, 4]))
+        >>> gated = Router(n_modules=4, d_in=8, mode="topk", k=2, gate="softmax_topk")
+        >>> w = gated(torch.randn(5, 8)).weights  # (5, 1, 2), renormalised, with a gradient to the router
+        >>> torch.allclose(w.sum(-1), torch.ones(5, 1)), w.requires_grad
+        (True, True)
     """
 
     def __init__(
@@ -161,6 +239,9 @@ class Router(nn.Module):
         hidden: int | None = None,
         tau_min: float = 0.1,
         anneal_rate: float = 1e-4,
+        gate: str | None = None,
+        normalize_gate: bool | None = None,
+        sample_in_eval: bool = False,
     ):
         super().__init__()
         for name, value in (("n_modules", n_modules), ("n_layers", n_layers)):
@@ -178,6 +259,10 @@ class Router(nn.Module):
             raise ConfigError(f"hidden must be None or a positive int, got {hidden!r}")
         if not tau > 0 or not tau_min > 0:
             raise ConfigError(f"tau and tau_min must be > 0, got tau={tau!r}, tau_min={tau_min!r}")
+        self.gate, self.normalize_gate = _check_gate(gate, normalize_gate, mode, k)
+        if not isinstance(sample_in_eval, bool):
+            raise ConfigError(f"sample_in_eval must be a bool, got sample_in_eval={sample_in_eval!r}")
+        self.sample_in_eval = sample_in_eval
         self.n_modules, self.n_layers, self.mode, self.k = n_modules, n_layers, mode, k
         self.static, self.n_tasks = static, n_tasks
         self.d_in = None if static else d_in
@@ -279,17 +364,24 @@ class Router(nn.Module):
             generator: random source for ``"sample"`` and ``"gumbel"``.
             choice: (B, k') or (B, 1, k') long ids to score instead of choosing (for EM and for evaluating a
                 given assignment); ``log_prob`` is then the policy's log-probability of these picks and
-                ``weights`` is ``None`` (``"soft"``: the probabilities of the given picks).
-            mode: route this call in another mode than ``self.mode`` (e.g. ``"argmax"`` to evaluate a
-                router trained by sampling); ``None`` keeps the router's own.
+                ``weights`` is ``None``, or the gate's weights of these picks for a gated router
+                (``"soft"``: the probabilities of the given picks).
+            mode: route this call in another mode than the router's own (e.g. ``"argmax"`` to evaluate a
+                router trained by sampling); ``None`` keeps the router's own, which in eval mode is
+                ``"topk"`` for a ``"sample"`` or ``"gumbel"`` router built without ``sample_in_eval``.
 
         Returns:
             :class:`RouteResult` with L = 1: choice (B, 1, k), log_prob (B,), probs (B, 1, M),
-            weights (B, 1, k) or ``None``.
+            weights (B, 1, k) or ``None``, logits (B, 1, M).
+
+        Raises:
+            ConfigError: an unknown mode, bad ids, or a call under ``torch.jit.trace``.
+            ShapeError: x, task or choice of the wrong shape.
         """
+        refuse_tracing("Router")
         if mode is not None and mode not in MODES:
             raise ConfigError(f"mode must be None or one of {MODES}, got {mode!r}")
-        mode = self.mode if mode is None else mode
+        mode = self.routing_mode() if mode is None else mode
         logits = self.layer_logits(x, layer=layer, task=task)  # (B, M)
         log_p = F.log_softmax(logits, dim=-1)
         probs = log_p.exp()
@@ -298,7 +390,7 @@ class Router(nn.Module):
             return self._score(logits, probs, choice, batch, mode)
         if mode == "soft":
             picks = torch.arange(self.n_modules, device=logits.device).expand(batch, self.n_modules)
-            return RouteResult(picks[:, None], logits.new_zeros(batch), probs[:, None], probs[:, None])
+            return RouteResult(picks[:, None], logits.new_zeros(batch), probs[:, None], probs[:, None], logits[:, None])
         weights = None
         if mode in ("argmax", "topk"):
             picks = logits.topk(self.k, dim=-1).indices
@@ -309,8 +401,17 @@ class Router(nn.Module):
             if mode == "gumbel":
                 picked = torch.softmax(perturbed / self.tau, dim=-1).gather(-1, picks)
                 weights = (picked - picked.detach() + 1.0)[:, None]  # 1 in value, soft gradient
+        if self.gate is not None and mode in _GATED_MODES:
+            weights = _gate_weights(logits, picks, self.gate, self.normalize_gate)[:, None]
         log_prob = plackett_luce_log_prob(logits, picks)
-        return RouteResult(picks[:, None], log_prob, probs[:, None], weights)
+        return RouteResult(picks[:, None], log_prob, probs[:, None], weights, logits[:, None])
+
+    def routing_mode(self) -> str:
+        """The mode a call without ``mode=`` routes in: the router's own, or ``"topk"`` in eval mode for a
+        ``"sample"`` or ``"gumbel"`` router built without ``sample_in_eval``."""
+        if not self.training and not self.sample_in_eval and self.mode in ("sample", "gumbel"):
+            return "topk"
+        return self.mode
 
     def _score(self, logits: Tensor, probs: Tensor, choice: Tensor, batch: int, mode: str) -> RouteResult:
         if not isinstance(choice, Tensor) or choice.dtype != torch.long:
@@ -326,10 +427,49 @@ class Router(nn.Module):
             raise ConfigError(f"choice must hold module ids in [0, {self.n_modules}) (n_modules={self.n_modules})")
         if mode == "soft":
             return RouteResult(
-                choice[:, None], logits.new_zeros(batch), probs[:, None], probs.gather(-1, choice)[:, None]
+                choice[:, None],
+                logits.new_zeros(batch),
+                probs[:, None],
+                probs.gather(-1, choice)[:, None],
+                logits[:, None],
             )
-        return RouteResult(choice[:, None], plackett_luce_log_prob(logits, choice), probs[:, None], None)
+        weights = None
+        if self.gate is not None and mode in _GATED_MODES:
+            weights = _gate_weights(logits, choice, self.gate, self.normalize_gate)[:, None]
+        log_prob = plackett_luce_log_prob(logits, choice)
+        return RouteResult(choice[:, None], log_prob, probs[:, None], weights, logits[:, None])
 
     def extra_repr(self) -> str:
         kind = "static" if self.static else f"dynamic, d_in={self.d_in}"
-        return f"n_modules={self.n_modules}, n_layers={self.n_layers}, mode={self.mode!r}, k={self.k}, {kind}"
+        gate = "" if self.gate is None else f", gate={self.gate!r}, normalize_gate={self.normalize_gate}"
+        return f"n_modules={self.n_modules}, n_layers={self.n_layers}, mode={self.mode!r}, k={self.k}{gate}, {kind}"
+
+
+def _check_gate(gate: object, normalize_gate: object, mode: str, k: int) -> tuple[str | None, bool]:
+    """Validate the gate arguments; return the gate and whether it renormalises."""
+    if gate is None:
+        if normalize_gate is not None:
+            raise ConfigError(f"normalize_gate applies to a gate; got normalize_gate={normalize_gate!r} with gate=None")
+        return None, False
+    if gate not in GATES:
+        raise ConfigError(f"gate must be None or one of {GATES}, got gate={gate!r}")
+    if mode not in _GATED_MODES:
+        raise ConfigError(f"gate={gate!r} applies to the modes {_GATED_MODES}; mode={mode!r} weights its picks itself")
+    if normalize_gate is not None and not isinstance(normalize_gate, bool):
+        raise ConfigError(f"normalize_gate must be None or a bool, got normalize_gate={normalize_gate!r}")
+    if gate == "topk_softmax":
+        if normalize_gate is False:
+            raise ConfigError("gate='topk_softmax' is normalised by definition; got normalize_gate=False")
+        if k < 2:
+            raise ConfigError(
+                f"gate='topk_softmax' needs k >= 2 (a softmax over one logit is 1 and trains nothing), got k={k}; "
+                "use gate='softmax_topk' for k = 1"
+            )
+        return gate, True
+    normalize = k > 1 if normalize_gate is None else normalize_gate
+    if normalize and k == 1:
+        raise ConfigError(
+            f"normalize_gate=True with k=1 makes the single weight 1, with no gradient to the router; "
+            f"use normalize_gate=None or False for gate={gate!r} at k = 1"
+        )
+    return gate, normalize
