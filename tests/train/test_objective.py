@@ -124,6 +124,9 @@ def test_fit_runs_every_objective_with_the_device_given_explicitly(device):
         assert result.steps == 2, name
         assert all(p.device.type == device for p in objective.parameters()), name
         assert predict(objective, rows, collate=collate).device.type == "cpu"
+    with pytest.raises(ConfigError, match="not available on this machine"):  # the keyword wins over the config
+        fit(Classification(nn.Linear(6, 3)), [_batch()], config=FitConfig(device="cpu"), collate=lambda b: b[0],
+            run=RunDir(progress=False), device="cuda:7")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

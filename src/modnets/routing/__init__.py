@@ -1,5 +1,10 @@
 """Routing: routers (policies over modules), ``ModularLayer``, the ``MoE`` layer and the dispatch engine."""
 
+from ._capacity import ExpertChoice as ExpertChoice
+from ._capacity import Overflow as Overflow
+from ._capacity import assign_capacity as assign_capacity
+from ._capacity import expert_capacity as expert_capacity
+from ._capacity import expert_choice as expert_choice
 from ._dispatch import choose_strategy as choose_strategy
 from ._dispatch import dispatch as dispatch
 from ._dispatch import dispatch_mask_loop as dispatch_mask_loop

@@ -25,6 +25,10 @@ as mixture-of-experts layers do, and the layer's loss then trains the router by 
 A single renormalised weight is 1 whatever the logits and carries no gradient, so ``normalize_gate``
 defaults to ``k > 1`` and ``"topk_softmax"`` needs k >= 2.
 
+Choice bias. :meth:`Router.forward` takes a ``bias`` (M,) that is added to the logits for choosing the
+picks only: the gate weights, ``probs``, ``log_prob`` and ``logits`` of the result ignore it (the
+loss-free balancing of DeepSeek-V3, whose bias :class:`~modnets.routing.MoE` keeps and updates).
+
 Evaluation. A router in eval mode (``router.eval()``) with mode ``"sample"`` or ``"gumbel"`` routes
 deterministically, as ``"topk"`` (its k most probable modules, gated as in training), unless it was built
 with ``sample_in_eval=True``. A ``mode=`` given to :meth:`Router.forward` always wins.
@@ -354,6 +358,7 @@ class Router(nn.Module):
         generator: torch.Generator | None = None,
         choice: Tensor | None = None,
         mode: str | None = None,
+        bias: Tensor | None = None,
     ) -> RouteResult:
         """Route one layer.
 
@@ -369,6 +374,9 @@ class Router(nn.Module):
             mode: route this call in another mode than the router's own (e.g. ``"argmax"`` to evaluate a
                 router trained by sampling); ``None`` keeps the router's own, which in eval mode is
                 ``"topk"`` for a ``"sample"`` or ``"gumbel"`` router built without ``sample_in_eval``.
+            bias: (M,) added to the logits (and to the Gumbel-perturbed logits) for choosing the picks
+                only; every field of the result is computed without it. Ignored by ``"soft"`` (which
+                picks every module) and when ``choice`` is given.
 
         Returns:
             :class:`RouteResult` with L = 1: choice (B, 1, k), log_prob (B,), probs (B, 1, M),
@@ -382,7 +390,12 @@ class Router(nn.Module):
         if mode is not None and mode not in MODES:
             raise ConfigError(f"mode must be None or one of {MODES}, got {mode!r}")
         mode = self.routing_mode() if mode is None else mode
+        if bias is not None and (not isinstance(bias, Tensor) or bias.shape != (self.n_modules,)):
+            shape = tuple(bias.shape) if isinstance(bias, Tensor) else type(bias).__name__
+            raise ShapeError(f"bias must have shape (n_modules={self.n_modules},), got {shape}")
         logits = self.layer_logits(x, layer=layer, task=task)  # (B, M)
+        # the picks are chosen by the biased logits; weights and probabilities use the logits alone
+        chooser = logits.detach() if bias is None else logits.detach() + bias.to(logits.dtype)
         log_p = F.log_softmax(logits, dim=-1)
         probs = log_p.exp()
         batch = logits.shape[0]
@@ -393,11 +406,12 @@ class Router(nn.Module):
             return RouteResult(picks[:, None], logits.new_zeros(batch), probs[:, None], probs[:, None], logits[:, None])
         weights = None
         if mode in ("argmax", "topk"):
-            picks = logits.topk(self.k, dim=-1).indices
+            picks = chooser.topk(self.k, dim=-1).indices
         else:
             # Gumbel-top-k: an exact draw of k picks without replacement from softmax(logits)
-            perturbed = logits + _gumbel(logits.shape, logits, generator)
-            picks = perturbed.detach().topk(self.k, dim=-1).indices
+            noise = _gumbel(logits.shape, logits, generator)
+            perturbed = logits + noise
+            picks = (chooser + noise).topk(self.k, dim=-1).indices
             if mode == "gumbel":
                 picked = torch.softmax(perturbed / self.tau, dim=-1).gather(-1, picks)
                 weights = (picked - picked.detach() + 1.0)[:, None]  # 1 in value, soft gradient
@@ -405,6 +419,23 @@ class Router(nn.Module):
             weights = _gate_weights(logits, picks, self.gate, self.normalize_gate)[:, None]
         log_prob = plackett_luce_log_prob(logits, picks)
         return RouteResult(picks[:, None], log_prob, probs[:, None], weights, logits[:, None])
+
+    def gate_weights(self, logits: Tensor, picks: Tensor) -> Tensor:
+        """The gate's weights of given picks, as :meth:`forward` computes them in a gated mode.
+
+        Args:
+            logits: (B, M) the router's logits of one layer.
+            picks: (B, k) long distinct module ids per row.
+
+        Returns:
+            (B, k) the weights, differentiable in the logits.
+
+        Raises:
+            ConfigError: the router has no gate.
+        """
+        if self.gate is None:
+            raise ConfigError("gate_weights needs a gated router, but this router was built with gate=None")
+        return _gate_weights(logits, picks, self.gate, self.normalize_gate)
 
     def routing_mode(self) -> str:
         """The mode a call without ``mode=`` routes in: the router's own, or ``"topk"`` in eval mode for a

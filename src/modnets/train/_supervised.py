@@ -139,6 +139,7 @@ def fit(
     collate: Callable[[list], Batch],
     run: RunDir | None = None,
     name: str = "train",
+    device: str | None = None,
 ) -> FitResult:
     """Train an :class:`~modnets.train.Objective` on ``dataset`` with Adam, minimising its ``"loss"`` term.
 
@@ -167,6 +168,7 @@ def fit(
         run: where logs and checkpoints go, whether to resume and to show a progress bar (default
             ``RunDir()``: nothing written, a progress bar).
         name: the training's name: its log and checkpoint folders, its progress-bar label and logging prefix.
+        device: where to train, in place of ``config.device`` (the same names: "cpu", "cuda:1", "auto", ...).
 
     Returns:
         steps, seconds, the logged history, the skipped batches, the step resumed from and whether the time
@@ -184,11 +186,11 @@ def fit(
     if config.batch_size % size:
         raise ConfigError(f"FitConfig.batch_size ({config.batch_size}) must be divisible by the number of "
                           f"processes ({size}): each takes an equal share of every batch")
-    device = resolve_device(config.device)
-    check_precision(config.precision, device)
-    objective.to(device)
+    dev = resolve_device(config.device if device is None else device)
+    check_precision(config.precision, dev)
+    objective.to(dev)
     stepper = Stepper(objective, lr=config.lr, weight_decay=config.weight_decay, grad_clip=config.grad_clip,
-                      on_nonfinite=config.on_nonfinite, device=device, precision=config.precision, agree=all_any)
+                      on_nonfinite=config.on_nonfinite, device=dev, precision=config.precision, agree=all_any)
     per_epoch = _steps_per_epoch(len(dataset), config.batch_size, size)
     total = config.epochs * per_epoch
     folder = run.checkpoints(name)
@@ -215,7 +217,7 @@ def fit(
             for batch, rows in zip(loader, batches.batches, strict=True):
                 if state.steps == 0 or state.steps == resumed_from:
                     check_batch(objective, batch)
-                batch = to_device(batch, device)
+                batch = to_device(batch, dev)
                 outcome = stepper(lambda b=batch: loss_fn(b), state.steps + 1, scale=_share(len(rows), size))
                 state.steps += 1
                 state.skipped += outcome.skipped
