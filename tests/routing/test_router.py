@@ -299,3 +299,17 @@ def test_jit_trace_of_a_router_raises_config_error(static):
     router = Router(n_modules=4, d_in=3, mode="argmax", static=static)
     with pytest.raises(ConfigError, match="torch.jit.trace"):
         torch.jit.trace(router, torch.randn(2, 3), check_trace=False)
+
+
+def test_a_choice_bias_moves_the_picks_and_nothing_else():
+    router = Router(n_modules=4, d_in=5, mode="topk", k=2, gate="softmax_topk")
+    x = torch.randn(7, 5)
+    bias = torch.tensor([-9.0, -9.0, 0.0, 0.0])
+    plain, biased = router(x), router(x, bias=bias)
+    assert biased.choice[:, 0].sort(-1).values.tolist() == [[2, 3]] * 7
+    scored = router(x, choice=biased.choice)  # the unbiased policy's view of the same picks
+    for got, want in zip(biased[1:], scored[1:], strict=True):
+        torch.testing.assert_close(got, want)
+    torch.testing.assert_close(biased.probs, plain.probs)
+    with pytest.raises(ShapeError, match=r"bias.*n_modules=4"):
+        router(x, bias=torch.zeros(3))
