@@ -130,3 +130,19 @@ def test_bad_input_raises_shape_error_naming_expected_and_received():
         layer(torch.randn(3, 8), bad)
     with pytest.raises(ConfigError, match="n_modules=4"):
         layer(torch.randn(3, 8), torch.full((3, 1), 4))
+
+
+@pytest.mark.parametrize(("mode", "k", "gate"), [("sample", 1, None), ("gumbel", 1, None), ("soft", 1, None),
+                                                 ("topk", 2, "softmax_topk")])
+def test_torch_compile_traces_every_mode_at_two_batch_sizes(mode, k, gate):
+    """Dynamic shapes through dynamo and AOT autograd (the ``aot_eager`` backend: no C++ build in the test)."""
+    torch.manual_seed(0)
+    layer = ModularLayer(modules=MLPExperts(n_modules=4, d_in=8, d_hidden=16, d_out=8),
+                         router=Router(n_modules=4, d_in=8, mode=mode, k=k, gate=gate), k=k)
+    compiled = torch.compile(lambda x: layer(x).output, backend="aot_eager", dynamic=True)
+    for batch in (16, 37):
+        x = torch.randn(batch, 8)
+        out = compiled(x)
+        assert out.shape == (batch, 8) and bool(torch.isfinite(out).all())
+    out.sum().backward()
+    assert next(layer.experts.parameters()).grad is not None

@@ -1,4 +1,50 @@
-"""Analysis: generalisation curves, baselines and routing diagnostics."""
+"""Analysis: generalisation curves, baselines and routing diagnostics.
+
+Functions that turn trained models and logged runs into tables and figures: accuracy by group and
+majority baselines, decomposition and recovery of ground-truth factors, routing statistics, the dependency
+analysis that derives a module-wise training plan (its data model is re-exported from :mod:`modnets.plan`),
+surrogate-gradient-module selection and correlation, and training curves. Plots are written as PNG files.
+
+Public names:
+
+- ``CODEPENDENT_MERGES``: merges that make an operand's gradient depend on the other operands' values.
+- ``SAFE_MERGES``: merges whose gradient reaches each operand only scaled by a constant.
+- ``Assembly``: data sources, modules, merges and losses of a modular model, as a checked acyclic graph.
+- ``AuxiliaryNeed``: an auxiliary data set to cache: a trained module's outputs and the targets of its readers.
+- ``Loss``: a loss computed on one node's output against a target the data set provides.
+- ``Merge``: a parameter-free combination of several nodes' outputs.
+- ``ModuleSpec``: a module of an assembly.
+- ``Stage``: modules that can train at the same time; the stages of a plan run in order.
+- ``SurrogateNeed``: a module with indirect supervision, to be trained through a surrogate gradient module.
+- ``TrainingPlan``: how to train an assembly module by module.
+- ``RoutingStats``: Monte-Carlo routing diagnostics of one batch (entropies in nats).
+- ``routing_stats``: H(A), H(A|X), I(A;X), per-layer usage and a collapse flag from routing distributions.
+- ``Decomposition``: how the images of each concept split over the modules.
+- ``decomposition_table``: for each ground-truth concept, the fraction of its images won by each module.
+- ``factor_alignment``: normalised mutual information between each ground-truth factor and the winning module.
+- ``plot_identity_images``: save a grid of identity-only reconstructions, one row per model.
+- ``plot_usage_curves``: save the share of each batch won by each module over training, one panel per run.
+- ``DependencyReport``: what ``dependencies`` found.
+- ``ModuleDependencies``: one row of the dependency table.
+- ``dependencies``: classify every trained module of an assembly (thesis 4.1) and derive a training plan.
+- ``format_dependency_table``: the dependency table, laid out like thesis Table 4.1.
+- ``format_training_plan``: the plan as readable lines: each stage's jobs, the SGMs and auxiliary data sets.
+- ``save_figure``: lay out a figure and write it to a path (creating the folder); returns the path.
+- ``accuracy_by``: accuracy within each group.
+- ``majority_baseline``: correctness of answering with the most frequent training answer of each group.
+- ``plot_error_curves``: plot error (1 - accuracy, in %) against a group variable, one line per model.
+- ``ParetoSelection``: candidates chosen near the Pareto front.
+- ``pareto_front``: the candidates that no other candidate dominates.
+- ``plot_pareto_selection``: scatter the candidates (thesis Fig. 4.6), the chosen ones highlighted.
+- ``select_near_pareto``: choose the candidates closest to the loss-variance Pareto front.
+- ``Recovery``: agreement of chosen modules with the truth, per routed layer.
+- ``recovery_scores``: compare chosen modules with the true components, layer by layer.
+- ``plot_routing_curves``: one panel per diagnostic against training step, one line per method.
+- ``SurrogateCorrelation``: Pearson correlation between SGM losses and full-model losses.
+- ``plot_surrogate_correlation``: scatter of full-model loss against SGM loss with the least-squares line.
+- ``surrogate_correlation``: Pearson r and its two-sided p-value between SGM and full-model losses.
+- ``plot_training_curves``: plot one logged measure of several runs, one line per run.
+"""
 
 from ..plan import CODEPENDENT_MERGES as CODEPENDENT_MERGES
 from ..plan import SAFE_MERGES as SAFE_MERGES

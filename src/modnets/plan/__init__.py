@@ -3,6 +3,19 @@ training plans derived from them (stages, auxiliary data sets, surrogate gradien
 
 :func:`modnets.analysis.dependencies` turns an :class:`Assembly` into a :class:`TrainingPlan`;
 :func:`modnets.train.run_stages` executes one.
+
+Public names:
+
+- ``CODEPENDENT_MERGES``: merges that make an operand's gradient depend on the other operands' values.
+- ``SAFE_MERGES``: merges whose gradient reaches each operand only scaled by a constant.
+- ``Assembly``: data sources, modules, merges and losses of a modular model, as a checked acyclic graph.
+- ``Loss``: a loss computed on one node's output against a target the data set provides.
+- ``Merge``: a parameter-free combination of several nodes' outputs.
+- ``ModuleSpec``: a module of an assembly.
+- ``AuxiliaryNeed``: an auxiliary data set to cache: a trained module's outputs and the targets of its readers.
+- ``Stage``: modules that can train at the same time; the stages of a plan run in order.
+- ``SurrogateNeed``: a module with indirect supervision, to be trained through a surrogate gradient module.
+- ``TrainingPlan``: how to train an assembly module by module.
 """
 
 from ._assembly import CODEPENDENT_MERGES as CODEPENDENT_MERGES

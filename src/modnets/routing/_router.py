@@ -175,7 +175,10 @@ def _gate_weights(logits: Tensor, picks: Tensor, gate: str, normalize: bool) -> 
 
 
 def _gumbel(shape: torch.Size, like: Tensor, generator: torch.Generator | None) -> Tensor:
-    u = torch.rand(shape, dtype=like.dtype, device=like.device, generator=generator)
+    if generator is None and like.shape == shape:
+        u = torch.rand_like(like)  # traced by torch.compile at any batch size (a generator argument is not)
+    else:
+        u = torch.rand(shape, dtype=like.dtype, device=like.device, generator=generator)
     tiny = torch.finfo(like.dtype).tiny
     neg_log_u = (-torch.log(u.clamp_min(tiny))).clamp_min(tiny)  # in (0, inf)
     return -torch.log(neg_log_u)

@@ -1,4 +1,97 @@
-"""Training algorithms and their infrastructure (logging, evaluation)."""
+"""Training algorithms and their infrastructure (logging, evaluation).
+
+Every training algorithm is an :class:`Objective` (``loss``, ``predict``, the batch keys it reads) run by
+one loop, :func:`fit`: end to end, REINFORCE, the top-K buffer and generalised EM for routers,
+winner-take-all for the IMN, training through surrogate gradient modules. Module-wise training runs the
+stages of a training plan with :func:`run_stages` on a backend, with auxiliary data sets cached between
+stages; agents train end to end or operator by operator. Checkpoints, run folders, logging, devices and
+hyper-parameter search are the shared infrastructure.
+
+Public names:
+
+- ``AgentTrainingConfig``: hyper-parameters shared by both agent training regimes (Adam, learning rate 0.001).
+- ``ModuleJob``: one independent module training.
+- ``ModuleJobs``: independent module trainings as one job of ``run_stages``.
+- ``Noise``: input noise on a representation: ``noise(rep, generator=g)``.
+- ``TraceSource``: expert traces of fresh problems, every R(t) recorded.
+- ``TrainResult``: what one agent training run did.
+- ``train_agent_end_to_end``: train a whole agent end to end through its unrolled loop (the monolithic regime).
+- ``train_control``: train the control module alone on teacher-forced action sequences of the traces.
+- ``train_operator``: train one operator's functional alone, from the trace's applications of its action.
+- ``AuxiliaryDataset``: the examples of an auxiliary data set: dicts of tensors.
+- ``AuxiliaryManifest``: what an auxiliary data set holds and who made it.
+- ``Shard``: one shard file: its name, how many examples it holds, the sha256 of its bytes.
+- ``cache_outputs``: run a trained producer once over a data set and store its outputs as an auxiliary data set.
+- ``module_sha256``: a fingerprint of a module: its class and every state entry's name, dtype, shape and bytes.
+- ``BACKENDS``: the accepted backends of ``run_stages``: ``"sequential"``, ``"processes"``, ``"ray"``.
+- ``StageRun``: what ``run_stages`` did.
+- ``check_backend``: a backend name if it is one of ``BACKENDS``; raises ``ConfigError`` otherwise.
+- ``run_stages``: run a job for every module of a training plan: stages in order, a stage's modules in parallel.
+- ``RoutingBuffer``: the per-example table of the K best routings seen.
+- ``TopKBuffer``: the top-K buffer algorithm; ``generalized_em`` is its K = 1 case.
+- ``TopKBufferConfig``: settings of ``TopKBuffer``.
+- ``generalized_em``: Kirsch et al.'s generalised EM: a ``TopKBuffer`` with an EM configuration.
+- ``Checkpointer``: atomic checkpoints of a run in one folder, the newest ``keep`` kept.
+- ``CheckpointWarning``: a checkpoint could not be read and an older one is used instead.
+- ``Classification``: cross-entropy of ``(B, C)`` class scores against ``(B,)`` labels.
+- ``Criterion``: when training (at one curriculum level) is done (thesis 3.2.2).
+- ``CriterionMonitor``: windowed averages of a run's measures, and whether the criterion is met.
+- ``OutputTerms``: loss and criterion measures of one batch of a functional's outputs.
+- ``category_errors``: which examples have a position whose most likely class is not the target class.
+- ``output_terms``: cross-entropy, error rate and saturation of outputs of a data type against their targets.
+- ``pointer_errors``: which pointers are wrong: not exactly one value above 0.5, or not at the target.
+- ``saturation``: fraction of values more than ``threshold`` away from the one-hot reference.
+- ``available_devices``: the device names this machine has, e.g. ``["cpu", "cuda:0"]``.
+- ``resolve_device``: the ``torch.device`` of a name.
+- ``to_device``: a batch with every tensor (and every object with a ``to`` method) on a device.
+- ``init_from_env``: start the process group described by torchrun's environment variables, if there is one.
+- ``world``: ``(rank, world_size)`` of this process: ``(0, 1)`` outside a process group.
+- ``EndToEnd``: minimise ``-log p(y | x, a)`` by backpropagation through the routing or a model without routing.
+- ``EndToEndConfig``: settings of ``EndToEnd``.
+- ``GaussianLikelihood``: isotropic Gaussian ``N(y; output, sigma^2 I)``, summed over the non-batch dimensions.
+- ``LogLikelihood``: the type of a per-example log-likelihood, ``(output, target) -> (B,)``.
+- ``categorical_log_likelihood``: ``log softmax(logits)[target]`` per example.
+- ``RunLogger``: log scalars to ``scalars.jsonl`` and (when available) TensorBoard event files.
+- ``LoopState``: what a training loop has done so far (saved in its checkpoints).
+- ``Stepper``: one optimiser step on a module's trainable parameters (Adam).
+- ``NMNModulewiseConfig``: settings of ``train_nmn_modulewise``.
+- ``NMNModulewiseResult``: what ``train_nmn_modulewise`` did.
+- ``train_nmn_modulewise``: train an NMN module by module along its training plan, in place.
+- ``Objective``: a training algorithm for ``fit``: an ``nn.Module`` with ``loss``, ``predict`` and ``batch_keys``.
+- ``check_batch``: check that a batch carries every key an objective reads.
+- ``RoutingRegularizers``: weights of the routing regularisers (0 switches one off).
+- ``load_balancing_loss``: ``M * sum_i f_i P_i`` averaged over layers (Switch Transformer).
+- ``mutual_information_estimate``: batch estimate of ``sum_l I(A_l; X)``.
+- ``policy_entropy``: H(A | X = x) per example, summed over layers.
+- ``Reinforce``: REINFORCE with a baseline and an entropy bonus, for any routed model.
+- ``ReinforceConfig``: settings of ``Reinforce``.
+- ``Baseline``: a REINFORCE baseline, subtracted from the reward.
+- ``RoutingObjective``: base of the router-training algorithms.
+- ``RunDir``: where a training run writes its logs and checkpoints, whether it resumes, whether it shows progress.
+- ``SearchConfig``: settings of one ``search`` (one Optuna study).
+- ``SearchResult``: what ``search`` found.
+- ``fit_objective``: the trial objective "train a fresh objective with ``fit``, return its validation loss".
+- ``search``: run an Optuna study on an objective and return its best trial.
+- ``validation_loss``: the mean of an objective's ``"loss"`` term over a data set, in eval mode.
+- ``FitConfig``: hyper-parameters of ``fit``.
+- ``FitResult``: what ``fit`` did.
+- ``fit``: train an ``Objective`` on a data set with Adam, minimising its ``"loss"`` term.
+- ``predict``: an objective's ``predict(batch)`` over a whole data set, in order, in eval mode.
+- ``predict_routed``: a routed model's outputs and routings over a whole data set, in order, in eval mode.
+- ``SurrogateObjective``: a module and its SGM as one ``Objective`` whose loss is the SGM's cross-entropy.
+- ``SurrogateScore``: how a module does through its SGM on held-out data (MC-dropout estimates).
+- ``surrogate_score``: score a module by its SGM on held-out data: MC-dropout loss and predictive variance.
+- ``train_through_surrogate``: train a module (and its SGM with it) on the SGM's loss with ``fit``.
+- ``StageTimings``: the measured times of a run of ``run_stages``.
+- ``Assignment``: the winning combination of each image.
+- ``CombinationModel``: what ``WinnerTakeAll`` needs of a model (``modnets.models.IMN`` provides it).
+- ``SubsetPlan``: the non-empty subsets of ``m`` modules and how to build their products.
+- ``WinnerTakeAll``: the IMN objective: score every combination, train the winner.
+- ``WinnerTakeAllConfig``: settings of ``WinnerTakeAll``.
+- ``hessian_penalty``: finite-difference Hessian penalty of a function at ``z``, per example.
+- ``subset_plan``: the ``SubsetPlan`` of ``m`` modules (``2^m - 1`` subsets).
+- ``subset_products``: the ordered product of every non-empty subset of the modules' transforms.
+"""
 
 from ._agents import AgentTrainingConfig as AgentTrainingConfig
 from ._agents import ModuleJob as ModuleJob
