@@ -2,8 +2,10 @@
 
 Generators make data sets with known structure from a seed: CLEVR-like scenes with programs and answers,
 3dshapes-like images with their factors, composition problems for routers, and sorting environments for
-agents. Loaders read real data sets from files: easy-vqa, MNIST and Fashion-MNIST. Every data set comes
-with a ``collate_*`` function giving the batch layout its models and objectives read.
+agents. Loaders read real data sets from files: CLEVR (its programs mapped onto the NMN modules),
+3dshapes, SCAN, easy-vqa, MNIST and Fashion-MNIST; a missing or malformed file raises
+:class:`~modnets.errors.DataUnavailableError` naming the file. Image data sets come with a ``collate_*``
+function giving the batch layout their models and objectives read.
 
 Public names:
 
@@ -11,6 +13,10 @@ Public names:
 - ``ClevrLikeDataset``: CLEVR-like examples: an image, a program, its question text and its answer.
 - ``collate_clevr_like``: batch items of a ``ClevrLikeDataset`` (use as ``DataLoader(..., collate_fn=...)``).
 - ``make_clevr_like``: generate a CLEVR-like data set: random scenes, rendered images, programs, answers.
+- ``ClevrDataset``: real CLEVR questions with their NMN programs and answers; images read on access.
+- ``load_clevr``: load a CLEVR v1.0 (or CoGenT / CLOSURE) split from its folder.
+- ``CLEVR_FUNCTIONS``: the CLEVR functions ``clevr_program`` maps, and the NMN program each becomes.
+- ``clevr_program``: the NMN program of a CLEVR functional program (a node list).
 - ``ANSWER_MODULES``: the modules that may stand at the root of a program and produce an answer.
 - ``ANSWERS``: every answer, in a fixed order; answers are encoded as indices into it.
 - ``ATTRIBUTES``: the object attributes ``describe`` asks about: color, shape, size.
@@ -53,6 +59,10 @@ Public names:
 - ``collate_shapes3d``: stack examples into a batch: ``x``, ``factors``, ``shape``, ``index``.
 - ``make_shapes3d``: images with factors drawn at random (seeded), rendered by ``render_shapes3d``.
 - ``render_shapes3d``: render 3dshapes-like images from their factor labels.
+- ``load_shapes3d``: load images and factor labels from DeepMind's ``3dshapes.h5`` (needs h5py).
+- ``ScanDataset``: SCAN examples: (command tokens, action tokens) pairs.
+- ``ScanPair``: one SCAN example: the command's words and the actions it means.
+- ``load_scan``: read a SCAN task file of ``IN: <command> OUT: <actions>`` lines.
 - ``N_DIGITS``: the number of digit values in a sorting list (0-9).
 - ``OPERATIONS``: the sorting actions, in index order; ``eop`` (the last) is the stop action.
 - ``SortingEnvironment``: lists of digits with two pointers; the five sorting operations as true dynamics.
@@ -73,6 +83,10 @@ from ._clevr import ClevrLikeConfig as ClevrLikeConfig
 from ._clevr import ClevrLikeDataset as ClevrLikeDataset
 from ._clevr import collate_clevr_like as collate_clevr_like
 from ._clevr import make_clevr_like as make_clevr_like
+from ._clevr_files import ClevrDataset as ClevrDataset
+from ._clevr_files import load_clevr as load_clevr
+from ._clevr_functions import CLEVR_FUNCTIONS as CLEVR_FUNCTIONS
+from ._clevr_functions import clevr_program as clevr_program
 from ._clevr_programs import ANSWER_MODULES as ANSWER_MODULES
 from ._clevr_programs import ANSWERS as ANSWERS
 from ._clevr_programs import ATTRIBUTES as ATTRIBUTES
@@ -108,6 +122,9 @@ from ._images import load_fashion_mnist as load_fashion_mnist
 from ._images import load_image_classification as load_image_classification
 from ._images import load_mnist_5k as load_mnist_5k
 from ._images import read_idx as read_idx
+from ._scan import ScanDataset as ScanDataset
+from ._scan import ScanPair as ScanPair
+from ._scan import load_scan as load_scan
 from ._shapes3d import SHAPES3D_FACTORS as SHAPES3D_FACTORS
 from ._shapes3d import SHAPES3D_SHAPES as SHAPES3D_SHAPES
 from ._shapes3d import Shapes3DConfig as Shapes3DConfig
@@ -115,6 +132,7 @@ from ._shapes3d import Shapes3DDataset as Shapes3DDataset
 from ._shapes3d import collate_shapes3d as collate_shapes3d
 from ._shapes3d import make_shapes3d as make_shapes3d
 from ._shapes3d import render_shapes3d as render_shapes3d
+from ._shapes3d_file import load_shapes3d as load_shapes3d
 from ._sorting import N_DIGITS as N_DIGITS
 from ._sorting import OPERATIONS as OPERATIONS
 from ._sorting import SortingEnvironment as SortingEnvironment
