@@ -205,6 +205,9 @@ CLI_CASES = [
      "invalid override 'fit.epochs'; expected PATH=VALUE"),
     ("`modnets run routing --config nowhere.json`", ["run", "routing", "--config", "{tmp}/nowhere.json"],
      "cannot read config file"),
+    ("`modnets hub verify --import nosuch --hub DIR`", ["hub", "verify", "--import", "nosuch", "--hub", "{tmp}"],
+     "cannot import module 'nosuch'"),
+    ("`modnets analyze nowhere.json`", ["analyze", "{tmp}/nowhere.json"], "cannot read assembly file"),
 ]
 
 

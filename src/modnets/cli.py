@@ -225,15 +225,28 @@ def bench(
 
 @app.command()
 def analyze(
-    name: str = typer.Argument(..., help="preset assembly: nmn, nmn-prior, nmn-untyped-prior, nmn-combine, figure-4.1"),
+    name: str = typer.Argument(
+        ..., help="preset assembly (nmn, nmn-prior, nmn-untyped-prior, nmn-combine, figure-4.1), a JSON file "
+        "(FILE.json, as Assembly.to_json writes it), or package.module:attribute (an Assembly or a function "
+        "returning one)"
+    ),
     markdown: bool = typer.Option(False, "--markdown", help="print the table as Markdown"),
     as_json: bool = typer.Option(False, "--json", help="print the rows and the plan as one JSON object"),
 ) -> None:
-    """Dependency table (thesis Table 4.1) and module-wise training plan of a preset assembly."""
+    """Dependency table (thesis Table 4.1) and module-wise training plan of a preset or your own assembly."""
     from .analysis import dependencies, format_dependency_table, format_training_plan
-    from .models import get_assembly
+    from .errors import UnknownNameError
+    from .models import ASSEMBLIES, get_assembly
+    from .plan import read_assembly
 
-    report = dependencies(get_assembly(name))
+    if name in ASSEMBLIES:
+        assembly = get_assembly(name)
+    elif name.endswith(".json") or ":" in name or Path(name).is_file():
+        assembly = read_assembly(name)
+    else:
+        raise UnknownNameError(f"unknown assembly {name!r}; known assemblies: {', '.join(ASSEMBLIES)}; or give "
+                               "FILE.json or package.module:attribute")
+    report = dependencies(assembly)
     if as_json:
         typer.echo(json.dumps(report.to_dict()))
         return
@@ -251,11 +264,14 @@ hub_app = typer.Typer(
 app.add_typer(hub_app, name="hub")
 
 _HUB_HELP = "hub folder (default: $MODNETS_HUB, else $XDG_DATA_HOME/modnets/hub or ~/.local/share/modnets/hub)"
+_IMPORT_HELP = "import this module first, so that the module classes it registers are known (repeatable)"
 
 
-def _hub(root: Path | None):
-    from .hub import Hub
+def _hub(root: Path | None, imports: list[str] | None):
+    """The hub at ``root``, after importing the ``--import`` modules (their ``register_module`` calls run)."""
+    from .hub import Hub, import_modules
 
+    import_modules(imports or [])
     return Hub(root)
 
 
@@ -286,10 +302,11 @@ def _print_entries(entries, as_json: bool, empty: str) -> None:
 def hub_list(
     name: str | None = typer.Argument(None, help="only the versions of this name"),
     hub: Path | None = typer.Option(None, "--hub", help=_HUB_HELP),
+    imports: list[str] | None = typer.Option(None, "--import", help=_IMPORT_HELP),
     as_json: bool = typer.Option(False, "--json", help="print a JSON list"),
 ) -> None:
     """List the stored modules."""
-    store = _hub(hub)
+    store = _hub(hub, imports)
     _print_entries(store.entries(name), as_json, f"no modules in the hub at {store.root}")
 
 
@@ -303,6 +320,7 @@ def hub_search(
     ),
     all_versions: bool = typer.Option(False, "--all-versions", help="search every version, not only the latest"),
     hub: Path | None = typer.Option(None, "--hub", help=_HUB_HELP),
+    imports: list[str] | None = typer.Option(None, "--import", help=_IMPORT_HELP),
     as_json: bool = typer.Option(False, "--json", help="print a JSON list"),
 ) -> None:
     """Find modules by signature: inputs that accept what you feed, an output that you accept."""
@@ -319,7 +337,7 @@ def hub_search(
             if not sep or not key:
                 raise HubError(f"invalid --context {item!r}; accepted: NAME=TYPE, e.g. features=FeatureMap(66)")
             ctx[key.strip()] = parse_type(text)
-    store = _hub(hub)
+    store = _hub(hub, imports)
     found = store.search(
         inputs=[] if no_inputs else ([parse_type(t) for t in inputs] if inputs else None),
         output=parse_type(output) if output is not None else None,
@@ -333,13 +351,14 @@ def hub_search(
 def hub_show(
     ref: str = typer.Argument(..., help="NAME or NAME@VERSION (default: the latest version)"),
     hub: Path | None = typer.Option(None, "--hub", help=_HUB_HELP),
+    imports: list[str] | None = typer.Option(None, "--import", help=_IMPORT_HELP),
     as_json: bool = typer.Option(False, "--json", help="print the manifest as JSON"),
 ) -> None:
     """Show one entry's manifest: class, config, signature, provenance, weights."""
     from .hub import parse_ref
 
     entry = parse_ref(ref)
-    manifest = _hub(hub).manifest(entry.name, entry.version)
+    manifest = _hub(hub, imports).manifest(entry.name, entry.version)
     if as_json:
         typer.echo(json.dumps(manifest.to_dict(), indent=2, sort_keys=True))
         return
@@ -347,6 +366,7 @@ def hub_show(
     fields = [
         ("entry", manifest.ref),
         ("class", manifest.class_name),
+        ("defined in", manifest.class_import or "-"),
         ("signature", str(manifest.signature)),
         ("created", manifest.created),
         ("description", manifest.description or "-"),
@@ -367,25 +387,40 @@ def hub_verify(
     name: str | None = typer.Argument(None, help="only the versions of this name"),
     rebuild: bool = typer.Option(False, "--rebuild", help="rebuild the index from the entry folders first"),
     hub: Path | None = typer.Option(None, "--hub", help=_HUB_HELP),
+    imports: list[str] | None = typer.Option(None, "--import", help=_IMPORT_HELP),
     as_json: bool = typer.Option(False, "--json", help="print a JSON object"),
 ) -> None:
-    """Check every entry (hashes, manifests, classes, signatures, index); exit code 1 on any problem."""
-    store = _hub(hub)
+    """Check every entry (hashes, manifests, classes, signatures, index); exit code 1 on any problem.
+
+    An entry whose class is not registered in this process has its manifest and weights checked and is
+    listed apart, with the module to --import so that it can be rebuilt and checked too.
+    """
+    store = _hub(hub, imports)
     rebuilt = store.rebuild_index() if rebuild else None
     report = store.verify(name)
     if as_json:
         result = {"ok": report.ok, "checked": report.checked, "temporary": report.temporary,
-                  "problems": [p._asdict() for p in report.problems]}
+                  "problems": [p._asdict() for p in report.problems],
+                  "unregistered": [p._asdict() for p in report.unregistered]}
         if rebuilt is not None:
             result["rebuild_left_out"] = [p._asdict() for p in rebuilt.problems]
         typer.echo(json.dumps(result, indent=2))
     else:
         if rebuilt is not None:
             typer.echo(f"index rebuilt from {rebuilt.checked} entry folders ({len(rebuilt.problems)} left out)")
-        typer.echo(f"checked {report.checked} entries in {store.root}: "
-                   + ("all fine" if report.ok else f"{len(report.problems)} problems"))
+        if not report.ok:
+            summary = f"{len(report.problems)} problems"
+        elif report.unregistered:
+            summary = "no problems in the files checked"
+        else:
+            summary = "all fine"
+        typer.echo(f"checked {report.checked} entries in {store.root}: {summary}")
         if report.problems:
             _print_table(["entry", "problem"], [[p.ref, p.problem] for p in report.problems])
+        if report.unregistered:
+            typer.echo(f"{len(report.unregistered)} entries not rebuilt (manifest and weights intact, class not "
+                       "registered in this process):")
+            _print_table(["entry", "class"], [[p.ref, p.problem] for p in report.unregistered])
         if report.temporary:
             typer.echo(f"{report.temporary} staging folders of interrupted saves under {store.staging_dir}")
     if not report.ok:
@@ -397,6 +432,7 @@ def hub_remove(
     ref: str = typer.Argument(..., help="NAME@VERSION, or NAME with --all"),
     all_versions: bool = typer.Option(False, "--all", help="remove every version of NAME"),
     hub: Path | None = typer.Option(None, "--hub", help=_HUB_HELP),
+    imports: list[str] | None = typer.Option(None, "--import", help=_IMPORT_HELP),
     as_json: bool = typer.Option(False, "--json", help="print the removed entries as a JSON list"),
 ) -> None:
     """Remove one version of an entry (or all with --all); version numbers are never reused."""
@@ -408,7 +444,7 @@ def hub_remove(
         raise HubError(f"give a version ({entry.name}@N) or --all to remove every version of {entry.name!r}")
     if entry.version is not None and all_versions:
         raise HubError(f"give {entry.name}@{entry.version} or --all, not both")
-    removed = _hub(hub).remove(entry.name, entry.version, all_versions=all_versions)
+    removed = _hub(hub, imports).remove(entry.name, entry.version, all_versions=all_versions)
     typer.echo(json.dumps(removed) if as_json else "removed " + ", ".join(removed))
 
 

@@ -5,6 +5,11 @@ config, signature, provenance, sha256 of the weights), listed in an SQLite index
 ``search``, ``verify`` and ``remove`` work on the default hub (``$MODNETS_HUB`` or the user's data
 folder) or on the one given as ``root``; :class:`Hub` is the same on one folder.
 
+Only registered module classes are rebuilt. A manifest records where its class was defined, to name the
+module to import, but the hub never imports it by itself: classes become known by importing their module
+(``import mypkg``; ``modnets hub ... --import mypkg``) or through the ``modnets.modules`` entry points of
+installed packages, loaded at the hub's first look-up of a class.
+
 Public names:
 
 - ``entries``: ``Hub.entries`` on the hub at ``root`` (default: the default hub).
@@ -25,6 +30,8 @@ Public names:
 - ``validate_version``: return ``version`` as an int when it is a valid version.
 - ``SignatureQuery``: a partial signature to match; every part left ``None`` matches anything.
 - ``register_module``: allow a module class in hub entries.
+- ``import_modules``: import modules so that their ``register_module`` calls run (``modnets hub --import``).
+- ``ENTRY_POINT_GROUP``: the entry-point group through which installed packages declare module classes.
 - ``register_type``: allow a data type in signatures and configs.
 - ``registered_names``: every allowed module-class name, in the order of registration.
 - ``Hub``: a local store of trained modules: save, load, search by signature, verify, remove.
@@ -49,6 +56,8 @@ from ._names import parse_ref as parse_ref
 from ._names import validate_name as validate_name
 from ._names import validate_version as validate_version
 from ._query import SignatureQuery as SignatureQuery
+from ._registry import ENTRY_POINT_GROUP as ENTRY_POINT_GROUP
+from ._registry import import_modules as import_modules
 from ._registry import register_module as register_module
 from ._registry import register_type as register_type
 from ._registry import registered_names as registered_names

@@ -14,11 +14,14 @@ from ..errors import HubError
 from ..modules import Signature
 from ._codec import decode_signature, encode_signature
 from ._names import parse_ref, validate_name
+from ._registry import IMPORT_PATH
 
-__all__ = ["FORMAT", "HubEntry", "Manifest", "Provenance", "sha256_hex"]
+__all__ = ["FORMAT", "READ_FORMATS", "HubEntry", "Manifest", "Provenance", "sha256_hex"]
 
-#: The manifest format this version of modnets writes and reads.
-FORMAT = "modnets-hub-entry/1"
+#: The manifest format this version of modnets writes.
+FORMAT = "modnets-hub-entry/2"
+#: The formats it reads: version 1 has no ``class_import`` field.
+READ_FORMATS = ("modnets-hub-entry/1", FORMAT)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -143,6 +146,9 @@ class Manifest:
         provenance: data, seed, metrics and parent entries.
         description: free text.
         versions: library versions at save time (``{"modnets": ..., "torch": ...}``).
+        class_import: where the class was defined, ``"module:QualName"`` (``None`` when it was not
+            importable, e.g. a class of ``__main__``, or the entry was saved by an older modnets). Only
+            named in messages about an unregistered class; the hub never imports it.
     """
 
     name: str
@@ -156,6 +162,7 @@ class Manifest:
     provenance: Provenance = field(default_factory=Provenance)
     description: str = ""
     versions: Mapping[str, str] = field(default_factory=dict)
+    class_import: str | None = None
 
     def __post_init__(self) -> None:
         validate_name(self.name)
@@ -163,6 +170,10 @@ class Manifest:
             raise HubError(f"manifest version must be an int >= 1, got {self.version!r}")
         if not isinstance(self.class_name, str) or not self.class_name:
             raise HubError(f"manifest class must be a non-empty string, got {self.class_name!r}")
+        if self.class_import is not None and (
+            not isinstance(self.class_import, str) or IMPORT_PATH.fullmatch(self.class_import) is None
+        ):
+            raise HubError(f"manifest class_import must be 'module:QualName' or null, got {self.class_import!r}")
         if not isinstance(self.config, Mapping):
             raise HubError(f"manifest config must be a JSON object, got {type(self.config).__name__}")
         if not isinstance(self.signature, Signature):
@@ -188,6 +199,7 @@ class Manifest:
             "name": self.name,
             "version": self.version,
             "class": self.class_name,
+            "class_import": self.class_import,
             "config": dict(self.config),
             "signature": encode_signature(self.signature),
             "weights": {"file": "module.safetensors", "sha256": self.weights_sha256, "bytes": self.weights_bytes},
@@ -205,6 +217,8 @@ class Manifest:
     def from_json(cls, text: str | bytes, *, where: str = "module.json") -> Manifest:
         """Parse and validate ``module.json``.
 
+        Reads every format of :data:`READ_FORMATS`.
+
         Raises:
             HubError: not JSON, another format, or a missing or malformed field (named in the message).
         """
@@ -214,10 +228,14 @@ class Manifest:
             raise HubError(f"{where} is not valid JSON ({e})") from None
         if not isinstance(data, dict):
             raise HubError(f"{where} must hold a JSON object, got {type(data).__name__}")
-        if data.get("format") != FORMAT:
-            raise HubError(f"{where} has format {data.get('format')!r}; this modnets reads {FORMAT!r}")
+        if data.get("format") not in READ_FORMATS:
+            raise HubError(
+                f"{where} has format {data.get('format')!r}; this modnets reads {' and '.join(map(repr, READ_FORMATS))}"
+            )
         expected = {"format", "name", "version", "class", "config", "signature", "weights", "created",
                     "description", "provenance", "versions"}
+        if data["format"] != READ_FORMATS[0]:
+            expected.add("class_import")
         missing, unknown = sorted(expected - set(data)), sorted(set(data) - expected)
         if missing or unknown:
             raise HubError(f"{where} has missing fields {missing} and unknown fields {unknown}")
@@ -244,6 +262,7 @@ class Manifest:
                 description=data["description"],
                 provenance=Provenance(**prov),
                 versions=versions,
+                class_import=data.get("class_import"),
             )
         except HubError as e:
             raise HubError(f"{where}: {e}") from None

@@ -1,11 +1,23 @@
 """The allow-list: the module classes and data types a hub entry may name.
 
-A manifest names its module class by a registered name (``"modnets.models.Find"``), never by an
-arbitrary import path: loading rebuilds only classes registered with :func:`register_module`, so a tampered
-manifest cannot make the hub import or run anything else. Classes register themselves where they are
-defined (the NMN modules in :mod:`modnets.models`, user classes in user code); the hub itself names only
-the building blocks of :mod:`modnets.modules`, the layer below it. ``import modnets`` (which any
-``import modnets.hub`` runs first) imports the presets, so their names are known before a manifest is read.
+A manifest names its module class by a registered name (``"modnets.models.Find"``): loading rebuilds
+only classes registered with :func:`register_module`, so a tampered manifest cannot make the hub import or
+run anything else. The manifest also records where the class was defined (``"mypkg.layers:MyModule"``),
+but only to tell the user what to import; the hub never imports it by itself. Classes register themselves
+where they are defined (the NMN modules in :mod:`modnets.models`, user classes in user code); the hub
+itself names only the building blocks of :mod:`modnets.modules`, the layer below it. ``import modnets``
+(which any ``import modnets.hub`` runs first) imports the presets, so their names are known before a
+manifest is read.
+
+Classes of other packages reach the allow-list in three ways, all chosen by the user, never by a manifest:
+importing their module (in Python, or with ``modnets hub ... --import mypkg``, see :func:`import_modules`),
+or an installed package's entry points in the group ``"modnets.modules"`` (:data:`ENTRY_POINT_GROUP`),
+which the hub loads once, at its first look-up of a class. An entry point names a module, whose import
+registers its classes, or a module class, which is registered under its default name::
+
+    [project.entry-points."modnets.modules"]
+    mypkg = "mypkg.layers"                  # importing mypkg.layers calls register_module
+    scale = "mypkg.layers:Scale"            # registered as "mypkg.layers.Scale"
 
 A registered module class must be rebuildable from keyword arguments: it provides them with a
 ``hub_config()`` method (or the ``config`` function given at registration), and a
@@ -15,7 +27,12 @@ at registration, for plain ``nn.Module`` classes).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+import importlib.metadata
+import re
+import threading
+import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,15 +44,29 @@ from ..modules import CNNStem, Signature
 from ..types import DataType
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
+    "IMPORT_PATH",
     "ModuleClass",
+    "find_module_class",
+    "import_modules",
     "module_class",
+    "registered_at",
     "module_class_of",
     "register_module",
     "register_type",
     "registered_names",
     "type_class",
     "type_name",
+    "unregistered_message",
 ]
+
+#: The entry-point group through which installed packages declare their module classes.
+ENTRY_POINT_GROUP = "modnets.modules"
+
+_DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
+#: ``module:QualName``, as a manifest records where its class was defined.
+IMPORT_PATH = re.compile(rf"({_DOTTED}):({_DOTTED})")
+_MODULE_NAME = re.compile(_DOTTED)
 
 SignatureFn = Callable[[nn.Module], Signature]
 ConfigFn = Callable[[nn.Module], dict[str, Any]]
@@ -80,8 +111,20 @@ class ModuleClass:
     signature: SignatureFn = _own_signature
     config: ConfigFn = _own_config
 
+    @property
+    def import_path(self) -> str | None:
+        """Where the class is defined, ``"module:QualName"``; ``None`` when another process could not
+        import it from there (a class of ``__main__``, or one defined inside a function)."""
+        module, qualname = self.cls.__module__, self.cls.__qualname__
+        path = f"{module}:{qualname}"
+        if module == "__main__" or IMPORT_PATH.fullmatch(path) is None:
+            return None
+        return path
+
 
 _registered: dict[str, ModuleClass] = {}
+_entry_points_lock = threading.RLock()
+_entry_points_loaded = False
 
 
 def _builtin_types() -> dict[str, type[DataType]]:
@@ -130,20 +173,112 @@ def register_module(
     return name
 
 
+def import_modules(names: Iterable[str]) -> list[str]:
+    """Import modules so that their :func:`register_module` calls run (``modnets hub ... --import``).
+
+    Args:
+        names: absolute module names (``"mypkg"``, ``"mypkg.layers"``).
+
+    Returns:
+        the module-class names registered by these imports, in the order of registration.
+
+    Raises:
+        HubError: a name that is not a dotted module name, or a module that cannot be found or imported.
+    """
+    if isinstance(names, str):
+        raise HubError(f"import_modules needs a list of module names, got the string {names!r}")
+    _load_entry_points()
+    before = set(_registered)
+    for name in names:
+        if not isinstance(name, str) or _MODULE_NAME.fullmatch(name) is None:
+            raise HubError(f"invalid module name {name!r} to import; expected a dotted name such as mypkg.layers")
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise HubError(f"cannot import module {name!r} ({e})") from None
+    return [n for n in _registered if n not in before]
+
+
+def _load_entry_points() -> None:
+    """Load the ``modnets.modules`` entry points of the installed packages, once per process.
+
+    A package whose entry point fails to load is skipped with a warning: one broken package must not make
+    every other entry unusable.
+    """
+    global _entry_points_loaded
+    with _entry_points_lock:
+        if _entry_points_loaded:
+            return
+        _entry_points_loaded = True  # first: a loaded module may look up classes itself
+        for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                target = point.load()
+                if isinstance(target, type) and not any(spec.cls is target for spec in _registered.values()):
+                    register_module(target)
+            except Exception as e:  # a broken plugin is reported, not fatal
+                warnings.warn(
+                    f"modnets: the {ENTRY_POINT_GROUP!r} entry point {point.name!r} ({point.value}) failed to "
+                    f"load and was skipped: {type(e).__name__}: {e}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+
+
 def registered_names() -> list[str]:
-    """Every allowed module-class name, in the order of registration."""
+    """Every allowed module-class name, in the order of registration (after loading the entry points)."""
+    _load_entry_points()
     return list(_registered)
 
 
-def module_class(name: str) -> ModuleClass:
+def find_module_class(name: str) -> ModuleClass | None:
+    """The allowed class of a manifest name, or ``None`` when it is not registered in this process."""
+    _load_entry_points()
+    return _registered.get(name) if isinstance(name, str) else None
+
+
+def registered_at(import_path: str | None) -> ModuleClass | None:
+    """The registered class defined at ``"module:QualName"``, if any (nothing is imported)."""
+    if import_path is None:
+        return None
+    _load_entry_points()
+    return next((spec for spec in _registered.values() if spec.import_path == import_path), None)
+
+
+def unregistered_message(name: str, import_path: str | None = None) -> str:
+    """What to tell a user about a class that is not registered in this process.
+
+    Args:
+        name: the class name in the manifest.
+        import_path: where the manifest says the class was defined (``"mypkg.layers:MyModule"``), if known.
+    """
+    if import_path is not None and IMPORT_PATH.fullmatch(import_path):
+        module = import_path.partition(":")[0]
+        return (
+            f"class not registered in this process: {name!r} (defined in {import_path}); import {module} first "
+            f"(--import {module} on the command line) so that it registers itself"
+        )
+    return (
+        f"class not registered in this process: {name!r}; import the module that registers it first "
+        "(--import MODULE on the command line)"
+    )
+
+
+def module_class(name: str, *, import_path: str | None = None) -> ModuleClass:
     """The allowed class of a manifest name.
 
+    Args:
+        name: the class name in the manifest.
+        import_path: where the manifest says the class was defined; only named in the error message.
+
     Raises:
-        HubError: the name is not on the allow-list (the message lists the allowed names).
+        HubError: the name is not on the allow-list (the message says what to import and lists the
+            registered names).
     """
-    if isinstance(name, str) and name in _registered:
-        return _registered[name]
-    raise HubError(f"unknown module class {name!r}; allowed classes: {', '.join(registered_names())}")
+    spec = find_module_class(name)
+    if spec is not None:
+        return spec
+    raise HubError(f"{unregistered_message(str(name), import_path)}; registered classes: "
+                   f"{', '.join(registered_names())}")
 
 
 def module_class_of(module: nn.Module) -> ModuleClass:
@@ -152,6 +287,7 @@ def module_class_of(module: nn.Module) -> ModuleClass:
     Raises:
         HubError: the class is not registered.
     """
+    _load_entry_points()
     for spec in _registered.values():
         if type(module) is spec.cls:
             return spec

@@ -43,7 +43,14 @@ from ._location import default_root
 from ._manifest import HubEntry, Manifest, Provenance, sha256_hex
 from ._names import NAME_PATTERN, parse_ref, validate_name, validate_version
 from ._query import SignatureQuery
-from ._registry import ModuleClass, module_class, module_class_of
+from ._registry import (
+    ModuleClass,
+    find_module_class,
+    module_class,
+    module_class_of,
+    registered_at,
+    unregistered_message,
+)
 
 __all__ = ["Hub", "Problem", "VerifyReport"]
 
@@ -67,15 +74,19 @@ class VerifyReport:
         checked: entry folders examined.
         problems: one per entry that fails to load or disagrees with the index.
         temporary: staging folders left by interrupted saves (harmless; :meth:`Hub.clean` removes them).
+        unregistered: one per entry whose class is not registered in this process: its manifest and the
+            hash of its weights were checked, but the module could not be rebuilt to check its signature
+            and weight shapes. Importing the class's module (``--import``) lets verify check them too.
     """
 
     checked: int
     problems: tuple[Problem, ...]
     temporary: int = 0
+    unregistered: tuple[Problem, ...] = ()
 
     @property
     def ok(self) -> bool:
-        """No problems."""
+        """No problems (entries of unregistered classes are not problems: their files are intact)."""
         return not self.problems
 
 
@@ -223,6 +234,7 @@ class Hub:
                     name=name,
                     version=version,
                     class_name=spec.name,
+                    class_import=spec.import_path,
                     config=config,
                     signature=signature,
                     weights_sha256=sha256_hex(weights),
@@ -262,7 +274,8 @@ class Hub:
 
         Raises:
             HubError: no such entry; or a manifest that is malformed, changed since it was indexed, or
-                names a class not on the allow-list; a weights file that is truncated, or whose sha256
+                names a class not registered in this process (the message names the module to import); a
+                weights file that is truncated, or whose sha256
                 differs from the manifest's; a config that does not rebuild the class; a rebuilt module
                 whose signature differs from the manifest's; weights that do not fit the module.
         """
@@ -303,11 +316,19 @@ class Hub:
             raise HubError(f"{ref}: {MANIFEST_FILE} describes {manifest.ref}, not the entry of its folder")
         return manifest, digest
 
-    def _open(self, name: str, version: int, *, against_index: bool = True) -> _Opened:
-        """Read an entry's manifest and weights and check the weights' size and hash."""
+    def _open(self, name: str, version: int, *, against_index: bool = True, check_class: bool = True) -> _Opened:
+        """Read an entry's manifest and weights and check the weights' size and hash.
+
+        With ``check_class`` an unregistered class fails before the weights are read; without it (verify,
+        rebuilding the index) the weights are checked whatever the class.
+        """
         manifest, digest = self._read_manifest(name, version, against_index=against_index)
         ref = manifest.ref
-        module_class(manifest.class_name)  # an unknown class fails before anything else is read
+        if check_class:
+            try:
+                module_class(manifest.class_name, import_path=manifest.class_import)
+            except HubError as e:
+                raise HubError(f"{ref}: {e}") from None
         path = self.modules_dir / name / str(version) / WEIGHTS_FILE
         if not path.is_file():
             raise HubError(f"{ref}: {WEIGHTS_FILE} is missing from {path.parent}")
@@ -327,7 +348,10 @@ class Hub:
 
     def _build(self, opened: _Opened) -> nn.Module:
         manifest = opened.manifest
-        spec = module_class(manifest.class_name)
+        try:
+            spec = module_class(manifest.class_name, import_path=manifest.class_import)
+        except HubError as e:
+            raise HubError(f"{manifest.ref}: {e}") from None
         module = _construct(spec, decode_config(manifest.config), manifest.ref)
         signature = spec.signature(module)
         if signature != manifest.signature:
@@ -386,20 +410,37 @@ class Hub:
         """Load every entry (or every version of one name) as :meth:`load` would, and compare the
         folders with the index.
 
+        An entry whose class is not registered in this process is checked as far as that goes (its
+        manifest, against the index, and the size and sha256 of its weights) and listed in
+        ``unregistered`` rather than ``problems``, unless one of those checks fails.
+
         Returns:
-            the number of entry folders checked and one :class:`Problem` per failure.
+            the number of entry folders checked, one :class:`Problem` per failure, and one per entry of an
+            unregistered class.
         """
         if name is not None:
             names = [validate_name(name)]
         else:
             names = sorted({*self.names(), *(e.name for e in self.entries())})
         indexed = {(e.name, e.version) for e in self.index.entries(name=name)}
-        problems, checked = [], 0
+        problems, unregistered, checked = [], [], 0
         for n in names:
             for v in self.versions(n):
                 checked += 1
                 try:
-                    self._build(self._open(n, v))
+                    opened = self._open(n, v, check_class=False)
+                    manifest = opened.manifest
+                    if find_module_class(manifest.class_name) is not None:
+                        self._build(opened)
+                    elif (known := registered_at(manifest.class_import)) is not None:
+                        raise HubError(
+                            f"{manifest.ref}: {MANIFEST_FILE} names the class {manifest.class_name!r}, which is "
+                            f"not registered, with the import path of the registered {known.name}; the manifest "
+                            "was edited"
+                        )
+                    else:
+                        message = unregistered_message(manifest.class_name, manifest.class_import)
+                        unregistered.append(Problem(f"{n}@{v}", message))
                 except HubError as e:
                     problems.append(Problem(f"{n}@{v}", str(e)))
                     continue
@@ -408,10 +449,12 @@ class Hub:
                                                         "rebuild the index"))
             for v in sorted(v for m, v in indexed if m == n and v not in self.versions(n)):
                 problems.append(Problem(f"{n}@{v}", "in the index but its folder is missing; rebuild the index"))
-        return VerifyReport(checked, tuple(problems), temporary=len(self._staging_folders()))
+        return VerifyReport(checked, tuple(problems), temporary=len(self._staging_folders()),
+                            unregistered=tuple(unregistered))
 
     def rebuild_index(self) -> VerifyReport:
-        """Rebuild the index from the entry folders; folders that fail their checks are left out. An
+        """Rebuild the index from the entry folders; folders that fail their checks are left out (an
+        entry of a class not registered in this process is kept: the index does not need the class). An
         index file that SQLite cannot read at all is deleted and made anew.
 
         Returns:
@@ -433,7 +476,7 @@ class Hub:
                 for v in self.versions(folder.name):
                     checked += 1
                     try:
-                        opened = self._open(folder.name, v, against_index=False)
+                        opened = self._open(folder.name, v, against_index=False, check_class=False)
                     except HubError as e:
                         problems.append(Problem(f"{folder.name}@{v}", str(e)))
                         continue

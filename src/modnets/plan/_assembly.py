@@ -8,16 +8,33 @@ questions, programs), the **modules** (each reads some nodes), the **merges** th
 (addition, averaging, concatenation, products ...) and the **losses**, each computed on one node's output
 against a target of the data set. A model whose layout changes per example (NMN) is described by the
 union of its layouts: an edge means "may read the output of".
+
+An assembly round-trips through JSON (:meth:`Assembly.to_json`, :meth:`Assembly.from_json`), so one can be
+written by hand and analysed with ``modnets analyze FILE.json``::
+
+    {"format": "modnets-assembly/1", "name": "two-step",
+     "sources": ["x"],
+     "modules": [{"name": "enc", "inputs": ["x"]}, {"name": "head", "inputs": ["enc"]}],
+     "merges": [],
+     "losses": [{"name": "y", "on": "head"}]}
+
+``format``, ``name``, ``merges`` and ``losses`` may be left out, and so may a module's ``inputs``,
+``pretrained`` and ``description``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import ConfigError, UnknownNameError
 
-__all__ = ["CODEPENDENT_MERGES", "SAFE_MERGES", "Assembly", "Loss", "Merge", "ModuleSpec"]
+__all__ = ["ASSEMBLY_FORMAT", "CODEPENDENT_MERGES", "SAFE_MERGES", "Assembly", "Loss", "Merge", "ModuleSpec"]
+
+#: The format name written into an assembly's JSON form.
+ASSEMBLY_FORMAT = "modnets-assembly/1"
 
 #: Merges whose gradient reaches each operand only scaled by a constant (thesis 4.1): the operands train
 #: independently. ``weighted_sum`` is ``a * x + b * y`` with scalar weights; ``select`` passes on one operand
@@ -239,3 +256,125 @@ class Assembly:
     def module_names(self) -> tuple[str, ...]:
         """The modules' names, in declaration order."""
         return tuple(m.name for m in self.modules)
+
+    # ------------------------------------------------------------------------------------------ JSON
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form (see the module docstring); :meth:`from_dict` rebuilds an equal assembly."""
+        return {
+            "format": ASSEMBLY_FORMAT,
+            "name": self.name,
+            "sources": list(self.sources),
+            "modules": [{"name": m.name, "inputs": list(m.inputs), "pretrained": m.pretrained,
+                         "description": m.description} for m in self.modules],
+            "merges": [{"name": m.name, "inputs": list(m.inputs), "op": m.op} for m in self.merges],
+            "losses": [{"name": loss.name, "on": loss.on} for loss in self.losses],
+        }
+
+    def to_json(self) -> str:
+        """The JSON text of :meth:`to_dict`, indented; ``Assembly.from_json(a.to_json()) == a``."""
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, where: str = "assembly") -> Assembly:
+        """An assembly from its JSON-ready form, checked field by field.
+
+        Args:
+            data: as :meth:`to_dict` writes it; ``format``, ``name``, ``merges``, ``losses`` and a module's
+                ``inputs``, ``pretrained`` and ``description`` may be left out.
+            where: how messages name the data (a file name).
+
+        Raises:
+            ConfigError: an unknown or missing field, a value of the wrong type, or an assembly that fails
+                the checks of :class:`Assembly`; the message names the field's path.
+        """
+        _check_fields(data, where, required=("sources", "modules"),
+                      optional=("format", "name", "merges", "losses"))
+        if "format" in data and data["format"] != ASSEMBLY_FORMAT:
+            raise ConfigError(f"{where}.format must be {ASSEMBLY_FORMAT!r}, got {data['format']!r}")
+        name = data.get("name", "assembly")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{where}.name must be a non-empty string, got {name!r}")
+        sources = _strings(data["sources"], f"{where}.sources")
+        modules, merges, losses = [], [], []
+        for i, item in enumerate(_objects(data["modules"], f"{where}.modules")):
+            at = f"{where}.modules[{i}]"
+            _check_fields(item, at, required=("name",), optional=("inputs", "pretrained", "description"))
+            pretrained, description = item.get("pretrained", False), item.get("description", "")
+            if not isinstance(pretrained, bool):
+                raise ConfigError(f"{at}.pretrained must be true or false, got {pretrained!r}")
+            if not isinstance(description, str):
+                raise ConfigError(f"{at}.description must be a string, got {description!r}")
+            label, inputs = _string(item["name"], f"{at}.name"), _strings(item.get("inputs", []), f"{at}.inputs")
+            modules.append(_made(at, ModuleSpec, label, inputs, pretrained, description))
+        for i, item in enumerate(_objects(data.get("merges", []), f"{where}.merges")):
+            at = f"{where}.merges[{i}]"
+            _check_fields(item, at, required=("name", "inputs", "op"), optional=())
+            merges.append(_made(at, Merge, _string(item["name"], f"{at}.name"),
+                                _strings(item["inputs"], f"{at}.inputs"), _string(item["op"], f"{at}.op")))
+        for i, item in enumerate(_objects(data.get("losses", []), f"{where}.losses")):
+            at = f"{where}.losses[{i}]"
+            _check_fields(item, at, required=("name", "on"), optional=())
+            losses.append(_made(at, Loss, _string(item["name"], f"{at}.name"), _string(item["on"], f"{at}.on")))
+        return _made(where, cls, sources=sources, modules=tuple(modules), merges=tuple(merges),
+                     losses=tuple(losses), name=name)
+
+    @classmethod
+    def from_json(cls, text: str | bytes, *, where: str = "assembly") -> Assembly:
+        """An assembly from the JSON text :meth:`to_json` writes (or one written by hand).
+
+        Args:
+            text: the JSON text.
+            where: how messages name the text (a file name).
+
+        Raises:
+            ConfigError: text that is not JSON (the message gives the line and column), or any error of
+                :meth:`from_dict`.
+
+        Example:
+            >>> a = Assembly(sources=("x",), modules=(ModuleSpec("enc", ("x",)),), losses=(Loss("y", on="enc"),))
+            >>> Assembly.from_json(a.to_json()) == a
+            True
+        """
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{where} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
+        except (UnicodeDecodeError, TypeError) as e:
+            raise ConfigError(f"{where} is not JSON text ({e})") from None
+        return cls.from_dict(data, where=where)
+
+
+def _made(where: str, factory: Any, *args: Any, **kwargs: Any) -> Any:
+    """``factory(*args, **kwargs)``, its ConfigError prefixed with where the data came from."""
+    try:
+        return factory(*args, **kwargs)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _check_fields(data: Any, where: str, *, required: tuple[str, ...], optional: tuple[str, ...]) -> None:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where} must be a JSON object, got {type(data).__name__}")
+    accepted = (*required, *optional)
+    unknown = [k for k in data if k not in accepted]
+    if unknown:
+        raise ConfigError(f"{where} has unknown fields {unknown}; accepted: {', '.join(accepted)}")
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise ConfigError(f"{where} lacks the fields {missing}")
+
+
+def _objects(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{where} must be a JSON list, got {type(value).__name__}")
+    return value
+
+
+def _string(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    return tuple(_string(v, f"{where}[{i}]") for i, v in enumerate(_objects(value, where)))
