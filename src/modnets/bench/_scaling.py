@@ -5,7 +5,9 @@ routing given as a ``RouteResult``, router cost excluded) at fixed B and d, for 
 routing the FLOPs per example do not depend on E; what grows is the parameter memory (E * 2 * d * h floats,
 and as much again for their gradients, written anew at every step) and the number of rows per module
 shrinks (B / E), so the per-module matmuls get smaller. Headline routing: balanced (B/E rows per module
-at random positions); ``results[...]["iid"]`` repeats it with an i.i.d. uniform choice.
+at random positions); ``results[...]["iid"]`` repeats it with an i.i.d. uniform choice, and
+``results[...]["router"]`` with the loads of a freshly initialised gated router that routes inside the step
+(its cost and gate weights included), as ``modnets bench dispatch`` measures them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from .._threads import num_threads
-from ..routing import choose_strategy, make_groups
+from ..routing import MLPExperts, ModularLayer, Router, choose_strategy, make_groups
 from ._dispatch import ROUTINGS, fixed_choice, fixed_route, layer_config, make_layer, step_fn
 from ._timing import median_times
 
@@ -50,6 +52,14 @@ def run(quick: bool = False) -> dict:
                     lambda layer=layer, route=route: layer(x, route).output, params, grad_out
                 )
                 strategies[(n_modules, routing)] = choose_strategy(layer.experts, x, make_groups(choice, n_modules))
+            torch.manual_seed(n_modules)
+            gated = ModularLayer(modules=MLPExperts(n_modules=n_modules, d_in=d, d_hidden=hidden, d_out=d),
+                                 router=Router(n_modules=n_modules, d_in=d, mode="topk", gate="softmax_topk"))
+            steps[(n_modules, "router")] = step_fn(lambda gated=gated: gated(x).output, [x, *gated.parameters()],
+                                                   grad_out)
+            with torch.no_grad():
+                strategies[(n_modules, "router")] = choose_strategy(
+                    gated.experts, x, make_groups(gated.router(x).choice[:, 0], n_modules))
         t = median_times({f"{e}/{r}": s for (e, r), s in steps.items()}, repeats=repeats, warmup=warmup)
 
     def entry(n_modules: int, routing: str) -> dict:
@@ -65,11 +75,13 @@ def run(quick: bool = False) -> dict:
             **entry(e, "balanced"),
             "params_mib": round(e * 2 * (d * hidden + hidden) * 4 / 2**20, 1),
             "iid": entry(e, "iid"),
+            "router": entry(e, "router"),
         }
         for e in n_modules_list
     }
     first, last = n_modules_list[0], n_modules_list[-1]
     results["ratio_iid"] = round(t[f"{last}/iid"] / t[f"{first}/iid"], 3)
+    results["ratio_router"] = round(t[f"{last}/router"] / t[f"{first}/router"], 3)
     config = layer_config(batch, d, hidden, n_modules_list, repeats, warmup, quick)
     config["timing"] = "median; all E values and routings interleaved round-robin in one process"
     return {
