@@ -211,3 +211,21 @@ def test_the_time_budget_ends_fit_with_a_flag():
     done = fit(objective, rows, config=FitConfig(epochs=1, batch_size=8), collate=default_collate,
                run=RunDir(progress=False))
     assert not done.out_of_time and done.steps == 8
+
+
+def test_an_objective_whose_terms_lack_loss_is_refused():
+    class NoLoss(nn.Module):
+        batch_keys = {"x": "(B, 6) inputs"}
+
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Linear(6, 1)
+
+        def loss(self, batch):
+            return {"mse": self.net(batch["x"]).pow(2).mean()}
+
+        def predict(self, batch):
+            return self.net(batch["x"])
+
+    with pytest.raises(ConfigError, match="must include 'loss'"):
+        fit(NoLoss(), [_batch()], config=FitConfig(), collate=lambda b: b[0], run=RunDir(progress=False))

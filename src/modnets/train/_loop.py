@@ -188,6 +188,9 @@ class Stepper:
             bad = e
         if bad is None and terms is None:
             return None
+        if bad is None and "loss" not in terms:
+            raise ConfigError(f"{self.owner}'s loss terms must include 'loss' (the quantity minimised), got "
+                              f"{sorted(terms)}")
         if bad is None:
             assert terms is not None
             bad = nonfinite_loss(terms, step, self.owner)

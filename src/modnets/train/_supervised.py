@@ -219,6 +219,9 @@ def fit(
                     check_batch(objective, batch)
                 batch = to_device(batch, dev)
                 outcome = stepper(lambda b=batch: loss_fn(b), state.steps + 1, scale=_share(len(rows), size))
+                if outcome is None:
+                    raise ConfigError(f"{type(objective).__name__}.loss returned None; it must return the named loss "
+                                      "terms, a dict with 'loss'")
                 state.steps += 1
                 state.skipped += outcome.skipped
                 if state.steps % config.log_every == 0 or state.steps == total:  # a device sync: only here
