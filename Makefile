@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test test-all lint bench gpu-check clean install data-packages
+.PHONY: demo test test-all lint bench gpu-check clean install data-packages docs
 
 install: $(STAMP)
 
@@ -49,6 +49,12 @@ gpu-check: $(STAMP)
 	$(BIN)/python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'gpu-check: no CUDA device')"
 	$(BIN)/python -m pytest
 	$(BIN)/modnets bench dispatch --device cuda --json
+
+# The documentation site, built into site/ with warnings as errors; installs the docs extra when missing.
+docs: $(STAMP)
+	@$(BIN)/python -c "import mkdocs, material, mkdocstrings_handlers.python" 2>/dev/null \
+		|| $(BIN)/pip install --quiet -c constraints.txt -e '.[docs]'
+	$(BIN)/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,6 +1,7 @@
 """The Objective contract: every training algorithm meets it, fit checks it, and no objective creates a tensor on
 a device other than its inputs'."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -229,3 +230,14 @@ def test_an_objective_whose_terms_lack_loss_is_refused():
 
     with pytest.raises(ConfigError, match="must include 'loss'"):
         fit(NoLoss(), [_batch()], config=FitConfig(), collate=lambda b: b[0], run=RunDir(progress=False))
+
+
+@pytest.mark.parametrize("name", [o[0] for o in OBJECTIVES])
+def test_bf16_autocast_trains_every_objective_on_the_cpu(name):
+    objective, batch = {n: (o, b) for n, o, b in _objectives()}[name]
+    n = len(next(iter(batch.values())))
+    rows = [{k: v[i] for k, v in batch.items()} for i in range(n)]
+    collate = _clevr_collate if name == "nmn" else default_collate
+    result = fit(objective, rows, config=FitConfig(epochs=2, batch_size=n, precision="bf16", log_every=1),
+                 collate=collate, run=RunDir(progress=False))
+    assert result.steps == 2 and all(np.isfinite(row["loss"]) for row in result.history), name

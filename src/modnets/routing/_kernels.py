@@ -267,7 +267,10 @@ class _BucketedChain(torch.autograd.Function):
                     ob.relu_()
             elif hidden:
                 torch.bmm(hb, w, out=ob)
-                torch._add_relu_(ob, b.unsqueeze(1))  # bias and ReLU in one pass
+                if ob.dtype in (torch.float32, torch.float64):
+                    torch._add_relu_(ob, b.unsqueeze(1))  # bias and ReLU in one pass
+                else:  # the fused kernel has no bfloat16 / float16 version on the CPU
+                    ob.add_(b.unsqueeze(1)).relu_()
             else:
                 torch.baddbmm(b.unsqueeze(1), hb, w, out=ob)
             for e, start, stop in overflow:
@@ -341,4 +344,11 @@ def bucketed_chain(x_slots: Tensor, groups: Groups, *params: Tensor | None) -> T
         (S, d_out) in the same layout (values at padding slots are arbitrary).
     """
     layout = (groups.n_modules, groups.capacity, groups.overflow, groups.overflow_ids)
+    kind = x_slots.device.type
+    if torch.is_autocast_enabled(kind):
+        # the chain writes into preallocated outputs, which autocast cannot see: run it in the autocast dtype
+        dtype = torch.get_autocast_dtype(kind)
+        with torch.autocast(kind, enabled=False):
+            return _BucketedChain.apply(x_slots.to(dtype), layout,
+                                        *(None if q is None else q.to(dtype) for q in params))
     return _BucketedChain.apply(x_slots, layout, *params)

@@ -266,7 +266,8 @@ class TopKBuffer(RoutingObjective):
             if bool(rerun.any()):
                 n, j = rerun.nonzero(as_tuple=True)
                 out, again = self._run(x[n], y[n], None if task is None else task[n], self.buffer.choice[index[n], j])
-                ll, lp = ll.index_put((n, j), again), lp.index_put((n, j), out.route.log_prob)
+                # (under autocast the rerun may come back in another precision)
+                ll, lp = ll.index_put((n, j), again.to(ll.dtype)), lp.index_put((n, j), out.route.log_prob.to(lp.dtype))
             mask = valid.to(ll.dtype)
             per_example = per_example + valid.sum(1)
             task_rows.append((ll * mask).t().reshape(-1))

@@ -164,7 +164,8 @@ class RoutingObjective(nn.Module, ABC):
                 step = int(self.steps) + 1
                 raise NumericalError(f"step {step}: the router's probabilities hold NaN or inf", step=step,
                                      module=type(self.model).__name__, quantity="routing probabilities")
-            stats = routing_stats(route.probs.detach())
+            probs = route.probs.detach().float()  # under bf16 autocast the rows sum to 1 only to ~1e-2
+            stats = routing_stats(probs / probs.sum(-1, keepdim=True))
             terms["H(A)"] = route.probs.new_tensor(stats.entropy)
             terms["H(A|X)"] = route.probs.new_tensor(stats.conditional_entropy)
             terms["I(A;X)"] = route.probs.new_tensor(stats.mutual_information)

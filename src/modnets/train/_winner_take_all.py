@@ -282,7 +282,10 @@ class WinnerTakeAll(nn.Module):
         shape = (x.shape[0], *mu.shape[1:])
         noise = torch.randn(shape, device=x.device) if self.config.sample else torch.zeros(shape, device=x.device)
         directions = torch.randint(0, 2, (self.config.probes, *shape), device=x.device).to(x.dtype) * 2 - 1
-        return self.terms(x, noise=noise, directions=directions, shape=batch.get("shape"))
+        # full precision even under bf16 autocast: the matrix exponentials of the Lie-group transforms and the
+        # exact re-check of the winner overflow or tie in bfloat16
+        with torch.autocast(x.device.type, enabled=False):
+            return self.terms(x, noise=noise, directions=directions, shape=batch.get("shape"))
 
     @torch.no_grad()
     def predict(self, batch: Mapping[str, Tensor]) -> Tensor:
