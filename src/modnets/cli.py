@@ -5,6 +5,7 @@ Exit codes: 0 success, 2 bad usage or bad input (one line on stderr, no tracebac
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -120,6 +121,10 @@ def run(
         None, "--set", help="PATH=VALUE, e.g. fit.lr=1e-3 or methods='[\"em\"]' (repeatable, applied last); a path "
         "that does not start at a top-level field sets every field whose path ends with it: fit.epochs=1"
     ),
+    data: str | None = typer.Option(
+        None, "--data", help="real data in place of the generated set, e.g. 3dshapes:/path/to/3dshapes.h5 (imn); "
+        "the same as --set data=VALUE"
+    ),
     out: Path | None = typer.Option(None, "--out", help="run folder (default runs/NAME[-quick])"),
     seed: int = typer.Option(0, "--seed", help="random seed of the preset"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
@@ -150,6 +155,11 @@ def run(
         raise ConfigError(f"experiment {name!r} does not train data-parallel; --nproc works with: "
                           f"{', '.join(parallel)}")
     overrides = overrides or []
+    if data is not None:
+        if "data" not in {f.name for f in dataclasses.fields(exp.Config)}:
+            takes = [n for n in EXPERIMENTS if "data" in {f.name for f in dataclasses.fields(get_experiment(n).Config)}]
+            raise ConfigError(f"experiment {name!r} takes no --data; --data works with: {', '.join(takes)}")
+        overrides = [f"data={json.dumps(data)}", *overrides]
     # bad options, files and overrides fail before any work
     config = _with_backend(_config(exp, quick, seed, config_file, overrides), name, backend, ray_address)
     out = out or Path("runs") / (f"{name}-quick" if quick else name)

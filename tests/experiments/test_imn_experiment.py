@@ -30,3 +30,32 @@ def test_config_refuses_bad_sizes():
     with pytest.raises(ConfigError, match="image_size must be a power of two >= 8, got 48"):
         imn.Config(image_size=48)
     assert imn.Config.for_mode(True).image_size == 32
+
+
+def _write_3dshapes(path, n=120):
+    """A file in the layout of DeepMind's 3dshapes.h5: uint8 images and the six factor values."""
+    import h5py
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    labels = np.column_stack([rng.integers(0, 10, (n, 3)) / 10, 0.75 + rng.integers(0, 8, n) * (0.5 / 7),
+                              rng.integers(0, 4, n).astype(float), -30 + rng.integers(0, 15, n) * (60 / 14)])
+    with h5py.File(path, "w") as f:
+        f["images"] = rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8)
+        f["labels"] = labels
+
+
+def test_a_run_on_the_real_3dshapes_file_format(tmp_path):
+    imn = get_experiment("imn")
+    _write_3dshapes(tmp_path / "3dshapes.h5")
+    # of the 110 rows drawn about half are cubes or spheres: 40 train, the rest (about 15) test
+    config = imn.Config(quick=True, image_size=16, n_train=40, n_test=70, m=2, n=3, latent_dim=2, matrix_size=4,
+                        hidden=16, channels=4, fit=FitConfig(epochs=1, batch_size=20),
+                        data=f"3dshapes:{tmp_path / '3dshapes.h5'}", factor_values={"shape": (0, 2)})
+    report = imn.run(config, tmp_path / "run", progress=False)
+    report.write(tmp_path / "run")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["shapes"] == ["cube", "sphere"] and metrics["config"]["data"].startswith("3dshapes:")
+    assert "real 3dshapes set" in report.summary
+    with pytest.raises(ConfigError, match="'3dshapes:PATH'"):
+        imn.Config(data="clevr:/somewhere")
