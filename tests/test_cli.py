@@ -49,6 +49,8 @@ def test_reproduce_quick_writes_a_combined_report(tmp_path, capsys):
     for name in EXPERIMENTS:
         assert (tmp_path / name / "report.md").exists() and f"{name}/report.md" in report
     assert (tmp_path / "nmn" / "error_by_depth.png").exists()
+    page = (tmp_path / "report.html").read_text()
+    assert all(f'href="{name}/report.html"' in page for name in EXPERIMENTS)
 
 
 def test_diverged_training_is_a_failure_with_one_line_and_exit_code_1(capsys, monkeypatch):

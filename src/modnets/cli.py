@@ -190,6 +190,7 @@ def reproduce(
 ) -> None:
     """Run every experiment and write one combined report."""
     from .experiments import EXPERIMENTS, get_experiment
+    from .experiments._report import write_html
 
     parts = [f"# modnets reproductions ({'quick' if quick else 'full'} mode, seed {seed})", ""]
     metrics = {}
@@ -202,6 +203,7 @@ def reproduce(
         parts += [f"## {report.title}", "", report.summary, "", report.headline, "",
                   f"Full report: [{name}/report.md]({name}/report.md)", ""]
     (out / "report.md").write_text("\n".join(parts))
+    write_html("\n".join(parts), out / "report.html")  # its links lead to each experiment's report.html
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     typer.echo(f"combined report: {out / 'report.md'}")
 

@@ -1,5 +1,8 @@
 """Experiment reports: a markdown report, a metrics JSON and the figures, in one run folder.
 
+``report.html`` next to ``report.md`` is the same report as one self-contained page, its figures embedded
+(:func:`write_html`), which opens in a browser without the rest of the folder.
+
 ``metrics.json`` holds the run's whole config under ``"config"``; :func:`read_run_config` reads it back (or
 a plain config file), which is how ``modnets run NAME --config RUN/metrics.json`` repeats a run.
 """
@@ -14,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from .._config import Config, read_config_file
+from ._html import write_html
 
-__all__ = ["Report", "markdown_table", "percent", "read_run_config"]
+__all__ = ["Report", "markdown_table", "percent", "read_run_config", "write_html"]
 
 
 def percent(x: float | None, digits: int = 1) -> str:
@@ -26,10 +30,18 @@ def percent(x: float | None, digits: int = 1) -> str:
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A GitHub-flavoured markdown table."""
-    lines = ["| " + " | ".join(map(str, headers)) + " |", "| " + " | ".join("---" for _ in headers) + " |"]
-    lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
-    return "\n".join(lines)
+    """A GitHub-flavoured markdown table; a ``|`` in a cell is escaped so that it stays in its cell.
+
+    Example:
+        >>> print(markdown_table(["norm", "value"], [("||x||", 2)]))
+        | norm | value |
+        | --- | --- |
+        | \\|\\|x\\|\\| | 2 |
+    """
+    def row(cells: Sequence[Any]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    return "\n".join([row(headers), "| " + " | ".join("---" for _ in headers) + " |", *map(row, rows)])
 
 
 @dataclass
@@ -69,12 +81,18 @@ class Report:
         return "\n".join(parts)
 
     def write(self, directory: str | Path) -> Path:
-        """Write ``report.md`` and ``metrics.json`` into ``directory``; returns the report path."""
+        """Write ``report.md``, ``report.html`` and ``metrics.json`` into ``directory``; returns the report path.
+
+        ``report.html`` embeds the :attr:`figures`, which must be in ``directory`` already (a figure that is
+        not keeps its file name as the image address).
+        """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "metrics.json").write_text(json.dumps(self.metrics_json(), indent=2, sort_keys=True) + "\n")
         path = directory / "report.md"
-        path.write_text(self.to_markdown())
+        markdown = self.to_markdown()
+        path.write_text(markdown)
+        write_html(markdown, directory / "report.html", title=self.title)
         return path
 
 
