@@ -99,6 +99,15 @@ class ClevrLikeConfig(Config):
         self.balanced = bool(self.balanced)
 
 
+def subset_index(indices) -> torch.Tensor:
+    """``(n,)`` long row indices from ints, a long tensor or array, or a bool mask (the ``subset`` argument of
+    the question data sets)."""
+    idx = torch.as_tensor(np.asarray(indices) if not isinstance(indices, torch.Tensor) else indices)
+    if idx.dtype == torch.bool:
+        idx = idx.nonzero().flatten()
+    return idx.to(torch.long).flatten()
+
+
 def collate_clevr_like(items: Sequence[Mapping]) -> dict:
     """Batch items of :class:`ClevrLikeDataset` (use as ``DataLoader(..., collate_fn=...)``).
 
@@ -197,10 +206,7 @@ class ClevrLikeDataset(Dataset):
 
     def subset(self, indices) -> ClevrLikeDataset:
         """A new data set of the examples at ``indices`` (ints, a long tensor or array, or a bool mask)."""
-        idx = torch.as_tensor(np.asarray(indices) if not isinstance(indices, torch.Tensor) else indices)
-        if idx.dtype == torch.bool:
-            idx = idx.nonzero().flatten()
-        idx = idx.to(torch.long).flatten()
+        idx = subset_index(indices)
         listed = idx.tolist()
         return ClevrLikeDataset(
             images=self.images[idx],

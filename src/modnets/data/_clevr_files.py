@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 
 from ..compose._program import Program
 from ..errors import ConfigError, DataUnavailableError, ProgramSyntaxError, UnknownNameError
-from ._clevr import collate_clevr_like
+from ._clevr import collate_clevr_like, subset_index
 from ._clevr_functions import clevr_program
 from ._clevr_programs import ANSWERS
 from ._clevr_scene import COLORS, SHAPES, SIZES, Scene
@@ -122,10 +122,7 @@ class ClevrDataset(Dataset):
 
     def subset(self, indices) -> ClevrDataset:
         """A new data set of the questions at ``indices`` (ints, a long tensor or array, or a bool mask)."""
-        idx = torch.as_tensor(np.asarray(indices) if not isinstance(indices, torch.Tensor) else indices)
-        if idx.dtype == torch.bool:
-            idx = idx.nonzero().flatten()
-        listed = idx.to(torch.long).flatten().tolist()
+        listed = subset_index(indices).tolist()
         return ClevrDataset(
             image_paths=self.image_paths, image_rows=self.image_rows[listed],
             image_indices=self.image_indices[listed], programs=[self.programs[j] for j in listed],

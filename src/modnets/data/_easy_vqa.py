@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 
 from ..compose._program import Program
 from ..errors import ConfigError, DataUnavailableError
-from ._clevr import collate_clevr_like
+from ._clevr import collate_clevr_like, subset_index
 from ._easy_vqa_parser import EASY_VQA_ANSWERS, easy_vqa_kind, parse_easy_vqa_question
 
 __all__ = ["EasyVQADataset", "collate_easy_vqa", "load_easy_vqa"]
@@ -121,10 +121,7 @@ class EasyVQADataset(Dataset):
 
     def subset(self, indices) -> EasyVQADataset:
         """A new data set of the questions at ``indices`` (ints, a long tensor or array, or a bool mask)."""
-        idx = torch.as_tensor(np.asarray(indices) if not isinstance(indices, torch.Tensor) else indices)
-        if idx.dtype == torch.bool:
-            idx = idx.nonzero().flatten()
-        listed = idx.to(torch.long).flatten().tolist()
+        listed = subset_index(indices).tolist()
         return EasyVQADataset(
             images=self.images, image_rows=self.image_rows[listed], image_ids=self.image_ids[listed],
             programs=[self.programs[j] for j in listed], answers=self.answers[listed],
