@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError, ShapeError
 from ._likelihood import check_labels
-from ._objective import Batch, input_fits
+from ._objective import Batch, check_input, input_fits
 
 __all__ = ["Classification", "classification_terms"]
 
@@ -72,13 +72,7 @@ class Classification(nn.Module):
         """``(B, C)`` the model's class scores for a batch."""
         if self._reads_batch:
             return self.model.logits(batch)
-        x = batch[self.input]
-        if not isinstance(x, Tensor) or not x.is_floating_point():
-            got = x.dtype if isinstance(x, Tensor) else type(x).__name__
-            raise ConfigError(f"batch[{self.input!r}] must be a floating torch.Tensor, got {got}")
-        dtype = next((p.dtype for p in self.model.parameters()), x.dtype)
-        if x.dtype != dtype:
-            raise ConfigError(f"batch[{self.input!r}] must be {dtype} like the model's parameters, got {x.dtype}")
+        x = check_input(batch[self.input], self.input, self.model)
         with input_fits(self.input, x, type(self.model).__name__):
             return self.model(x)
 

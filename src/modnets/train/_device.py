@@ -15,7 +15,7 @@ import torch
 
 from ..errors import ConfigError
 
-__all__ = ["PRECISIONS", "autocast", "available_devices", "resolve_device", "to_device"]
+__all__ = ["PRECISIONS", "autocast", "available_devices", "device_of", "resolve_device", "to_device"]
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -52,6 +52,11 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if dev.type == "mps" and "mps" in have:
         return dev
     raise ConfigError(f"device {str(device)!r} is not available on this machine; available: {', '.join(have)}")
+
+
+def device_of(module: torch.nn.Module) -> torch.device:
+    """Where ``module``'s parameters live (the CPU for a module without any)."""
+    return next((p.device for p in module.parameters()), torch.device("cpu"))
 
 
 def to_device(batch: Any, device: torch.device) -> Any:

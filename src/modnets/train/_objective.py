@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError, ShapeError
 
-__all__ = ["Batch", "Objective", "check_batch", "check_objective", "input_fits"]
+__all__ = ["Batch", "Objective", "check_batch", "check_input", "check_objective", "input_fits"]
 
 Batch = Mapping[str, Any]
 
@@ -93,6 +93,23 @@ def check_batch(objective: Objective, batch: object) -> None:
         extra = f"; the batch has {', '.join(map(repr, unexpected))} instead" if unexpected else ""
         raise ConfigError(f"{type(objective).__name__}: the batch has no {_describe({k: keys[k] for k in missing})}"
                           f"{extra} (it reads {', '.join(map(repr, keys))})")
+
+
+def check_input(x: object, key: str, model: nn.Module) -> Tensor:
+    """``batch[key]`` checked as a model input: a torch tensor of the dtype of ``model``'s parameters.
+
+    Raises:
+        ConfigError: another type (a NumPy array, a list) or another dtype (float64 into a float32 model); the
+            message names the key, what was received and how to convert it.
+    """
+    if not isinstance(x, Tensor):
+        raise ConfigError(f"batch[{key!r}] must be a torch.Tensor, got {type(x).__name__} (convert it with "
+                          "torch.as_tensor(x, dtype=torch.float32))")
+    dtype = next((p.dtype for p in model.parameters()), x.dtype)
+    if x.dtype != dtype:
+        raise ConfigError(f"batch[{key!r}] must be {dtype} like the model's parameters, got {x.dtype} "
+                          f"(convert it with x.to({dtype}))")
+    return x
 
 
 _WIDTH_MISMATCH = re.compile(r"shapes cannot be multiplied|size mismatch|Expected .*channels|must match the size")

@@ -25,7 +25,7 @@ from ..errors import ConfigError, NumericalError, ShapeError
 from ..routing import RoutedModel, RoutedOutput, Router, RouteResult, routing_stats
 from ._distributed import all_mean
 from ._likelihood import LogLikelihood, categorical_log_likelihood
-from ._objective import Batch, input_fits
+from ._objective import Batch, check_input, input_fits
 from ._regularizers import RoutingRegularizers
 
 __all__ = ["REWARDS", "Batch", "RoutingObjective", "repeat_rows"]
@@ -114,14 +114,7 @@ class RoutingObjective(nn.Module, ABC):
         """``batch["x"]``, checked: a floating tensor of the model's dtype, finite."""
         if not isinstance(batch, Mapping) or "x" not in batch:
             raise ConfigError(f"a batch must be a mapping with keys 'x' and 'y', got {type(batch).__name__}")
-        x = batch["x"]
-        if not isinstance(x, Tensor):
-            raise ConfigError(f"batch['x'] must be a torch.Tensor, got {type(x).__name__} (convert it with "
-                              "torch.as_tensor(x, dtype=torch.float32))")
-        dtype = next((p.dtype for p in self.model.parameters()), torch.float32)
-        if x.dtype != dtype:
-            raise ConfigError(f"batch['x'] must be {dtype} like the model's parameters, got {x.dtype} "
-                              f"(convert it with x.to({dtype}))")
+        x = check_input(batch["x"], "x", self.model)
         if not bool(torch.isfinite(x).all()):
             step = int(self.steps) + 1
             raise NumericalError(f"step {step}: batch['x'] holds NaN or inf values", step=step,

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from .._checks import check_ints
 from .._config import Config
 from ..errors import ConfigError, NumericalError
-from ._device import to_device
+from ._device import device_of, to_device
 from ._objective import Objective, check_objective
 from ._run_dir import RunDir
 from ._supervised import FitConfig, fit
@@ -307,7 +307,7 @@ def validation_loss(
     n = len(dataset)  # type: ignore[arg-type]
     if n == 0:
         raise ConfigError("the validation set is empty")
-    device = next((p.device for p in objective.parameters()), torch.device("cpu"))
+    device = device_of(objective)
     was_training = objective.training
     objective.eval()
     total = 0.0

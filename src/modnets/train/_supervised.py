@@ -17,7 +17,7 @@ from .._config import Config
 from ..errors import ConfigError
 from ..routing import RoutedOutput, RouteResult
 from ._checkpoint import Checkpointer, get_rng_state, set_rng_state
-from ._device import PRECISIONS, check_precision, resolve_device, to_device
+from ._device import PRECISIONS, check_precision, device_of, resolve_device, to_device
 from ._distributed import all_any, all_gather_objects, all_mean, barrier, broadcast_object, wire_device, world
 from ._loop import NONFINITE, LoopState, Stepper, progress_bar
 from ._objective import Batch, Objective, check_batch, check_objective
@@ -305,7 +305,7 @@ def predict(
     """
     if not callable(getattr(objective, "predict", None)):
         raise ConfigError(f"predict needs an Objective (with predict(batch)), got {type(objective).__name__}")
-    device = _device_of(objective)
+    device = device_of(objective)
     was_training = objective.training
     objective.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
@@ -313,10 +313,6 @@ def predict(
         return torch.cat([objective.predict(to_device(batch, device)).cpu() for batch in loader])
     finally:
         objective.train(was_training)
-
-
-def _device_of(module: nn.Module) -> torch.device:
-    return next((p.device for p in module.parameters()), torch.device("cpu"))
 
 
 @torch.no_grad()
@@ -345,7 +341,7 @@ def predict_routed(
     was_training = model.training
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
-    device = _device_of(model)
+    device = device_of(model)
     outs = [model(b["x"].to(device), task=None if b.get("task") is None else b["task"].to(device), mode=mode)
             for b in loader]
     model.train(was_training)
