@@ -44,6 +44,10 @@ Public names:
 - ``plot_surrogate_correlation``: scatter of full-model loss against SGM loss with the least-squares line.
 - ``surrogate_correlation``: Pearson r and its two-sided p-value between SGM and full-model losses.
 - ``plot_training_curves``: plot one logged measure of several runs, one line per run.
+- ``Spread``: one measurement over seeds: mean, sample standard deviation, count and per-seed values.
+- ``plot_spreads``: bars of means with one-standard-deviation error bars and a dot per seed.
+- ``spread``: mean and spread of per-seed values.
+- ``spread_by``: per key, the spread over seeds of a curve measured once per seed.
 """
 
 from ..plan import CODEPENDENT_MERGES as CODEPENDENT_MERGES
@@ -79,6 +83,10 @@ from ._pareto import select_near_pareto as select_near_pareto
 from ._recovery import Recovery as Recovery
 from ._recovery import recovery_scores as recovery_scores
 from ._routing_plots import plot_routing_curves as plot_routing_curves
+from ._seeds import Spread as Spread
+from ._seeds import plot_spreads as plot_spreads
+from ._seeds import spread as spread
+from ._seeds import spread_by as spread_by
 from ._surrogate_correlation import SurrogateCorrelation as SurrogateCorrelation
 from ._surrogate_correlation import plot_surrogate_correlation as plot_surrogate_correlation
 from ._surrogate_correlation import surrogate_correlation as surrogate_correlation

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from ..errors import ShapeError
 from ._figures import save_figure
+from ._seeds import Spread
 
 __all__ = ["accuracy_by", "majority_baseline", "plot_error_curves"]
 
@@ -34,7 +35,7 @@ def accuracy_by(correct: Tensor, groups: Tensor) -> dict[int, float]:
 
 
 def plot_error_curves(
-    curves: Mapping[str, Mapping[int, float]],
+    curves: Mapping[str, Mapping[int, float | Spread]],
     path: str | Path,
     *,
     xlabel: str = "program depth",
@@ -44,8 +45,11 @@ def plot_error_curves(
 ) -> Path:
     """Plot error (1 - accuracy, in %) against a group variable, one line per model; writes a PNG.
 
+    A curve measured over several seeds (values are :class:`Spread` of accuracies) is drawn as its mean
+    with a band of one standard deviation either side.
+
     Args:
-        curves: label -> {x: accuracy}.
+        curves: label -> {x: accuracy}, or {x: :class:`Spread` of accuracies over seeds}.
         path: output PNG.
         xlabel: what x is.
         title: plot title.
@@ -58,7 +62,17 @@ def plot_error_curves(
     ax = fig.subplots()
     for label, acc in curves.items():
         xs = sorted(acc)
-        ax.plot(xs, [100 * (1 - acc[x]) for x in xs], marker="o", label=label)
+        if all(isinstance(acc[x], Spread) for x in xs):
+            mean = [100 * (1 - acc[x].mean) for x in xs]
+            std = [100 * acc[x].std for x in xs]
+            n = max((acc[x].n for x in xs), default=0)
+            line = ax.plot(xs, mean, marker="o", label=f"{label} ({n} seeds)" if n > 1 else label)[0]
+            if n > 1:
+                ax.fill_between(xs, [m - s for m, s in zip(mean, std, strict=True)],
+                                [m + s for m, s in zip(mean, std, strict=True)], color=line.get_color(), alpha=0.2,
+                                linewidth=0)
+        else:
+            ax.plot(xs, [100 * (1 - float(acc[x])) for x in xs], marker="o", label=label)
     for label, acc in (references or {}).items():
         xs = sorted(acc)
         ax.plot(xs, [100 * (1 - acc[x]) for x in xs], linestyle=":", marker="x", label=label)

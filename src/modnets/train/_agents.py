@@ -125,7 +125,7 @@ class TrainResult:
         size: the curriculum level reached (the largest problem size trained on).
         levels: level -> how it ended (a level with no training data for the module ends ``"no data"``).
         history: the logged measures: ``step``, ``seconds``, ``size``, ``loss``, ``error``, ``saturation``
-            (operators), ``grad_abs`` (mean absolute gradient per parameter).
+            (operators), ``decision_error`` (control module), ``grad_abs`` (mean absolute gradient per parameter).
         state_dict: the trained weights (filled in by :class:`ModuleJobs`, to come back from other processes).
     """
 
@@ -153,6 +153,7 @@ class _Terms(NamedTuple):
     loss: Tensor
     error: float
     saturation: float | None
+    measures: dict[str, float] | None = None  # logged beside loss and error, not used by the criterion
 
 
 #: ``step(size, generator, device) -> _Terms | None``: one batch's loss at a curriculum level (``None``: no data
@@ -218,6 +219,7 @@ def _train(name: str, module: nn.Module, step_fn: StepFn, config: AgentTrainingC
                 row = {"loss": loss, "error": terms.error}
                 if terms.saturation is not None:
                     row["saturation"] = terms.saturation
+                row.update(terms.measures or {})
                 extra = {"size": size, "grad_abs": outcome.grad_abs} if log else None
                 state.record(row, log=log, extra=extra, logger=logger, prefix=name, bar=bar)
                 bar.update()
@@ -367,7 +369,8 @@ def train_control(
     """Train the control module alone: teacher-forced action sequences of the traces, noisy R(t).
 
     The digestor reads every R(t) of the trace (with ``noise``), the policy sees the true previous action,
-    and the loss is the cross-entropy of its selections. A trace is wrong when any selection is.
+    and the loss is the cross-entropy of its selections. A trace is wrong when any selection is (the
+    criterion's error); the history also logs ``decision_error``, the fraction of wrong selections.
 
     Args:
         control: the control module (trained in place).
@@ -391,8 +394,9 @@ def train_control(
         logits = control.sequence(reps, trace.previous, mask=active)  # (B, T, A)
         loss = F.cross_entropy(logits[active], trace.actions[active])
         with torch.no_grad():
-            wrong = ((logits.argmax(-1) != trace.actions) & active).any(1)
-        return _Terms(loss, float(wrong.float().mean()), None)
+            wrong_steps = (logits.argmax(-1) != trace.actions) & active
+            decision_error = float(wrong_steps.sum() / active.sum().clamp_min(1))
+        return _Terms(loss, float(wrong_steps.any(1).float().mean()), None, {"decision_error": decision_error})
 
     return _train(name, control, step, config, saturation=False, run=run)
 
