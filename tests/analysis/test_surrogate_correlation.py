@@ -32,3 +32,21 @@ def test_constant_losses_give_nan_and_bad_input_is_refused():
 def test_scatter_plot_is_written(tmp_path):
     path = plot_surrogate_correlation([1, 2, 3, 4], [1.1, 2.3, 2.9, 4.2], tmp_path / "s.png", colors=[1, 2, 1, 2])
     assert path.stat().st_size > 1000
+
+
+def test_spearman_and_the_bootstrap_interval_of_r():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=40)
+    y = 0.8 * x + 0.5 * rng.normal(size=40)
+    c = surrogate_correlation(x.tolist(), y.tolist(), resamples=500, seed=3)
+    assert c.spearman == pytest.approx(stats.spearmanr(x, y).statistic)
+    assert c.r_low < c.r < c.r_high and c.r_high - c.r_low < 0.5
+    # a monotone but non-linear relation: Spearman is 1, Pearson below
+    m = surrogate_correlation([1, 2, 3, 4, 5], [1, 2, 4, 8, 100])
+    assert m.spearman == pytest.approx(1.0) and m.r < 0.9
+    # no linear relation (a parabola symmetric about the middle): r = 0 and the interval covers it
+    xs = list(range(30))
+    z = surrogate_correlation(xs, [(x - 14.5) ** 2 for x in xs], seed=1)
+    assert abs(z.r) < 1e-9 and z.r_low < 0 < z.r_high
+    with pytest.raises(ConfigError, match="resamples"):
+        surrogate_correlation([1, 2, 3], [1, 2, 3], resamples=0)

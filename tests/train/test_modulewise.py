@@ -77,3 +77,33 @@ def test_the_sgm_target_of_a_negated_question_is_the_answer_before_negation():
     target = parts.head_target(torch.tensor([yes, yes]), layouts, len(EASY_VQA_ANSWERS))
     assert target.tolist() == [EASY_VQA_ANSWERS.index("no"), yes]
     assert set(parts.unit) == {"stem", "find", "and", "or"} and parts.heads == ("describe", "exist")
+
+
+def test_nmn_find_unit_is_the_stem_and_the_mask_modules_of_the_model():
+    from modnets.train import nmn_find_unit
+
+    model = nmn(True, image_size=32, hidden=16)
+    unit = nmn_find_unit(model)
+    assert unit["stem"] is model.stem and "find" in unit and "relate" in unit
+    assert not any(name in unit for name in ("exist", "count", "describe"))
+    shifted = {k: v + 1 if v.is_floating_point() else v for k, v in unit.state_dict().items()}
+    unit.load_state_dict(shifted)  # the unit's modules are the model's own
+    for key, value in model.stem.state_dict().items():
+        assert torch.equal(value, shifted[f"stem.{key}"])
+
+
+def test_a_frozen_unit_stays_fixed_while_the_rest_of_the_model_trains():
+    from modnets.modules import freeze
+    from modnets.train import nmn_find_unit
+
+    model = nmn(True, image_size=32, hidden=16)
+    unit = nmn_find_unit(model)
+    before = {k: v.clone() for k, v in unit.state_dict().items()}
+    freeze(*unit.values())
+    model.train()
+    images = torch.rand(4, 3, 32, 32)
+    programs = [Program("exist", children=(Program("find", "red"),))] * 4
+    model(images, programs).sum().backward()
+    assert all(p.grad is None for p in unit.parameters())
+    assert all(torch.equal(v, before[k]) for k, v in unit.state_dict().items())  # batch-norm statistics too
+    assert any(p.grad is not None for p in model.library["exist"].parameters())

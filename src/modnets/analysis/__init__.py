@@ -40,9 +40,9 @@ Public names:
 - ``Recovery``: agreement of chosen modules with the truth, per routed layer.
 - ``recovery_scores``: compare chosen modules with the true components, layer by layer.
 - ``plot_routing_curves``: one panel per diagnostic against training step, one line per method.
-- ``SurrogateCorrelation``: Pearson correlation between SGM losses and full-model losses.
+- ``SurrogateCorrelation``: correlation between SGM losses and full-model losses.
 - ``plot_surrogate_correlation``: scatter of full-model loss against SGM loss with the least-squares line.
-- ``surrogate_correlation``: Pearson r and its two-sided p-value between SGM and full-model losses.
+- ``surrogate_correlation``: Pearson r (p-value, bootstrap interval) and Spearman rho of SGM vs full-model losses.
 - ``plot_training_curves``: plot one logged measure of several runs, one line per run.
 - ``Spread``: one measurement over seeds: mean, sample standard deviation, count and per-seed values.
 - ``plot_spreads``: bars of means with one-standard-deviation error bars and a dot per seed.

@@ -21,17 +21,25 @@ __all__ = ["SurrogateCorrelation", "plot_surrogate_correlation", "surrogate_corr
 
 @dataclass(frozen=True)
 class SurrogateCorrelation:
-    """Pearson correlation between SGM losses and full-model losses.
+    """Correlation between SGM losses and full-model losses.
 
     Attributes:
         r: Pearson's correlation coefficient (NaN when either loss does not vary).
         p_value: two-sided p-value of r under the null hypothesis of no correlation (NaN as r).
         n: number of module versions.
+        spearman: Spearman's rank correlation (NaN as r).
+        spearman_p_value: its two-sided p-value.
+        r_low: lower end of the 95 % percentile bootstrap interval of r (resampling the versions).
+        r_high: upper end of that interval.
     """
 
     r: float
     p_value: float
     n: int
+    spearman: float = math.nan
+    spearman_p_value: float = math.nan
+    r_low: float = math.nan
+    r_high: float = math.nan
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,12 +59,17 @@ def _losses(sgm_losses: Sequence[float], full_losses: Sequence[float]) -> tuple[
     return x, y
 
 
-def surrogate_correlation(sgm_losses: Sequence[float], full_losses: Sequence[float]) -> SurrogateCorrelation:
-    """Pearson r and its two-sided p-value between SGM losses and full-model losses.
+def surrogate_correlation(sgm_losses: Sequence[float], full_losses: Sequence[float], *, resamples: int = 2000,
+                          seed: int = 0) -> SurrogateCorrelation:
+    """Pearson r with its two-sided p-value and 95 % bootstrap interval, and Spearman's rho, between SGM
+    losses and full-model losses.
 
     Args:
         sgm_losses: ``n`` SGM validation losses, one per module version (n >= 3).
         full_losses: ``n`` full-model validation losses of the same versions.
+        resamples: bootstrap resamples of the versions for the interval of r (resamples in which a loss
+            does not vary are dropped).
+        seed: seeds the resampling.
 
     Raises:
         ShapeError: different lengths.
@@ -64,16 +77,27 @@ def surrogate_correlation(sgm_losses: Sequence[float], full_losses: Sequence[flo
 
     Example:
         >>> c = surrogate_correlation([1.0, 2.0, 3.0, 4.0], [2.1, 3.9, 6.2, 8.0])
-        >>> round(c.r, 3), c.p_value < 0.01
-        (0.999, True)
+        >>> round(c.r, 3), c.p_value < 0.01, c.spearman, c.r_low <= c.r <= c.r_high
+        (0.999, True, 1.0, True)
     """
-    from scipy.stats import pearsonr
+    import numpy as np
+    from scipy.stats import pearsonr, spearmanr
 
+    if not isinstance(resamples, int) or isinstance(resamples, bool) or resamples < 1:
+        raise ConfigError(f"resamples must be a positive int, got {resamples!r}")
     x, y = _losses(sgm_losses, full_losses)
     if len(set(x)) == 1 or len(set(y)) == 1:
         return SurrogateCorrelation(math.nan, math.nan, len(x))
-    result = pearsonr(x, y)
-    return SurrogateCorrelation(float(result.statistic), float(result.pvalue), len(x))
+    pearson, rank = pearsonr(x, y), spearmanr(x, y)
+    xs, ys = np.asarray(x), np.asarray(y)
+    picks = np.random.default_rng(seed).integers(0, len(x), size=(resamples, len(x)))
+    bx, by = xs[picks], ys[picks]  # (resamples, n)
+    bx, by = bx - bx.mean(1, keepdims=True), by - by.mean(1, keepdims=True)
+    norm = np.sqrt((bx**2).sum(1) * (by**2).sum(1))
+    rs = (bx * by).sum(1)[norm > 0] / norm[norm > 0]
+    low, high = (np.percentile(rs, [2.5, 97.5]) if rs.size else (math.nan, math.nan))
+    return SurrogateCorrelation(float(pearson.statistic), float(pearson.pvalue), len(x), float(rank.statistic),
+                                float(rank.pvalue), float(low), float(high))
 
 
 def plot_surrogate_correlation(
@@ -114,5 +138,6 @@ def plot_surrogate_correlation(
         ax.plot(xs, slope * xs + intercept, c="0.4", lw=0.8, ls="--")
     ax.set_xlabel("SGM validation loss")
     ax.set_ylabel("full-model validation loss")
-    ax.set_title(f"{title}\nPearson r = {corr.r:.2f}, p = {corr.p_value:.2g}, n = {corr.n}")
+    ax.set_title(f"{title}\nPearson r = {corr.r:.2f} [{corr.r_low:.2f}, {corr.r_high:.2f}], "
+                 f"Spearman {corr.spearman:.2f}, n = {corr.n}")
     return save_figure(fig, path)

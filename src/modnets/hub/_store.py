@@ -20,7 +20,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-import types
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from torch import Tensor, nn
 
 from .._files import fsync_dir, publish_dir, write_durably
 from ..errors import HubError, ModnetsError
-from ..modules import Signature
+from ..modules import Signature, freeze
 from ..types import DataType
 from ._codec import decode_config, encode_config
 from ._index import HubIndex
@@ -282,7 +281,7 @@ class Hub:
         name, version = self._resolve(name, version)
         module = self._build(self._open(name, version))
         if frozen:
-            _freeze(module)
+            freeze(module)
         return module
 
     def manifest(self, name: str, version: int | str | None = None) -> Manifest:
@@ -585,13 +584,3 @@ def _check_rebuilds(spec: ModuleClass, config: dict[str, Any], module: nn.Module
         raise HubError(f"{spec.name} rebuilt from its config has other weights ({', '.join(diff[:5])}); "
                        "its config does not describe the module")
 
-
-def _stay_in_eval(self: nn.Module, mode: bool = True) -> nn.Module:
-    return nn.Module.train(self, False)
-
-
-def _freeze(module: nn.Module) -> None:
-    """No gradients, and evaluation mode that ``train()`` (also a parent's) does not undo."""
-    module.requires_grad_(False)
-    module.eval()
-    module.train = types.MethodType(_stay_in_eval, module)  # type: ignore[method-assign]

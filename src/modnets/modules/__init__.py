@@ -12,6 +12,7 @@ Public names:
 - ``CNNStem``: a small convolutional feature extractor: strided 3x3 convolutions with ReLU.
 - ``FeatureAttention``: attend over a feature map with an attention map; one feature vector per example.
 - ``coordinate_channels``: two channels holding each cell's x and y coordinate in [-1, 1].
+- ``freeze``: no gradients and a fixed evaluation mode for trained modules inside a model that trains on.
 - ``Signature``: named input types -> output type.
 - ``LowRankLinear``: a linear map with a factorised weight ``W = W_A W_B`` of rank ``rank``.
 - ``MaskReadout``: read an attention mask as the NMN answering modules do, one vector per example.
@@ -26,6 +27,7 @@ from ._blocks import MLP as MLP
 from ._blocks import CNNStem as CNNStem
 from ._blocks import FeatureAttention as FeatureAttention
 from ._blocks import coordinate_channels as coordinate_channels
+from ._freeze import freeze as freeze
 from ._signature import Signature as Signature
 from ._surrogate import LowRankLinear as LowRankLinear
 from ._surrogate import MaskReadout as MaskReadout

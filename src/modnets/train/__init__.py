@@ -57,6 +57,7 @@ Public names:
 - ``NMNModulewiseConfig``: settings of ``train_nmn_modulewise``.
 - ``NMNModulewiseResult``: what ``train_nmn_modulewise`` did.
 - ``train_nmn_modulewise``: train an NMN module by module along its training plan, in place.
+- ``nmn_find_unit``: an NMN's mask-making unit (stem and non-answering modules), as module-wise training sees it.
 - ``Objective``: a training algorithm for ``fit``: an ``nn.Module`` with ``loss``, ``predict`` and ``batch_keys``.
 - ``check_batch``: check that a batch carries every key an objective reads.
 - ``RoutingRegularizers``: weights of the routing regularisers (0 switches one off).
@@ -140,6 +141,7 @@ from ._loop import LoopState as LoopState
 from ._loop import Stepper as Stepper
 from ._nmn_modulewise import NMNModulewiseConfig as NMNModulewiseConfig
 from ._nmn_modulewise import NMNModulewiseResult as NMNModulewiseResult
+from ._nmn_modulewise import nmn_find_unit as nmn_find_unit
 from ._nmn_modulewise import train_nmn_modulewise as train_nmn_modulewise
 from ._objective import Objective as Objective
 from ._objective import check_batch as check_batch

@@ -45,7 +45,7 @@ from ._search import SearchConfig, SearchResult, search
 from ._supervised import FitConfig, fit
 from ._surrogate import SurrogateScore, surrogate_score, train_through_surrogate
 
-__all__ = ["NMNModulewiseConfig", "NMNModulewiseResult", "train_nmn_modulewise"]
+__all__ = ["NMNModulewiseConfig", "NMNModulewiseResult", "nmn_find_unit", "train_nmn_modulewise"]
 
 Batch = Mapping[str, Any]
 #: the plan's name for the question prior
@@ -154,8 +154,8 @@ class _Parts:
         self.model = model
         self.library = model.library
         self.heads = tuple(h for h in heads if h in self.library)
-        inner = [n for n in self.library.names if n not in self.heads and _is_mask_module(self.library, n)]
-        self.unit = nn.ModuleDict({"stem": model.stem, **{n: self.library[n] for n in inner}})
+        self.unit = nmn_find_unit(model, exclude=self.heads)
+        inner = [n for n in self.unit if n != "stem"]
         self.mask_type = self.library.signature(inner[0]).output if inner else Mask()
 
     def layouts(self, programs: Sequence[Program]) -> list[_Layout]:
@@ -181,6 +181,21 @@ class _Parts:
     def route(self, layouts: Sequence[_Layout]) -> Tensor:
         """``(B,)`` 0 where the answering module reads the features under the mask, 1 where it reads the map."""
         return torch.tensor([0 if self.library.signature(lay.head.name).context else 1 for lay in layouts])
+
+
+def nmn_find_unit(model: nn.Module, *, exclude: Sequence[str] = ()) -> nn.ModuleDict:
+    """The NMN's mask-making unit that module-wise training calls ``find``: the image stem and every library
+    module whose output is not an answer (``find``, ``relate``, ``and``, ...), keyed ``"stem"`` and by name.
+
+    The modules are the model's own (no copy): loading a state into the unit loads it into the model.
+
+    Args:
+        model: an :class:`~modnets.models.NMN` (``stem``, ``library``).
+        exclude: library modules to leave out.
+    """
+    library = model.library
+    inner = [n for n in library.names if n not in exclude and _is_mask_module(library, n)]
+    return nn.ModuleDict({"stem": model.stem, **{n: library[n] for n in inner}})
 
 
 def _is_mask_module(library, name: str) -> bool:
