@@ -43,3 +43,13 @@ def test_plots_of_spreads_write_images(tmp_path):
     runs = {"two seeds": [[{"step": 1, "loss": 1.0}, {"step": 2, "loss": 0.5}], [{"step": 1, "loss": 0.9}]],
             "one run": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}]}
     assert plot_training_curves(runs, tmp_path / "runs.png", x="step", y="loss").stat().st_size > 1000
+
+
+def test_search_trials_are_drawn_one_panel_per_study(tmp_path):
+    from modnets.analysis import plot_search_trials
+
+    studies = {"find": [{"params": {"lr": 1e-3}, "value": 1.0}, {"params": {"lr": 1e-2}, "value": None}],
+               "end to end": [{"params": {"lr": 3e-3}, "value": 0.5}]}
+    assert plot_search_trials(studies, tmp_path / "s.png").stat().st_size > 1000
+    with pytest.raises(ConfigError, match="at least one study"):
+        plot_search_trials({}, tmp_path / "none.png")

@@ -34,6 +34,14 @@ def test_nmn_experiment_smoke(tmp_path):
         for seed in metrics["per_seed"]:
             cost = seed["train_seconds"][regime]
             assert 0 < cost["parallel"] <= cost["sequential"]
+    # every module searched with the same budget; the end-to-end search ran for the module-wise searches' time
+    for seed in metrics["per_seed"]:
+        searches = seed["modulewise"]["modular_typed"]["searches"]
+        assert set(searches) == {"encoder", "find", "describe", "exist", "count"}
+        assert all(len(s["trials"]) == 1 for s in searches.values())
+        e2e = seed["train_seconds"]["end_to_end"]
+        assert e2e["search"] > 0 and e2e["sequential"] > e2e["search"]
+    assert (tmp_path / "seed0" / "searches.png").stat().st_size > 1000
     # the SGM study: candidates near the Pareto front selected, each then measured in the full model
     sgm = metrics["sgm"]
     assert len(sgm["candidates"]) == 4 and len(sgm["selected"]) == 3

@@ -13,6 +13,7 @@ from modnets.train import (
     FitConfig,
     NMNModulewiseConfig,
     RunDir,
+    nmn_find_unit,
     train_nmn_modulewise,
     validation_loss,
 )
@@ -43,16 +44,31 @@ def test_nmn_modulewise_trains_every_part_from_the_plan_and_the_cache(tiny, tmp_
     assert set(done.run.timings.cache_seconds) == {"find"} and done.to_dict()["module_seconds"].keys() == {
         "encoder", "find", "describe", "exist", "count"}
     assert done.sgm_score is not None and done.sgm_score.n == len(valid)
-    assert len(done.search.trials) == 2 and done.find_params["lr"] == done.search.best_params["lr"]
+    # every module searched with the same trial budget, then trained with its best learning rate
+    assert set(done.searches) == {"encoder", "find", "describe", "exist", "count"}
+    for name, found in done.searches.items():
+        assert len(found.trials) == 2, name
+        assert done.params[name]["lr"] == found.best_params["lr"]
+    assert done.params["find"]["rank"] == done.searches["find"].best_params["rank"]
     after = model.state_dict()
     for prefix in ("stem.", "library.table.find.", "library.table.describe.", "library.table.exist.",
                    "library.table.count.", "question_prior."):
         assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(prefix)), prefix
-    cache = AuxiliaryDataset(tmp_path / "cache" / "find", producer=torch.nn.ModuleDict(
-        {"stem": model.stem, **{n: model.library[n] for n in ("find", "relate", "and", "or")}}))
+    unit = nmn_find_unit(model)
+    cache = AuxiliaryDataset(tmp_path / "cache" / "find", producer=unit)
     assert len(cache) == len(train) and cache.tensors["mask"].dtype == torch.float16
-    assert (tmp_path / "checkpoints" / "describe").is_dir() and (tmp_path / "search" / "find.db").exists()
+    assert (tmp_path / "checkpoints" / "describe").is_dir() and (tmp_path / "search" / "find" / "find.db").exists()
+    assert (tmp_path / "search" / "describe" / "describe.db").exists()
+    assert len(AuxiliaryDataset(tmp_path / "cache" / "find_valid", producer=unit)) == len(valid)
     assert validation_loss(Classification(model, target="answer"), train, collate=collate) < loss_before
+
+
+def test_a_search_without_validation_data_is_refused(tiny, tmp_path):
+    train, _ = tiny
+    model = nmn(True, image_size=16, hidden=8)
+    with pytest.raises(ConfigError, match="validation set"):
+        train_nmn_modulewise(model, train, plan=dependencies(nmn_assembly(True)).plan, collate=collate,
+                             run=RunDir(tmp_path, progress=False), config=NMNModulewiseConfig(search_trials=1))
 
 
 def test_nmn_modulewise_refuses_a_plan_that_does_not_match_the_prior(tiny, tmp_path):

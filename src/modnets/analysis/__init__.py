@@ -45,6 +45,7 @@ Public names:
 - ``surrogate_correlation``: Pearson r (p-value, bootstrap interval) and Spearman rho of SGM vs full-model losses.
 - ``plot_training_curves``: plot one logged measure of several runs, one line per run.
 - ``Spread``: one measurement over seeds: mean, sample standard deviation, count and per-seed values.
+- ``plot_search_trials``: one panel per hyper-parameter search, each trial's value against a parameter.
 - ``plot_spreads``: bars of means with one-standard-deviation error bars and a dot per seed.
 - ``spread``: mean and spread of per-seed values.
 - ``spread_by``: per key, the spread over seeds of a curve measured once per seed.
@@ -83,6 +84,7 @@ from ._pareto import select_near_pareto as select_near_pareto
 from ._recovery import Recovery as Recovery
 from ._recovery import recovery_scores as recovery_scores
 from ._routing_plots import plot_routing_curves as plot_routing_curves
+from ._search_trials import plot_search_trials as plot_search_trials
 from ._seeds import Spread as Spread
 from ._seeds import plot_spreads as plot_spreads
 from ._seeds import spread as spread

@@ -476,8 +476,9 @@ def _report(config: Config, metrics: dict, runs: list[SeedRun], figures: list[st
         f"up to length {lt} ({'quick mode' if config.quick else 'full mode'}, {n} seed{'s' if n > 1 else ''}: "
         f"{', '.join(map(str, config.seed_list))}): one end to end through the unrolled loop, the other module by "
         f"module with input noise (eq. 3.1 / 3.2, level {config.noise}). Monolithic training took "
-        f"{_s(times['monolithic'], '{:.0f}', unit=' s')}, modular training {_s(times['modular_sequential'], '{:.0f}', unit=' s')} "
-        f"when the modules run one after another and {_s(times['modular_parallel'], '{:.0f}', unit=' s')} measured with "
+        f"{_s(times['monolithic'], '{:.0f}', unit=' s')}, modular training "
+        f"{_s(times['modular_sequential'], '{:.0f}', unit=' s')} when the modules run one after another and "
+        f"{_s(times['modular_parallel'], '{:.0f}', unit=' s')} measured with "
         f"{workers} worker processes: a speed-up of {_s(speedup, '{:.1f}', unit='x')} per seed (thesis: about "
         f"{PAPER_SPEEDUP:.0f}x). The monolithic run met its criterion in {met['monolithic']} of {n} seeds, the "
         f"modular one (every module) in {met['modular_sequential']} of {n}."
@@ -548,9 +549,10 @@ def _control_section(config: Config, metrics: dict) -> str:
     per_decision = metrics["control_steps_per_decision_criterion"]
     return (
         f"The control module took {_s(ctrl['share_of_modular_seconds'], percent=True)} of the sequential modular "
-        f"time. It needed {_s(ctrl['steps'], '{:.0f}', unit=' s')}teps, against "
+        f"time. It needed {_s(ctrl['steps'], '{:.0f}')} steps, against "
         + ", ".join(f"{k} {_s(mods[k]['steps'], '{:.0f}')}" for k in operators)
-        + f"; but each of its steps cost {_s(ctrl['ms_per_step'], '{:.1f}', unit=' ms')} against {op_ms:.1f} ms on average "
+        + f"; but each of its steps cost {_s(ctrl['ms_per_step'], '{:.1f}', unit=' ms')} against {op_ms:.1f} ms on "
+        f"average "
         f"for an operator step. The reason is what one step reads: an operator step fits {config.batch_size} "
         f"transitions, each one pass over a tape of at most {config.max_train_length} positions; a control step "
         f"digests every R(t) of {config.batch_size} whole traces, {steps:.1f} steps long on average at lists up to "
@@ -558,7 +560,7 @@ def _control_section(config: Config, metrics: dict) -> str:
         f"{steps:.0f} times as many positions per step, then the controller LSTM runs along each trace. Its "
         f"criterion is also strict: a trace counts wrong when any of its selections is. Had each level ended when "
         f"the fraction of wrong selections was <= {percent(config.criterion.max_error)} instead (estimated from "
-        f"the logged `decision_error`), the control module would have trained {_s(per_decision, '{:.0f}', unit=' s')}teps "
+        f"the logged `decision_error`), the control module would have trained {_s(per_decision, '{:.0f}')} steps "
         f"instead of {_s(ctrl['steps'], '{:.0f}')}. The thesis reports that the control module \"converges sooner\" "
         f"than the operators in steps (Fig. 3.9), not in time."
     )
@@ -570,8 +572,8 @@ def _comparison(config: Config, metrics: dict, runs: list[SeedRun]) -> str:
     mono_var = metrics["monolithic"]["error_variability"]
     rows = [
         ("wall time, monolithic / modular (sequential)", f"about {PAPER_SPEEDUP:.0f}x (one order of magnitude)",
-         _s(metrics["speedup"], "{:.1f}", unit="x") + ("" if n == 1 else
-                                                   f" (ratio of the mean times {metrics['speedup_of_mean_times']:.1f}x)")),
+         _s(metrics["speedup"], "{:.1f}", unit="x")
+         + ("" if n == 1 else f" (ratio of the mean times {metrics['speedup_of_mean_times']:.1f}x)")),
         ("wall time, monolithic / modular (parallel)", "shorter still (not measured)",
          _s(metrics["speedup_parallel"], "{:.1f}", unit="x")),
         ("training steps", "modular needs more steps",
@@ -606,11 +608,13 @@ def _verdict(config: Config, metrics: dict, runs: list[SeedRun]) -> str:
     if speed.n:
         if speed.low > 1:
             parts.append(f"Modular training reached its criterion faster than monolithic training in every seed, as "
-                         f"in the thesis, by {speed.format('{:.1f}', unit='x', count=True)} (thesis: about {PAPER_SPEEDUP:.0f}x).")
+                         f"in the thesis, by {speed.format('{:.1f}', unit='x', count=True)} (thesis: about "
+                         f"{PAPER_SPEEDUP:.0f}x).")
         elif speed.high < 1:
             parts.append("Modular training was slower than monolithic training in every seed, unlike the thesis.")
         else:
-            parts.append(f"The speed-up ({speed.format('{:.1f}', unit='x')}) is above 1 in some seeds and below in others: "
+            parts.append(f"The speed-up ({speed.format('{:.1f}', unit='x')}) is above 1 in some seeds and below in "
+                         f"others: "
                          f"no consistent direction.")
     mono_var = metrics["monolithic"]["error_variability"]["mean"]
     calmer = [k for k, m in metrics["modules"].items() if m["error_variability"]["mean"] < mono_var]

@@ -41,7 +41,7 @@ from ._auxiliary import AuxiliaryDataset, cache_outputs
 from ._backends import StageRun, run_stages
 from ._classification import Classification
 from ._run_dir import RunDir
-from ._search import SearchConfig, SearchResult, search
+from ._search import SearchConfig, SearchResult, fit_objective, search
 from ._supervised import FitConfig, fit
 from ._surrogate import SurrogateScore, surrogate_score, train_through_surrogate
 
@@ -54,6 +54,7 @@ ENCODER = "encoder"
 FIND = "find"
 
 
+
 @dataclass
 class NMNModulewiseConfig(Config):
     """Settings of :func:`train_nmn_modulewise`.
@@ -64,10 +65,15 @@ class NMNModulewiseConfig(Config):
         prior: how the question prior trains.
         sgm_rank: L, rank of the SGM's factorised weight.
         sgm_dropout: the SGM's dropout (also used for its MC-dropout score).
-        search_trials: Optuna trials searching ``find``'s learning rate and SGM rank on its SGM validation
-            loss before it trains (0: no search). Needs ``valid``.
-        search_examples: training examples per trial (the first ones).
+        search_trials: the Optuna trial budget of every module (0: no search), spent before the module
+            trains: ``find``'s learning rate and SGM rank on its SGM validation loss, the question prior's and
+            each answering module's learning rate on its own validation loss (the answering modules on
+            ``valid`` run through the trained ``find``, cached beside the training cache). Needs ``valid``.
+        search_examples: training examples per trial (the first ones; an answering module: the first ones
+            of its cached examples).
         search_epochs: epochs per trial.
+        search_lr: the range the searches of the question prior and the answering modules draw their
+            learning rate from (log-uniform).
         cache_dtype: ``"float16"`` or ``"float32"``: how masks and features are cached.
     """
 
@@ -79,11 +85,16 @@ class NMNModulewiseConfig(Config):
     search_trials: int = 0
     search_examples: int = 1000
     search_epochs: int = 1
+    search_lr: tuple[float, float] = (1e-4, 3e-2)
     cache_dtype: str = "float16"
 
     def __post_init__(self) -> None:
         check_ints(self, "sgm_rank", "search_examples", "search_epochs")
         check_ints(self, "search_trials", minimum=0)
+        self.search_lr = tuple(self.search_lr)
+        if len(self.search_lr) != 2 or not 0 < self.search_lr[0] < self.search_lr[1]:
+            raise ConfigError(f"NMNModulewiseConfig.search_lr must be (low, high) with 0 < low < high, got "
+                              f"{self.search_lr!r}")
         if not 0.0 <= self.sgm_dropout < 1.0:
             raise ConfigError(f"NMNModulewiseConfig.sgm_dropout must be in [0, 1), got {self.sgm_dropout!r}")
         if self.cache_dtype not in ("float16", "float32"):
@@ -100,23 +111,24 @@ class NMNModulewiseResult:
         run: the plan's execution; its ``timings`` hold the per-module and per-cache times and the
             sequential and parallel cost.
         sgm_score: the ``find`` unit scored by its SGM on ``valid`` (``None`` without ``valid``).
-        search: the Optuna search of ``find`` (``None`` without one).
-        find_params: the learning rate and SGM rank ``find`` trained with.
+        searches: module name -> its Optuna search (empty without ``search_trials``).
+        params: module name -> the hyper-parameters it trained with (``lr``; ``find``: also ``rank``).
     """
 
     run: StageRun
     sgm_score: SurrogateScore | None
-    search: SearchResult | None
-    find_params: dict[str, float]
+    searches: dict[str, SearchResult]
+    params: dict[str, dict[str, float]]
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.run.to_dict(),
             "sgm_score": None if self.sgm_score is None else asdict(self.sgm_score),
-            "search": None if self.search is None else {
-                "best_params": self.search.best_params, "best_value": self.search.best_value,
-                "trials": len(self.search.trials), "seconds": self.search.seconds},
-            "find_params": self.find_params,
+            "searches": {name: {"best_params": found.best_params, "best_value": found.best_value,
+                                "seconds": found.seconds,
+                                "trials": [{"params": t["params"], "value": t["value"]} for t in found.trials]}
+                         for name, found in self.searches.items()},
+            "params": self.params,
         }
 
 
@@ -309,8 +321,6 @@ def _find_job(parts, train, valid, collate, config, n_answers, seed, run: RunDir
 
 
 def _search_find(parts, train, valid, collate, config, make_sgm, n_answers, seed, run: RunDir):
-    if valid is None:
-        raise ConfigError("NMNModulewiseConfig.search_trials > 0 needs a validation set (valid=...)")
     subset = Subset(train, range(min(config.search_examples, len(train))))
     initial = copy.deepcopy(parts.unit.state_dict())
 
@@ -328,39 +338,88 @@ def _search_find(parts, train, valid, collate, config, make_sgm, n_answers, seed
                                 target="head_answer", samples=10).loss
         return value if math.isfinite(value) else math.nan
 
-    folder = run.folder("search")
-    if not run.resume:
-        shutil.rmtree(folder)
     try:
-        return search(objective, config=SearchConfig(trials=config.search_trials, seed=seed, study_name=FIND,
-                                                     load_if_exists=run.resume), directory=folder,
-                      progress=run.progress)
+        return _search(objective, FIND, config, seed, run)
     finally:
         parts.unit.load_state_dict(initial)
 
 
-def _prior_job(model, train, collate, config, seed, run: RunDir):
+def _search(objective, name: str, config: NMNModulewiseConfig, seed: int, run: RunDir) -> SearchResult:
+    """One module's Optuna study of ``config.search_trials`` trials, stored in ``search/NAME`` (a study left by
+    an earlier run is continued with ``run.resume``, else replaced)."""
+    folder = run.folder("search") / name
+    if not run.resume:
+        shutil.rmtree(folder, ignore_errors=True)
+    return search(objective, config=SearchConfig(trials=config.search_trials, seed=seed, study_name=name,
+                                                 load_if_exists=run.resume), directory=folder, progress=run.progress)
+
+
+def _lr_search(name: str, module: nn.Module, build: Callable[[], nn.Module], train: Dataset, valid: Dataset,
+               fit_config: FitConfig, collate, config: NMNModulewiseConfig, seed: int, run: RunDir) -> SearchResult:
+    """Search the learning rate of ``module`` (trained as the objective ``build()`` wraps it), each trial from
+    the same initial weights on the first ``search_examples`` training examples; the weights are restored."""
+    initial = copy.deepcopy(module.state_dict())
+
+    def objective(trial) -> nn.Module:
+        module.load_state_dict(initial)
+        torch.manual_seed(seed + trial.number)
+        return build()
+
+    def settings(trial) -> FitConfig:
+        return FitConfig(**{**fit_config.to_dict(), "lr": trial.suggest_float("lr", *config.search_lr, log=True),
+                            "epochs": config.search_epochs})
+
+    subset = Subset(train, range(min(config.search_examples, len(train))))
+    try:
+        return _search(fit_objective(objective=objective, fit_config=settings, train=subset, valid=valid,
+                                     collate=collate), name, config, seed, run)
+    finally:
+        module.load_state_dict(initial)
+
+
+def _prior_job(model, train, valid, collate, config, seed, run: RunDir):
+    prior = model.question_prior
+
     def job() -> dict[str, Any]:
+        found, fit_config = None, config.prior
+        if config.search_trials:
+            found = _lr_search(ENCODER, prior, lambda: Classification(prior, target="answer"), train, valid,
+                               config.prior, collate, config, seed, run)
+            fit_config = FitConfig(**{**config.prior.to_dict(), "lr": found.best_params["lr"]})
         torch.manual_seed(seed)
-        done = fit(Classification(model.question_prior, target="answer"), train, config=config.prior, collate=collate,
-                   run=run, name=ENCODER)
-        return {"state": model.question_prior.state_dict(), "steps": done.steps}
+        done = fit(Classification(prior, target="answer"), train, config=fit_config, collate=collate, run=run,
+                   name=ENCODER)
+        return {"state": prior.state_dict(), "steps": done.steps, "search": found, "params": {"lr": fit_config.lr}}
 
     return job
 
 
-def _head_job(parts, name, chains, cache_dir, config, seed, run: RunDir):
+def _head_rows(data: AuxiliaryDataset, parts: _Parts, name: str) -> list[int]:
+    return (data.tensors["head"] == parts.heads.index(name)).nonzero().flatten().tolist()
+
+
+def _head_job(parts, name, chains, cache_dir, valid_dir, config, seed, run: RunDir):
     def job() -> dict[str, Any]:
         data = AuxiliaryDataset(cache_dir, producer=parts.unit)
-        index = parts.heads.index(name)
-        rows = (data.tensors["head"] == index).nonzero().flatten().tolist()
+        rows = _head_rows(data, parts, name)
+        module = parts.library[name]
         if not rows:
-            return {"state": parts.library[name].state_dict(), "steps": 0}
+            return {"state": module.state_dict(), "steps": 0, "search": None, "params": {}}
+        found, fit_config = None, config.heads
+        if config.search_trials:
+            valid = AuxiliaryDataset(valid_dir, producer=parts.unit)
+            valid_rows = _head_rows(valid, parts, name)
+            if valid_rows:
+                found = _lr_search(name, module, lambda: Classification(_HeadOnCache(parts.library, name, chains),
+                                                                        target="answer"),
+                                   Subset(data, rows), Subset(valid, valid_rows), config.heads, default_collate,
+                                   config, seed, run)
+                fit_config = FitConfig(**{**config.heads.to_dict(), "lr": found.best_params["lr"]})
         torch.manual_seed(seed)
         head = _HeadOnCache(parts.library, name, chains)
-        done = fit(Classification(head, target="answer"), Subset(data, rows), config=config.heads,
+        done = fit(Classification(head, target="answer"), Subset(data, rows), config=fit_config,
                    collate=default_collate, run=run, name=name)
-        return {"state": parts.library[name].state_dict(), "steps": done.steps}
+        return {"state": module.state_dict(), "steps": done.steps, "search": found, "params": {"lr": fit_config.lr}}
 
     return job
 
@@ -419,18 +478,21 @@ def train_nmn_modulewise(
     parts = _Parts(model, [h for h in heads if h not in unknown])
     n_answers = next(model.library.signature(h).output.size for h in parts.heads)
     chains = sorted({_layout(p, parts.heads).wrappers for p in _programs(train)})
+    if config.search_trials and valid is None:
+        raise ConfigError("NMNModulewiseConfig.search_trials > 0 needs a validation set (valid=...)")
     cache_dir = run.folder("cache") / FIND
+    valid_dir = run.folder("cache") / f"{FIND}_valid"
 
     jobs: dict[str, Callable[[], Any]] = {
         FIND: _find_job(parts, train, valid, collate, config, n_answers, seed, run),
     }
     if has_prior:
-        jobs[ENCODER] = _prior_job(model, train, collate, config, seed, run)
+        jobs[ENCODER] = _prior_job(model, train, valid, collate, config, seed, run)
     for name in heads:
         if name in unknown:
             jobs[name] = _no_data
         else:
-            jobs[name] = _head_job(parts, name, chains, cache_dir, config, seed, run)
+            jobs[name] = _head_job(parts, name, chains, cache_dir, valid_dir, config, seed, run)
 
     dtype = getattr(torch, config.cache_dtype)
 
@@ -445,6 +507,9 @@ def train_nmn_modulewise(
         }
 
     def cache() -> Any:
+        if config.search_trials:  # the answering modules' searches score on valid through the trained find
+            cache_outputs(parts.unit, valid, directory=valid_dir, outputs=outputs, collate=collate,
+                          targets=("answer",), name=f"{FIND}_valid", progress=run.progress)
         return cache_outputs(parts.unit, train, directory=cache_dir, outputs=outputs, collate=collate,
                              targets=("answer",), name=FIND, progress=run.progress)
 
@@ -458,9 +523,10 @@ def train_nmn_modulewise(
 
     stages = run_stages(plan, partial(_call, jobs), caches={FIND: cache}, collect=collect, backend=backend,
                         address=address, progress=run.progress)
-    found = stages.results[FIND]
-    return NMNModulewiseResult(run=stages, sgm_score=found["score"], search=found["search"],
-                               find_params=found["params"])
+    results = stages.results
+    return NMNModulewiseResult(run=stages, sgm_score=results[FIND]["score"],
+                               searches={k: r["search"] for k, r in results.items() if r.get("search") is not None},
+                               params={k: r["params"] for k, r in results.items() if r.get("params")})
 
 
 def _call(jobs: Mapping[str, Callable[[], Any]], name: str) -> Any:
@@ -468,7 +534,7 @@ def _call(jobs: Mapping[str, Callable[[], Any]], name: str) -> Any:
 
 
 def _no_data() -> dict[str, Any]:
-    return {"state": None, "steps": 0}
+    return {"state": None, "steps": 0, "search": None, "params": {}}
 
 
 def _arg_index(library, call: Program) -> int:
