@@ -521,3 +521,9 @@ def _mixture_mse(seed: int, middle: str) -> float:
 def test_a_gated_moe_beats_the_dense_block_of_equal_compute_on_a_mixture_of_tasks(seed):
     # measured test MSE, MoE / dense: 0.57 / 1.76 and 0.63 / 1.16 for seeds 0 and 1
     assert _mixture_mse(seed, "moe") < 0.75 * _mixture_mse(seed, "dense")
+
+
+def test_an_moe_refuses_a_router_with_independent_picks():
+    with pytest.raises(ConfigError, match="picks='independent'"):
+        MoE(experts=MLPExperts(n_modules=4, d_in=8, d_hidden=8, d_out=8),
+            router=Router(n_modules=4, d_in=8, k=2, picks="independent"), routing="expert_choice")

@@ -313,3 +313,70 @@ def test_a_choice_bias_moves_the_picks_and_nothing_else():
     torch.testing.assert_close(biased.probs, plain.probs)
     with pytest.raises(ShapeError, match=r"bias.*n_modules=4"):
         router(x, bias=torch.zeros(3))
+
+
+@pytest.mark.parametrize("picks", ["plackett_luce", "independent"])
+def test_the_choices_are_the_whole_routing_space_and_their_probabilities_sum_to_one(picks):
+    router = Router(n_modules=4, d_in=3, k=2, picks=picks)
+    choices = router.choices()
+    assert choices.shape == ((16 if picks == "independent" else 12), 2) and router.n_choices() == len(choices)
+    assert len({tuple(c) for c in choices.tolist()}) == len(choices)
+    x = torch.randn(5, 3)
+    total = sum(router(x, choice=c.expand(5, 2)).log_prob.exp() for c in choices)
+    torch.testing.assert_close(total, torch.ones(5))
+    assert Router(n_modules=4, d_in=3, mode="soft").choices().tolist() == [[0, 1, 2, 3]]
+
+
+def test_independent_picks_log_prob_is_the_sum_of_each_slot_categorical_brute_force():
+    router = Router(n_modules=3, static=True, k=2, picks="independent")
+    logits = torch.tensor([[0.0, 1.0, 2.0], [1.5, -1.0, 0.0]])  # one row per slot
+    with torch.no_grad():
+        router.logits.copy_(logits.view(1, 1, 6))
+    p = torch.softmax(logits, -1)
+    for a in range(3):  # brute force: every (slot 0, slot 1) pair, repeats included
+        for b in range(3):
+            r = router(torch.empty(1, 0), choice=torch.tensor([[a, b]]))
+            assert r.log_prob.item() == pytest.approx(math.log(p[0, a] * p[1, b]), rel=1e-5)
+    n = 40000
+    r = router(torch.empty(n, 0), generator=torch.Generator().manual_seed(0))
+    pairs = torch.bincount(r.choice[:, 0, 0] * 3 + r.choice[:, 0, 1], minlength=9).float() / n
+    torch.testing.assert_close(pairs, (p[0][:, None] * p[1][None]).flatten(), atol=0.01, rtol=0)
+    torch.testing.assert_close(r.log_prob, (p[0][r.choice[:, 0, 0]] * p[1][r.choice[:, 0, 1]]).log())
+    torch.testing.assert_close(r.probs[0, 0], p.mean(0))  # the chance that a pick is module m
+    assert r.logits is None
+    assert router(torch.empty(2, 0), mode="argmax").choice[:, 0].tolist() == [[2, 0], [2, 0]]  # per slot
+
+
+def test_independent_picks_may_repeat_a_module_whose_outputs_then_add_up():
+    bank = LinearExperts(n_modules=3, d_in=4, d_out=2)
+    layer = ModularLayer(modules=bank, router=Router(n_modules=3, d_in=4, k=2, picks="independent"), k=2)
+    x = torch.randn(5, 4)
+    out = layer(x, torch.tensor([[1, 1]]).expand(5, 2))
+    single = ModularLayer(modules=bank, router=Router(n_modules=3, d_in=4))(x, torch.ones(5, 1, dtype=torch.long))
+    torch.testing.assert_close(out.output, 2 * single.output)
+    dynamic = Router(n_modules=4, d_in=3, k=3, picks="independent", hidden=5, n_tasks=2)
+    r = dynamic(torch.randn(6, 3), task=torch.tensor([0, 1] * 3))
+    assert r.choice.shape == (6, 1, 3) and dynamic.layer_logits(torch.randn(6, 3)).shape == (6, 3, 4)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"picks": "with_replacement"}, ["picks", "with_replacement"]),
+        ({"picks": "independent", "mode": "soft"}, ["picks='independent'", "mode='soft'"]),
+        ({"picks": "independent", "mode": "gumbel"}, ["picks='independent'", "mode='gumbel'"]),
+        ({"picks": "independent", "mode": "topk", "gate": "softmax_topk", "k": 2}, ["gate='softmax_topk'"]),
+    ],
+)
+def test_bad_picks_raise_config_error(kwargs, words):
+    with pytest.raises(ConfigError) as info:
+        Router(n_modules=4, d_in=3, **kwargs)
+    assert all(w in str(info.value) for w in words)
+
+
+def test_an_independent_router_refuses_soft_calls_and_scores_one_pick_per_slot():
+    router = Router(n_modules=4, d_in=3, k=2, picks="independent")
+    with pytest.raises(ConfigError, match="routes in the modes"):
+        router(torch.randn(2, 3), mode="soft")
+    with pytest.raises(ShapeError, match="one pick per slot"):
+        router(torch.randn(2, 3), choice=torch.zeros(2, 1, dtype=torch.long))

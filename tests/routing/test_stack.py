@@ -64,3 +64,21 @@ def test_bad_stacks_and_routes_raise():
         net(torch.randn(2, 4), torch.zeros(2, 1, 1, dtype=torch.long), samples=2)
     with pytest.raises(ConfigError, match="samples"):
         net(torch.randn(2, 4), samples=0)
+
+
+def test_routings_enumerate_every_joint_routing_last_layer_fastest():
+    def layer(m, k=1, picks="plackett_luce"):
+        return ModularLayer(modules=MLPExperts(n_modules=m, d_in=4, d_hidden=4, d_out=4),
+                            router=Router(n_modules=m, d_in=4, k=k, picks=picks), k=k)
+
+    net = ModularStack(layers=[layer(2), layer(3)])
+    assert net.routings()[:, :, 0].tolist() == [[0, 0], [0, 1], [0, 2], [1, 0], [1, 1], [1, 2]]
+    mixed = ModularStack(layers=[layer(3, 2), layer(3, 2, "independent")])
+    routings = mixed.routings()
+    assert routings.shape == (6 * 9, 2, 2) and len({tuple(r.flatten().tolist()) for r in routings}) == 54
+    out = mixed(torch.randn(54, 4), routings)  # every routing is one the routers can score
+    assert bool(torch.isfinite(out.route.log_prob).all())
+    with pytest.raises(ConfigError, match=r"the stack has 54 joint routings \(6 x 9 choices per layer\), more than "
+                                          r"limit=50"):
+        mixed.routings(limit=50)
+    assert mixed.routings(limit=None).shape == (54, 2, 2)

@@ -13,6 +13,7 @@ from modnets.modules import MaskReadout, SurrogateGradientModule
 from modnets.train import (
     Classification,
     EndToEnd,
+    ExactMarginal,
     FitConfig,
     Objective,
     Reinforce,
@@ -68,6 +69,7 @@ def _objectives():
         ("reinforce-learned-baseline", Reinforce(_routed(), ReinforceConfig(baseline="learned")), _batch()),
         ("topk", TopKBuffer(_routed(), dataset_size=8, config=TopKBufferConfig(buffer_size=2, samples=2)), _batch()),
         ("em", generalized_em(_routed(), dataset_size=8), _batch()),
+        ("exact-marginal", ExactMarginal(_routed()), _batch()),
         ("soft", EndToEnd(_routed(mode="soft")), _batch()),
         ("gumbel", EndToEnd(_routed(mode="gumbel")), _batch()),
         ("per-task", EndToEnd(_routed(n_tasks=2, mode="soft")), _batch(task=torch.tensor([0, 1] * 4))),

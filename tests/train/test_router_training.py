@@ -10,6 +10,7 @@ from modnets.errors import ConfigError, ShapeError
 from modnets.routing import MLPExperts, ModularLayer, ModularStack, Router
 from modnets.train import (
     EndToEnd,
+    ExactMarginal,
     FitConfig,
     GaussianLikelihood,
     Reinforce,
@@ -98,11 +99,13 @@ def test_reinforce_moving_average_baseline_is_subtracted():
     assert_same_grads(net_a, net_b)
 
 
-def test_buffer_of_one_without_sample_gradient_is_kirsch_em():
+@pytest.mark.parametrize("init", ["random", "best_sample"])
+def test_buffer_of_one_without_sample_gradient_is_kirsch_em(init):
     b = batch()
     net_a, net_b = make_net(), make_net()
-    em = generalized_em(net_a, dataset_size=16, config=TopKBufferConfig.em(samples=3))
-    incumbent = None  # reference: (B, L, k) incumbents and their scores, kept by hand
+    em = generalized_em(net_a, dataset_size=16, config=TopKBufferConfig.em(samples=3, init=init))
+    # reference: (B, L, k) incumbents kept by hand; "random" starts from the table drawn at construction
+    incumbent = em.buffer.choice[:16, 0].clone() if init == "random" else None
     for step in range(3):
         torch.manual_seed(100 + step)
         em.loss(b)["loss"].backward()
@@ -131,6 +134,30 @@ def test_buffer_of_one_without_sample_gradient_is_kirsch_em():
             n.zero_grad()
 
 
+def test_em_starts_from_uniformly_random_incumbents_by_default():
+    torch.manual_seed(0)
+    em = generalized_em(make_net(layers=2, m=4), dataset_size=4000)
+    assert em.config.init == "random" and bool(em.buffer.valid[:, 0].all())
+    assert bool((em.buffer.score == float("-inf")).all())  # drawn, not scored yet
+    counts = torch.bincount(em.buffer.choice[:, 0].flatten(), minlength=4).float()  # 2 layers x 4000 picks
+    assert float((counts / counts.sum() - 0.25).abs().max()) < 0.02
+    plain = generalized_em(make_net(), dataset_size=16, config=TopKBufferConfig.em(init="best_sample"))
+    assert not bool(plain.buffer.valid.any())  # filled by the first E-step's best samples
+    assert TopKBufferConfig().init == "best_sample"  # the top-K buffer keeps its behaviour by default
+    with pytest.raises(ConfigError, match="init"):
+        TopKBufferConfig(buffer_size=0, init="random")
+    with pytest.raises(ConfigError, match="holds 0 Router"):
+        TopKBuffer(nn.Linear(2, 2), dataset_size=4, route_shape=(1, 1), config=TopKBufferConfig.em())
+    two_kinds = nn.ModuleList([Router(n_modules=3, d_in=2), Router(n_modules=4, d_in=2)])
+    with pytest.raises(ConfigError, match="holds 2 Router"):
+        TopKBuffer(two_kinds, dataset_size=4, route_shape=(2, 1), config=TopKBufferConfig.em())
+    one_kind = nn.ModuleList([Router(n_modules=3, d_in=2)])  # any model: its one kind of router's choices
+    em = TopKBuffer(one_kind, dataset_size=300, route_shape=(2, 1), config=TopKBufferConfig.em())
+    assert set(em.buffer.choice[:, 0].flatten().tolist()) == {0, 1, 2}
+    with pytest.raises(ConfigError, match="k=2 picks per layer"):
+        TopKBuffer(one_kind, dataset_size=4, route_shape=(1, 2), config=TopKBufferConfig.em())
+
+
 def test_buffer_keeps_the_k_best_distinct_routings():
     net = make_net(layers=1, m=3)
     buf = TopKBuffer(net, dataset_size=8, config=TopKBufferConfig(buffer_size=3, samples=6, sample_gradient=False))
@@ -148,6 +175,24 @@ def test_buffer_keeps_the_k_best_distinct_routings():
         out = net(b["x"], choice[:, 0])
         expected = categorical_log_likelihood(out.output, b["y"]) + out.route.log_prob
     torch.testing.assert_close(score[:, 0], expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["em", "topk", "reinforce", "exact"])
+def test_k_independent_categoricals_train_under_every_router_objective(method):
+    torch.manual_seed(0)
+    net = ModularStack(layers=[ModularLayer(modules=MLPExperts(n_modules=3, d_in=6, d_hidden=8, d_out=6),
+                                            router=Router(n_modules=3, d_in=6, k=2, picks="independent"), k=2)
+                               for _ in range(2)], head=nn.Linear(6, 3))
+    objective = {
+        "em": lambda: generalized_em(net, dataset_size=16),
+        "topk": lambda: TopKBuffer(net, dataset_size=16, config=TopKBufferConfig(buffer_size=3, samples=3)),
+        "reinforce": lambda: Reinforce(net, ReinforceConfig(samples=2)),
+        "exact": lambda: ExactMarginal(net),  # 9 x 9 joint routings
+    }[method]()
+    objective.loss(batch())["loss"].backward()
+    router = net.layers[0].router.nets[0]
+    assert router.weight.grad is not None and float(router.weight.grad.abs().sum()) > 0
+    assert objective.predict(batch()).shape == (16, 3)
 
 
 def test_e_step_schedule_runs_the_e_step_every_nth_step():

@@ -2,10 +2,11 @@
 
 Generators make data sets with known structure from a seed: CLEVR-like scenes with programs and answers,
 3dshapes-like images with their factors, composition problems for routers, and sorting environments for
-agents. Loaders read real data sets from files: CLEVR (its programs mapped onto the NMN modules),
-3dshapes, SCAN, easy-vqa, MNIST and Fashion-MNIST; a missing or malformed file raises
-:class:`~modnets.errors.DataUnavailableError` naming the file. Image data sets come with a ``collate_*``
-function giving the batch layout their models and objectives read.
+agents; SCAN is generated exactly from its grammar, with its standard splits. Loaders read real data sets
+from files: CLEVR (its programs mapped onto the NMN modules), 3dshapes, SCAN, easy-vqa, MNIST and
+Fashion-MNIST; a missing or malformed file raises :class:`~modnets.errors.DataUnavailableError` naming the
+file. Image data sets come with a ``collate_*`` function giving the batch layout their models and
+objectives read.
 
 Public names:
 
@@ -63,6 +64,10 @@ Public names:
 - ``ScanDataset``: SCAN examples: (command tokens, action tokens) pairs.
 - ``ScanPair``: one SCAN example: the command's words and the actions it means.
 - ``load_scan``: read a SCAN task file of ``IN: <command> OUT: <actions>`` lines.
+- ``SCAN_SPLITS``: the standard SCAN splits ``scan_split`` builds.
+- ``ScanSplit``: a SCAN split: its training and test examples.
+- ``scan_commands``: every SCAN command with its action sequence, generated from the grammar (20,910).
+- ``scan_split``: a standard SCAN split (simple, length, add-primitive) of the generated commands.
 - ``N_DIGITS``: the number of digit values in a sorting list (0-9).
 - ``OPERATIONS``: the sorting actions, in index order; ``eop`` (the last) is the stop action.
 - ``SortingEnvironment``: lists of digits with two pointers; the five sorting operations as true dynamics.
@@ -125,6 +130,10 @@ from ._images import read_idx as read_idx
 from ._scan import ScanDataset as ScanDataset
 from ._scan import ScanPair as ScanPair
 from ._scan import load_scan as load_scan
+from ._scan_grammar import SCAN_SPLITS as SCAN_SPLITS
+from ._scan_grammar import ScanSplit as ScanSplit
+from ._scan_grammar import scan_commands as scan_commands
+from ._scan_grammar import scan_split as scan_split
 from ._shapes3d import SHAPES3D_FACTORS as SHAPES3D_FACTORS
 from ._shapes3d import SHAPES3D_SHAPES as SHAPES3D_SHAPES
 from ._shapes3d import Shapes3DConfig as Shapes3DConfig

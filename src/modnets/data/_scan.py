@@ -1,5 +1,8 @@
 """The SCAN data set (Lake and Baroni, 2018): navigation commands and the action sequences they mean.
 
+This file reads the released task files; :func:`~modnets.data.scan_commands` and
+:func:`~modnets.data.scan_split` generate the same commands and splits from the grammar, with no files.
+
 Each split is a text file (``tasks_train_simple.txt``, ``tasks_test_addprim_jump.txt``, ... from
 https://github.com/brendenlake/SCAN) of one example per line::
 

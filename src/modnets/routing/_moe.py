@@ -208,6 +208,9 @@ class MoE(nn.Module):
                 "bias_rate balances token choice; expert choice is balanced by construction, "
                 f"got bias_rate={bias_rate!r}"
             )
+        if router.picks != "plackett_luce":
+            raise ConfigError(f"an MoE gates picks drawn from one distribution per row; got a router with "
+                              f"picks={router.picks!r} (use it in a ModularLayer, trained by a router objective)")
         if routing == "token_choice" and router.gate is None and router.mode not in ("soft", "gumbel"):
             raise ConfigError(
                 f"an MoE trains its router by backprop, so the router's picks need weights: give the Router a "

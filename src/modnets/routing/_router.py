@@ -33,20 +33,34 @@ Evaluation. A router in eval mode (``router.eval()``) with mode ``"sample"`` or 
 deterministically, as ``"topk"`` (its k most probable modules, gated as in training), unless it was built
 with ``sample_in_eval=True``. A ``mode=`` given to :meth:`Router.forward` always wins.
 
+Picks (k > 1). How a router draws its k picks per layer is its ``picks``:
+
+- ``"plackett_luce"`` (default): k distinct modules drawn without replacement from one
+  ``softmax(logits)``, scored by the sequential (Plackett-Luce) probability of the ordered picks
+  (:func:`plackett_luce_log_prob`); ``"argmax"`` / ``"topk"`` take the k most probable modules;
+- ``"independent"``: k independent categoricals, one per pick slot, each with its own logits over all M
+  modules (the K-of-M controller of Kirsch et al. 2018 and libmodular): slot j draws module ``c_j`` from
+  ``softmax(logits_j)``, the same module may be picked by several slots (its outputs then add up), and
+  ``log p = sum_j log softmax(logits_j)[c_j]``; ``"argmax"`` / ``"topk"`` take each slot's most probable
+  module. Only the hard, ungated modes (``"sample"``, ``"argmax"``, ``"topk"``) draw this way.
+
 Conventions (shared by every training algorithm and diagnostic):
 
 - ``choice``: (B, L, k) long module ids, ``L`` = number of layers in the result (1 for one
   :meth:`Router.forward` call; :func:`stack_routes` joins per-layer results);
 - ``log_prob``: (B,) log-probability of the whole choice under the policy, summed over layers; for k > 1
-  the ordered picks are scored by the sequential (Plackett-Luce) probability of drawing them without
-  replacement; 0 for ``"soft"`` (nothing is drawn);
-- ``probs``: (B, L, M) the full distribution ``softmax(logits)`` (temperature-free);
+  the ordered picks are scored as the router's ``picks`` draws them (see above); 0 for ``"soft"``
+  (nothing is drawn);
+- ``probs``: (B, L, M) the full distribution ``softmax(logits)`` (temperature-free); for
+  ``picks="independent"`` the mean of the k slots' distributions (the chance that a pick is module m);
 - ``weights``: (B, L, k) the weight of each pick, or ``None`` for unweighted hard picks;
-- ``logits``: (B, L, M) the router's raw logits (for the router z-loss), or ``None`` when unknown.
+- ``logits``: (B, L, M) the router's raw logits (for the router z-loss), or ``None`` when unknown or when
+  there are k rows of them (``picks="independent"``).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -57,11 +71,14 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError, ShapeError
 
-__all__ = ["GATES", "MODES", "RouteResult", "Router", "plackett_luce_log_prob", "refuse_tracing", "stack_routes"]
+__all__ = ["GATES", "MODES", "PICKS", "RouteResult", "Router", "plackett_luce_log_prob", "refuse_tracing",
+           "stack_routes"]
 
 MODES = ("sample", "argmax", "topk", "soft", "gumbel")
 #: Gates of the hard modes (see the module docstring).
 GATES = ("softmax_topk", "topk_softmax", "sigmoid")
+#: How a router draws its k picks (see the module docstring).
+PICKS = ("plackett_luce", "independent")
 _GATED_MODES = ("sample", "argmax", "topk")
 
 
@@ -217,6 +234,10 @@ class Router(nn.Module):
             their sum; ``None`` means ``k > 1`` (at k = 1 the weight would be 1, with no gradient).
         sample_in_eval: whether a ``"sample"`` or ``"gumbel"`` router keeps sampling in eval mode; by
             default it routes as ``"topk"`` there (deterministically).
+        picks: how the k picks are drawn: ``"plackett_luce"`` (k distinct modules without replacement from
+            one distribution) or ``"independent"`` (k independent categoricals with their own logits, as
+            Kirsch et al.; modes ``"sample"``, ``"argmax"``, ``"topk"`` without a gate). See the module
+            docstring.
 
     Raises:
         ConfigError: an argument outside its accepted range or set; the message names it and its value.
@@ -230,6 +251,9 @@ class Router(nn.Module):
         >>> w = gated(torch.randn(5, 8)).weights  # (5, 1, 2), renormalised, with a gradient to the router
         >>> torch.allclose(w.sum(-1), torch.ones(5, 1)), w.requires_grad
         (True, True)
+        >>> kirsch = Router(n_modules=4, d_in=8, k=2, picks="independent")  # 2 categoricals, repeats allowed
+        >>> kirsch.layer_logits(torch.randn(5, 8)).shape, kirsch.choices().shape
+        (torch.Size([5, 2, 4]), torch.Size([16, 2]))
     """
 
     def __init__(
@@ -249,6 +273,7 @@ class Router(nn.Module):
         gate: str | None = None,
         normalize_gate: bool | None = None,
         sample_in_eval: bool = False,
+        picks: str = "plackett_luce",
     ):
         super().__init__()
         for name, value in (("n_modules", n_modules), ("n_layers", n_layers)):
@@ -270,13 +295,21 @@ class Router(nn.Module):
         if not isinstance(sample_in_eval, bool):
             raise ConfigError(f"sample_in_eval must be a bool, got sample_in_eval={sample_in_eval!r}")
         self.sample_in_eval = sample_in_eval
+        if picks not in PICKS:
+            raise ConfigError(f"picks must be one of {PICKS}, got picks={picks!r}")
+        if picks == "independent" and (mode not in _GATED_MODES or gate is not None):
+            raise ConfigError(f"picks='independent' draws with the modes {_GATED_MODES} and no gate; got "
+                              f"mode={mode!r}, gate={gate!r}")
+        self.picks = picks
+        # rows of logits per layer: one distribution, or one per pick slot
+        heads = k if picks == "independent" else 1
         self.n_modules, self.n_layers, self.mode, self.k = n_modules, n_layers, mode, k
         self.static, self.n_tasks = static, n_tasks
         self.d_in = None if static else d_in
         self.tau, self.tau0, self.tau_min, self.anneal_rate = float(tau), float(tau), float(tau_min), anneal_rate
         if static:
-            # (tasks, L, M); zeros = uniform routing at the start
-            self.logits = nn.Parameter(torch.zeros(n_tasks or 1, n_layers, n_modules))
+            # (tasks, L, heads * M); zeros = uniform routing at the start
+            self.logits = nn.Parameter(torch.zeros(n_tasks or 1, n_layers, heads * n_modules))
             self.nets = None
             self.task_bias = None
         else:
@@ -284,13 +317,13 @@ class Router(nn.Module):
             self.logits = None
             self.nets = nn.ModuleList(
                 [
-                    nn.Linear(d_in, n_modules)
+                    nn.Linear(d_in, heads * n_modules)
                     if hidden is None
-                    else nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, n_modules))
+                    else nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, heads * n_modules))
                     for _ in range(n_layers)
                 ]
             )
-            self.task_bias = nn.Parameter(torch.zeros(n_tasks, n_layers, n_modules)) if n_tasks else None
+            self.task_bias = nn.Parameter(torch.zeros(n_tasks, n_layers, heads * n_modules)) if n_tasks else None
 
     # ------------------------------------------------------------------ temperature
     def anneal_tau(self, step: int) -> float:
@@ -309,7 +342,8 @@ class Router(nn.Module):
             task: (B,) long task ids in [0, n_tasks), when the router has ``n_tasks``.
 
         Returns:
-            (B, M); B = 1 for a static router given neither ``x`` nor ``task``.
+            (B, M), or (B, k, M) for ``picks="independent"`` (one row per pick slot); B = 1 for a static
+            router given neither ``x`` nor ``task``.
 
         Raises:
             ShapeError: x or task of the wrong shape.
@@ -320,15 +354,14 @@ class Router(nn.Module):
         batch = self._check_inputs(x, task)
         if self.static:
             assert self.logits is not None
-            table = self.logits[:, layer]  # (tasks, M)
-            if task is None:
-                return table[0].expand(batch, self.n_modules)
-            return table.index_select(0, task)
-        assert self.nets is not None and x is not None
-        logits = self.nets[layer](x)
-        if self.task_bias is not None and task is not None:
-            logits = logits + self.task_bias[:, layer].index_select(0, task)
-        return logits
+            table = self.logits[:, layer]  # (tasks, heads * M)
+            logits = table[0].expand(batch, table.shape[-1]) if task is None else table.index_select(0, task)
+        else:
+            assert self.nets is not None and x is not None
+            logits = self.nets[layer](x)
+            if self.task_bias is not None and task is not None:
+                logits = logits + self.task_bias[:, layer].index_select(0, task)
+        return logits.unflatten(-1, (self.k, self.n_modules)) if self.picks == "independent" else logits
 
     def _check_inputs(self, x: Tensor | None, task: Tensor | None) -> int:
         batch = None
@@ -373,7 +406,8 @@ class Router(nn.Module):
             choice: (B, k') or (B, 1, k') long ids to score instead of choosing (for EM and for evaluating a
                 given assignment); ``log_prob`` is then the policy's log-probability of these picks and
                 ``weights`` is ``None``, or the gate's weights of these picks for a gated router
-                (``"soft"``: the probabilities of the given picks).
+                (``"soft"``: the probabilities of the given picks); k' = k for ``picks="independent"``
+                (one pick per slot).
             mode: route this call in another mode than the router's own (e.g. ``"argmax"`` to evaluate a
                 router trained by sampling); ``None`` keeps the router's own, which in eval mode is
                 ``"topk"`` for a ``"sample"`` or ``"gumbel"`` router built without ``sample_in_eval``.
@@ -383,10 +417,11 @@ class Router(nn.Module):
 
         Returns:
             :class:`RouteResult` with L = 1: choice (B, 1, k), log_prob (B,), probs (B, 1, M),
-            weights (B, 1, k) or ``None``, logits (B, 1, M).
+            weights (B, 1, k) or ``None``, logits (B, 1, M) (``None`` for ``picks="independent"``).
 
         Raises:
-            ConfigError: an unknown mode, bad ids, or a call under ``torch.jit.trace``.
+            ConfigError: an unknown mode (or one that ``picks="independent"`` does not draw in), bad ids,
+                or a call under ``torch.jit.trace``.
             ShapeError: x, task or choice of the wrong shape.
         """
         refuse_tracing("Router")
@@ -396,9 +431,13 @@ class Router(nn.Module):
         if bias is not None and (not isinstance(bias, Tensor) or bias.shape != (self.n_modules,)):
             shape = tuple(bias.shape) if isinstance(bias, Tensor) else type(bias).__name__
             raise ShapeError(f"bias must have shape (n_modules={self.n_modules},), got {shape}")
-        logits = self.layer_logits(x, layer=layer, task=task)  # (B, M)
+        if self.picks == "independent" and mode not in _GATED_MODES:
+            raise ConfigError(f"a picks='independent' router routes in the modes {_GATED_MODES}, got mode={mode!r}")
+        logits = self.layer_logits(x, layer=layer, task=task)  # (B, M), or (B, k, M) for independent picks
         # the picks are chosen by the biased logits; weights and probabilities use the logits alone
         chooser = logits.detach() if bias is None else logits.detach() + bias.to(logits.dtype)
+        if self.picks == "independent":
+            return self._independent(logits, chooser, choice, mode, generator)
         log_p = F.log_softmax(logits, dim=-1)
         probs = log_p.exp()
         batch = logits.shape[0]
@@ -422,6 +461,52 @@ class Router(nn.Module):
             weights = _gate_weights(logits, picks, self.gate, self.normalize_gate)[:, None]
         log_prob = plackett_luce_log_prob(logits, picks)
         return RouteResult(picks[:, None], log_prob, probs[:, None], weights, logits[:, None])
+
+    def _independent(
+        self, logits: Tensor, chooser: Tensor, choice: Tensor | None, mode: str, generator: torch.Generator | None
+    ) -> RouteResult:
+        """Route (or score ``choice``) with k independent categoricals: logits and chooser (B, k, M)."""
+        log_p = F.log_softmax(logits, dim=-1)  # (B, k, M)
+        batch = logits.shape[0]
+        if choice is not None:
+            choice = self._check_choice(choice, batch)
+            if choice.shape[1] != self.k:
+                raise ShapeError(f"a picks='independent' router scores one pick per slot: choice must have shape "
+                                 f"(batch={batch}, k={self.k}), got {tuple(choice.shape)}")
+            picks = choice
+        elif mode in ("argmax", "topk"):
+            picks = chooser.argmax(-1)  # (B, k): each slot's most probable module
+        else:
+            picks = (chooser + _gumbel(logits.shape, logits, generator)).argmax(-1)  # Gumbel-max per slot
+        log_prob = log_p.gather(-1, picks[..., None])[..., 0].sum(-1)
+        return RouteResult(picks[:, None], log_prob, log_p.exp().mean(1)[:, None])
+
+    def n_choices(self) -> int:
+        """C, the number of choices per layer that :meth:`choices` lists (computed without listing them)."""
+        if self.mode == "soft":
+            return 1
+        if self.picks == "independent":
+            return self.n_modules**self.k
+        return math.perm(self.n_modules, self.k)
+
+    def choices(self) -> Tensor:
+        """Every choice this router can make for one layer, in a fixed order.
+
+        Returns:
+            (C, k) long module ids: the ordered k-tuples of distinct modules, C = M! / (M - k)!, for
+            ``picks="plackett_luce"`` (the sequential probabilities of these sum to 1); all M ** k k-tuples
+            for ``picks="independent"``; the single row ``0 .. M-1`` for a ``"soft"`` router, which uses
+            every module.
+        """
+        modules = range(self.n_modules)
+        if self.mode == "soft":
+            rows: list[tuple[int, ...]] = [tuple(modules)]
+        elif self.picks == "independent":
+            rows = list(itertools.product(modules, repeat=self.k))
+        else:
+            rows = list(itertools.permutations(modules, self.k))
+        device = next(self.parameters()).device
+        return torch.tensor(rows, dtype=torch.long, device=device)
 
     def gate_weights(self, logits: Tensor, picks: Tensor) -> Tensor:
         """The gate's weights of given picks, as :meth:`forward` computes them in a gated mode.
@@ -447,7 +532,8 @@ class Router(nn.Module):
             return "topk"
         return self.mode
 
-    def _score(self, logits: Tensor, probs: Tensor, choice: Tensor, batch: int, mode: str) -> RouteResult:
+    def _check_choice(self, choice: Tensor, batch: int) -> Tensor:
+        """A given choice (B, k') or (B, 1, k') checked and returned as (B, k')."""
         if not isinstance(choice, Tensor) or choice.dtype != torch.long:
             raise ConfigError(f"choice must be a long tensor of module ids, got {type(choice).__name__}")
         if choice.dim() == 3 and choice.shape[1] == 1:
@@ -459,6 +545,10 @@ class Router(nn.Module):
             )
         if int(choice.min()) < 0 or int(choice.max()) >= self.n_modules:
             raise ConfigError(f"choice must hold module ids in [0, {self.n_modules}) (n_modules={self.n_modules})")
+        return choice
+
+    def _score(self, logits: Tensor, probs: Tensor, choice: Tensor, batch: int, mode: str) -> RouteResult:
+        choice = self._check_choice(choice, batch)
         if mode == "soft":
             return RouteResult(
                 choice[:, None],
@@ -476,7 +566,9 @@ class Router(nn.Module):
     def extra_repr(self) -> str:
         kind = "static" if self.static else f"dynamic, d_in={self.d_in}"
         gate = "" if self.gate is None else f", gate={self.gate!r}, normalize_gate={self.normalize_gate}"
-        return f"n_modules={self.n_modules}, n_layers={self.n_layers}, mode={self.mode!r}, k={self.k}{gate}, {kind}"
+        picks = "" if self.picks == "plackett_luce" else f", picks={self.picks!r}"
+        return (f"n_modules={self.n_modules}, n_layers={self.n_layers}, mode={self.mode!r}, k={self.k}{gate}{picks}, "
+                f"{kind}")
 
 
 def _check_gate(gate: object, normalize_gate: object, mode: str, k: int) -> tuple[str | None, bool]:

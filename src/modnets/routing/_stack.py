@@ -7,6 +7,7 @@ routing, so that ``log p(y | x, a)`` and ``log p(a | x)`` are both at hand.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
@@ -102,6 +103,30 @@ class ModularStack(nn.Module):
     def n_layers(self) -> int:
         """L, the number of routed layers."""
         return len(self.layers)
+
+    def routings(self, *, limit: int | None = 65_536) -> Tensor:
+        """Every joint routing of the stack, for exact enumeration on small routing spaces.
+
+        The layers' choices (:meth:`Router.choices`) are combined in every way, the last layer varying
+        fastest; the result can be passed (repeated per example) as ``route`` to :meth:`forward`.
+
+        Args:
+            limit: refuse more than this many joint routings (``None``: no limit).
+
+        Returns:
+            (R, L, k) long module ids; R is the product of the layers' :meth:`Router.n_choices`.
+
+        Raises:
+            ConfigError: R exceeds ``limit``; the message gives R and each layer's number of choices.
+        """
+        counts = [layer.router.n_choices() for layer in self.layers]
+        total = math.prod(counts)
+        if limit is not None and total > limit:
+            raise ConfigError(f"the stack has {total:,} joint routings ({' x '.join(map(str, counts))} choices per "
+                              f"layer), more than limit={limit:,} allows enumerating")
+        choices = [layer.router.choices() for layer in self.layers]  # (C_l, k) each
+        grid = torch.meshgrid(*[torch.arange(c.shape[0], device=c.device) for c in choices], indexing="ij")
+        return torch.stack([c[g.reshape(-1)] for c, g in zip(choices, grid, strict=True)], dim=1)
 
     def forward(
         self,

@@ -1,11 +1,12 @@
 """Training algorithms and their infrastructure (logging, evaluation).
 
 Every training algorithm is an :class:`Objective` (``loss``, ``predict``, the batch keys it reads) run by
-one loop, :func:`fit`: end to end, REINFORCE, the top-K buffer and generalised EM for routers,
-winner-take-all for the IMN, training through surrogate gradient modules. Module-wise training runs the
-stages of a training plan with :func:`run_stages` on a backend, with auxiliary data sets cached between
-stages; agents train end to end or operator by operator. Checkpoints, run folders, logging, devices and
-hyper-parameter search are the shared infrastructure.
+one loop, :func:`fit`: end to end, REINFORCE, the top-K buffer and generalised EM for routers, the exact
+marginal likelihood over every routing of a small stack, winner-take-all for the IMN, training through
+surrogate gradient modules. Module-wise training runs the stages of a training plan with
+:func:`run_stages` on a backend, with auxiliary data sets cached between stages; agents train end to end or
+operator by operator. Checkpoints, run folders, logging, devices and hyper-parameter search are the shared
+infrastructure.
 
 Public names:
 
@@ -48,6 +49,8 @@ Public names:
 - ``world``: ``(rank, world_size)`` of this process: ``(0, 1)`` outside a process group.
 - ``EndToEnd``: minimise ``-log p(y | x, a)`` by backpropagation through the routing or a model without routing.
 - ``EndToEndConfig``: settings of ``EndToEnd``.
+- ``ExactMarginal``: ``-log sum_a p(y|x,a) p(a|x)`` over every joint routing (soft routing as a mixture of outputs).
+- ``ExactMarginalConfig``: settings of ``ExactMarginal``.
 - ``GaussianLikelihood``: isotropic Gaussian ``N(y; output, sigma^2 I)``, summed over the non-batch dimensions.
 - ``LogLikelihood``: the type of a per-example log-likelihood, ``(output, target) -> (B,)``.
 - ``categorical_log_likelihood``: ``log softmax(logits)[target]`` per example.
@@ -68,6 +71,7 @@ Public names:
 - ``ReinforceConfig``: settings of ``Reinforce``.
 - ``Baseline``: a REINFORCE baseline, subtracted from the reward.
 - ``RoutingObjective``: base of the router-training algorithms.
+- ``RouterGapWarning``: the routes an objective trains on explain ``y`` far better than the router's own routes.
 - ``RunDir``: where a training run writes its logs and checkpoints, whether it resumes, whether it shows progress.
 - ``SearchConfig``: settings of one ``search`` (one Optuna study).
 - ``SearchResult``: what ``search`` found.
@@ -133,6 +137,8 @@ from ._distributed import init_from_env as init_from_env
 from ._distributed import world as world
 from ._end_to_end import EndToEnd as EndToEnd
 from ._end_to_end import EndToEndConfig as EndToEndConfig
+from ._exact_marginal import ExactMarginal as ExactMarginal
+from ._exact_marginal import ExactMarginalConfig as ExactMarginalConfig
 from ._likelihood import GaussianLikelihood as GaussianLikelihood
 from ._likelihood import LogLikelihood as LogLikelihood
 from ._likelihood import categorical_log_likelihood as categorical_log_likelihood
@@ -152,6 +158,7 @@ from ._regularizers import policy_entropy as policy_entropy
 from ._reinforce import Reinforce as Reinforce
 from ._reinforce import ReinforceConfig as ReinforceConfig
 from ._routing_objective import Baseline as Baseline
+from ._routing_objective import RouterGapWarning as RouterGapWarning
 from ._routing_objective import RoutingObjective as RoutingObjective
 from ._run_dir import RunDir as RunDir
 from ._search import SearchConfig as SearchConfig

@@ -17,7 +17,16 @@ from ..errors import ConfigError
 from ..routing import RoutedModel
 from ._likelihood import LogLikelihood
 from ._regularizers import RoutingRegularizers
-from ._routing_objective import BASELINES, Baseline, Batch, RoutingObjective, check_reward, make_reward
+from ._routing_objective import (
+    BASELINES,
+    Baseline,
+    Batch,
+    RouterGap,
+    RoutingObjective,
+    check_gap_warning,
+    check_reward,
+    make_reward,
+)
 
 __all__ = ["Reinforce", "ReinforceConfig"]
 
@@ -32,6 +41,10 @@ class ReinforceConfig(Config):
         baseline: ``"moving_average"``, ``"learned"`` or ``"none"``.
         baseline_decay: decay of the moving-average baseline.
         regularizers: entropy bonus, load balancing, I(A;X) weights.
+        gap_warning: warn (once, :class:`~modnets.train.RouterGapWarning`) when the moving average of the
+            logged ``router_gap`` exceeds this share of the average loss under the router's routes (of 1
+            nat, when that is smaller); ``None`` never warns. Sampled routes never see ``y``, so under
+            REINFORCE the gap stays near or below 0.
     """
 
     samples: int = 1
@@ -39,10 +52,12 @@ class ReinforceConfig(Config):
     baseline: str = "moving_average"
     baseline_decay: float = 0.9
     regularizers: RoutingRegularizers = field(default_factory=RoutingRegularizers)
+    gap_warning: float | None = 0.5
 
     def __post_init__(self) -> None:
         check_ints(self, "samples")
         check_reward(self.reward)
+        check_gap_warning(self.gap_warning, "ReinforceConfig")
         if self.baseline not in BASELINES:
             raise ConfigError(f"ReinforceConfig.baseline must be one of {BASELINES}, got {self.baseline!r}")
         if not 0.0 <= self.baseline_decay < 1.0:
@@ -54,7 +69,8 @@ class Reinforce(RoutingObjective):
 
     Loss terms: ``loss_task = -mean log p(y | x, a)`` over the sampled routings (trains the modules),
     ``loss_router = -mean (R - b) log p(a | x)`` (trains the router), ``loss_baseline`` (learned baseline),
-    the regularisers, and ``reward`` (logged).
+    the regularisers, and the logged ``reward`` and router gap (``nll_trained`` under the sampled routes,
+    ``nll_router``, ``router_gap``; see :class:`~modnets.train.RouterGapWarning`).
 
     Args:
         model: the routed model (e.g. :class:`~modnets.routing.ModularStack` with sampling routers).
@@ -87,6 +103,7 @@ class Reinforce(RoutingObjective):
         self.config = config or ReinforceConfig()
         super().__init__(model, likelihood=likelihood, regularizers=self.config.regularizers, eval_mode=eval_mode)
         self.baseline = Baseline(self.config.baseline, decay=self.config.baseline_decay, net=baseline_net)
+        self.gap = RouterGap(self.config.gap_warning)
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         x, y, task, _ = self._inputs(batch, need_index=False)
@@ -95,4 +112,6 @@ class Reinforce(RoutingObjective):
         reward = make_reward(ll, self.config.reward)
         advantage, terms = self.baseline.advantage(reward, x)
         terms.update(loss_task=-ll.mean(), loss_router=-(advantage * out.route.log_prob).mean(), reward=reward.mean())
+        terms.update(self.gap.observe(-ll.mean(), self._router_nll(x, y, task), step=int(self.steps) + 1,
+                                      owner=type(self).__name__))
         return self._finish(terms, out.route)
