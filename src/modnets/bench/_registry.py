@@ -27,6 +27,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "modnets.bench._em",
         "one batched EM E-step over S sampled routings vs S separate forward passes",
     ),
+    "programs": (
+        "modnets.bench._programs",
+        "8 policy-sampled programs per question for 256 questions: batched execution vs one program at a time",
+    ),
     "imn": (
         "modnets.bench._imn",
         "IMN winner-take-all step over 155 combinations: exact / fast scorer + winner recompute vs naive min loop",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -155,24 +157,39 @@ class Library(nn.Module):
         """Type-check the programs and group their calls for batched execution (no tensors touched)."""
         return ExecutionPlan(self, programs)
 
-    def forward(self, programs: Sequence[Program], **context: Tensor) -> Tensor:
+    def forward(self, programs: Sequence[Program], *, context_rows: Tensor | None = None, **context: Tensor) -> Tensor:
         """Run one program per example, batched across examples with different layouts.
 
         Args:
             programs: ``batch`` programs (or an :class:`ExecutionPlan` from :meth:`plan`).
-            context: per-example tensors ``(batch, ...)`` named as in the modules' signatures.
+            context_rows: ``(batch,)`` long, the context row each program runs on, when several programs share
+                one example's context (S sampled programs per question): the context then holds one row per
+                example and the modules that read it whole (``TypedModule.indexes_context``) do their shared
+                work once per example, not once per program. ``None``: row ``i`` is program ``i``'s.
+            context: per-example tensors ``(batch, ...)`` (or ``(examples, ...)`` with ``context_rows``) named as
+                in the modules' signatures.
 
         Returns:
-            ``(batch, ...)`` the root outputs, in example order.
+            ``(batch, ...)`` the root outputs, in program order.
+
+        Raises:
+            ShapeError: ``context_rows`` of the wrong shape or dtype, rows outside the context, or context
+                tensors with different numbers of rows.
         """
         plan = programs if isinstance(programs, ExecutionPlan) else self.plan(programs)
+        if context_rows is not None:
+            plan = _over_rows(plan, _check_rows(context_rows, plan.batch, context), context)
         return plan.run(context)
 
-    def execute_each(self, programs: Sequence[Program], **context: Tensor) -> Tensor:
+    def execute_each(self, programs: Sequence[Program], *, context_rows: Tensor | None = None,
+                     **context: Tensor) -> Tensor:
         """Reference execution: every example on its own, every call separately (slow; for testing).
 
         Same arguments and result as :meth:`forward`.
         """
+        if context_rows is not None:
+            rows = _check_rows(context_rows, len(programs), context).tolist()
+            context = {k: v.index_select(0, torch.tensor(rows, device=v.device)) for k, v in context.items()}
         batch = _batch_size(programs, context)
         outs = []
         for b in range(batch):
@@ -196,6 +213,37 @@ class Library(nn.Module):
 def _device(context: Mapping[str, Tensor], values: Sequence[Tensor]) -> torch.device:
     """The device of an example's tensors (its context, else its inputs; the CPU for a bare leaf call)."""
     return next((t.device for t in (*context.values(), *values)), torch.device("cpu"))
+
+
+def _check_rows(rows: object, batch: int, context: Mapping[str, Tensor]) -> Tensor:
+    """``context_rows`` checked: (batch,) long ids of rows that every context tensor has; on the CPU."""
+    if not isinstance(rows, Tensor) or rows.dim() != 1 or rows.shape[0] != batch or rows.dtype != torch.long:
+        got = f"{tuple(rows.shape)} {rows.dtype}" if isinstance(rows, Tensor) else type(rows).__name__
+        raise ShapeError(f"context_rows must be a ({batch},) long tensor, one context row per program; got {got}")
+    sizes = {name: v.shape[0] if isinstance(v, Tensor) and v.dim() else None for name, v in context.items()}
+    if len(set(sizes.values())) > 1 or None in sizes.values():
+        raise ShapeError(f"with context_rows, every context tensor must have the same number of rows; got {sizes}")
+    n = next(iter(sizes.values()), 0)
+    if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= n):
+        raise ShapeError(f"context_rows must hold rows in [0, {n}) of the context, got [{int(rows.min())}, "
+                         f"{int(rows.max())}]")
+    return rows.cpu()
+
+
+def _over_rows(plan: ExecutionPlan, rows: Tensor, context: Mapping[str, Tensor]) -> ExecutionPlan:
+    """A copy of ``plan`` whose calls read the context at ``rows[program]`` instead of at their program's
+    position (its ``batch``, which ``run`` checks the context against, is the context's number of rows)."""
+    out = copy.copy(plan)
+    out.batch = next((v.shape[0] for v in context.values()), plan.batch)
+    out.group_examples = [
+        (rows if ex is None else rows.index_select(0, ex)) if g.module.indexes_context else None
+        for g, ex in zip(plan.groups, plan.group_examples, strict=True)
+    ]
+    out.context_gathers = {
+        name: dataclasses.replace(cg, examples=rows if cg.examples is None else rows.index_select(0, cg.examples))
+        for name, cg in plan.context_gathers.items()
+    }
+    return out
 
 
 def _batch_size(programs: Sequence[Program], context: Mapping[str, Tensor]) -> int:

@@ -27,6 +27,10 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
         "modnets.experiments.sorting",
         "List-sorting agent (perception-action loop): monolithic vs modular training time and generalisation",
     ),
+    "layouts": (
+        "modnets.experiments.layouts",
+        "NMN programs written by a ProgramPolicy (from answers alone; cloned from 10 % gold, then answers) vs gold",
+    ),
     "imn": (
         "modnets.experiments.imn",
         "Independent Modular Networks on generated 3D-shapes-like images: Table I shape decomposition, ID classifier",

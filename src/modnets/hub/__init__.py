@@ -2,7 +2,7 @@
 
 Each entry is a folder with ``module.safetensors`` (the weights) and ``module.json`` (class, constructor
 config, signature, provenance, sha256 of the weights), listed in an SQLite index. ``save``, ``load``,
-``search``, ``verify`` and ``remove`` work on the default hub (``$MODNETS_HUB`` or the user's data
+``search``, ``compose``, ``verify`` and ``remove`` work on the default hub (``$MODNETS_HUB`` or the user's data
 folder) or on the one given as ``root``; :class:`Hub` is the same on one folder.
 
 Only registered module classes are rebuilt. A manifest records where its class was defined, to name the
@@ -12,6 +12,8 @@ installed packages, loaded at the hub's first look-up of a class.
 
 Public names:
 
+- ``compose``: ``Hub.compose`` on the hub at ``root`` (default: the default hub).
+- ``Composition``: a type-correct program over stored modules, found by ``Hub.compose``.
 - ``entries``: ``Hub.entries`` on the hub at ``root`` (default: the default hub).
 - ``load``: ``Hub.load`` on the hub at ``root`` (default: the default hub).
 - ``remove``: ``Hub.remove`` on the hub at ``root`` (default: the default hub).
@@ -39,6 +41,7 @@ Public names:
 - ``VerifyReport``: what ``Hub.verify`` (or ``Hub.rebuild_index``) found.
 """
 
+from ._api import compose as compose
 from ._api import entries as entries
 from ._api import load as load
 from ._api import remove as remove
@@ -46,6 +49,7 @@ from ._api import save as save
 from ._api import search as search
 from ._api import verify as verify
 from ._codec import parse_type as parse_type
+from ._compose import Composition as Composition
 from ._location import ENV_VAR as ENV_VAR
 from ._location import default_root as default_root
 from ._manifest import HubEntry as HubEntry

@@ -9,10 +9,11 @@ from typing import Any
 from torch import nn
 
 from ..types import DataType
+from ._compose import Composition
 from ._manifest import HubEntry
 from ._store import Hub, VerifyReport
 
-__all__ = ["entries", "load", "remove", "save", "search", "verify"]
+__all__ = ["compose", "entries", "load", "remove", "save", "search", "verify"]
 
 
 def save(
@@ -49,6 +50,23 @@ def search(
 ) -> list[HubEntry]:
     """:meth:`Hub.search` on the hub at ``root`` (default: the default hub)."""
     return Hub(root).search(inputs=inputs, output=output, context=context, all_versions=all_versions)
+
+
+def compose(
+    *,
+    inputs: Sequence[DataType] | Mapping[str, DataType] | None = None,
+    output: DataType,
+    context: Mapping[str, DataType] | None = None,
+    max_size: int = 3,
+    max_depth: int | None = None,
+    use_all_inputs: bool = True,
+    all_versions: bool = False,
+    limit: int | None = None,
+    root: str | Path | None = None,
+) -> list[Composition]:
+    """:meth:`Hub.compose` on the hub at ``root`` (default: the default hub)."""
+    return Hub(root).compose(inputs=inputs, output=output, context=context, max_size=max_size, max_depth=max_depth,
+                             use_all_inputs=use_all_inputs, all_versions=all_versions, limit=limit)
 
 
 def entries(name: str | None = None, *, root: str | Path | None = None) -> list[HubEntry]:

@@ -37,6 +37,7 @@ from ..errors import HubError, ModnetsError
 from ..modules import Signature, freeze
 from ..types import DataType
 from ._codec import decode_config, encode_config
+from ._compose import Composition, compose_entries
 from ._index import HubIndex
 from ._location import default_root
 from ._manifest import HubEntry, Manifest, Provenance, sha256_hex
@@ -403,6 +404,44 @@ class Hub:
             latest = {e.name: e for e in rows}  # rows come in version order
             rows = list(latest.values())
         return [e for e in rows if query.matches(e.signature)]
+
+    def compose(
+        self,
+        *,
+        inputs: Sequence[DataType] | Mapping[str, DataType] | None = None,
+        output: DataType,
+        context: Mapping[str, DataType] | None = None,
+        max_size: int = 3,
+        max_depth: int | None = None,
+        use_all_inputs: bool = True,
+        all_versions: bool = False,
+        limit: int | None = None,
+    ) -> list[Composition]:
+        """Every type-correct program of stored modules (and the caller's ``inputs`` as leaves) whose output
+        ``output`` accepts, with at most ``max_size`` calls, smallest first (see :mod:`modnets.hub._compose`).
+
+        Args:
+            inputs: the values the caller will feed, in order (leaves ``input0``, ``input1`` ...) or by name.
+            output: the type the caller needs.
+            context: the per-example context the caller can supply, by name; modules that need context it
+                does not offer are left out (``None``: none offered).
+            max_size: most calls in a program, the inputs' leaves included.
+            max_depth: most calls on a root-to-leaf path (``None``: ``max_size``).
+            use_all_inputs: keep only the programs that use every input.
+            all_versions: compose every version; by default only each name's latest.
+            limit: stop after this many compositions.
+
+        Returns:
+            :class:`~modnets.hub.Composition` objects; ``composition.load()`` gives the library that runs one.
+
+        Raises:
+            HubError: an argument that is not a data type, or a bad bound.
+        """
+        rows = self.index.entries()
+        if not all_versions:
+            rows = list({e.name: e for e in rows}.values())  # rows come in version order
+        return compose_entries(self, rows, inputs=inputs, output=output, context=context, max_size=max_size,
+                               max_depth=max_depth, use_all_inputs=use_all_inputs, limit=limit)
 
     # ------------------------------------------------------------------ verify, rebuild, clean
     def verify(self, name: str | None = None) -> VerifyReport:

@@ -1,12 +1,12 @@
 """Training algorithms and their infrastructure (logging, evaluation).
 
 Every training algorithm is an :class:`Objective` (``loss``, ``predict``, the batch keys it reads) run by
-one loop, :func:`fit`: end to end, REINFORCE, the top-K buffer and generalised EM for routers, the exact
-marginal likelihood over every routing of a small stack, winner-take-all for the IMN, training through
-surrogate gradient modules. Module-wise training runs the stages of a training plan with
-:func:`run_stages` on a backend, with auxiliary data sets cached between stages; agents train end to end or
-operator by operator. Checkpoints, run folders, logging, devices and hyper-parameter search are the shared
-infrastructure.
+one loop, :func:`fit`: end to end, REINFORCE, the top-K buffer and generalised EM for routers and for
+program policies (with behaviour cloning of gold programs), the exact marginal likelihood over every routing
+of a small stack, winner-take-all for the IMN, training through surrogate gradient modules. Module-wise
+training runs the stages of a training plan with :func:`run_stages` on a backend, with auxiliary data sets
+cached between stages; agents train end to end or operator by operator. Checkpoints, run folders, logging,
+devices and hyper-parameter search are the shared infrastructure.
 
 Public names:
 
@@ -72,6 +72,10 @@ Public names:
 - ``Baseline``: a REINFORCE baseline, subtracted from the reward.
 - ``RoutingObjective``: base of the router-training algorithms.
 - ``RouterGapWarning``: the routes an objective trains on explain ``y`` far better than the router's own routes.
+- ``ProgramObjective``: base of the objectives that learn programs: contexts, batched execution, log p(y | x, a).
+- ``ProgramCloning``: maximum likelihood of gold programs under the policy, and of the answers under them.
+- ``ProgramSearch``: the top-K buffer over programs: REINFORCE at K = 0, generalised EM at K = 1.
+- ``ProgramSearchConfig``: settings of ``ProgramSearch``.
 - ``RunDir``: where a training run writes its logs and checkpoints, whether it resumes, whether it shows progress.
 - ``SearchConfig``: settings of one ``search`` (one Optuna study).
 - ``SearchResult``: what ``search`` found.
@@ -151,6 +155,10 @@ from ._nmn_modulewise import nmn_find_unit as nmn_find_unit
 from ._nmn_modulewise import train_nmn_modulewise as train_nmn_modulewise
 from ._objective import Objective as Objective
 from ._objective import check_batch as check_batch
+from ._program_cloning import ProgramCloning as ProgramCloning
+from ._program_objective import ProgramObjective as ProgramObjective
+from ._program_search import ProgramSearch as ProgramSearch
+from ._program_search import ProgramSearchConfig as ProgramSearchConfig
 from ._regularizers import RoutingRegularizers as RoutingRegularizers
 from ._regularizers import load_balancing_loss as load_balancing_loss
 from ._regularizers import mutual_information_estimate as mutual_information_estimate

@@ -1,0 +1,69 @@
+import json
+
+import pytest
+
+from modnets.errors import ConfigError
+from modnets.experiments import EXPERIMENTS, get_experiment
+from modnets.train import FitConfig, ProgramSearchConfig
+
+
+def tiny(exp, **overrides):
+    fit = FitConfig(epochs=1, batch_size=16)
+    settings = dict(quick=True, image_size=16, depths=(2, 3), n_train=48, n_test=24, hidden=8, stem_channels=(8,),
+                    policy_hidden=16, gold_fraction=0.25, search=ProgramSearchConfig(buffer_size=1, samples=2),
+                    fit_gold=fit, fit_clone=fit, fit_search=fit)
+    return exp.Config(**{**settings, **overrides})
+
+
+def test_layouts_experiment_smoke(tmp_path):
+    assert "layouts" in EXPERIMENTS
+    exp = get_experiment("layouts")
+    report = exp.run(tiny(exp), tmp_path / "run", progress=False)
+    text = report.write(tmp_path / "run").read_text()
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    arms = metrics["arms"]
+    assert set(arms) == {"gold", "answers", "cloned"}
+    for arm in arms.values():
+        for key in ("accuracy", "exact_match", "execution_equivalent", "entropy", "ms_per_step"):
+            assert isinstance(arm[key], float) and arm[key] >= 0, key
+        assert 0 <= arm["exact_match"] <= arm["execution_equivalent"] <= 1 or arm["exact_match"] <= 1
+    assert arms["gold"]["exact_match"] == 1.0 and arms["answers"]["steps"] == 3  # 48 questions, batches of 16
+    assert arms["cloned"]["clone"]["steps"] == 1 and metrics["n_gold"] == 12
+    assert metrics["max_size"] == metrics["gold_max_size"] >= 2
+    assert metrics["config"]["search"]["buffer_size"] == 1
+    for words in ("gold programs", "learned from answers alone", "cloned from gold", "exact match",
+                  "execution-equivalent", "H(A|X)", "Against the papers"):
+        assert words in text
+
+
+def test_a_program_the_oracle_cannot_answer_counts_as_not_equivalent():
+    exp = get_experiment("layouts")
+    from modnets.compose import Program
+    from modnets.data import Scene
+
+    scene = Scene.from_objects([{"color": "red", "shape": "cube", "size": "small", "x": 0.2, "y": 0.5},
+                                {"color": "red", "shape": "sphere", "size": "large", "x": 0.7, "y": 0.5}])
+    assert exp._oracle(Program.parse("describe[shape](find[red])"), scene) is None  # two red objects
+    assert exp._oracle(Program.parse("count(find[red])"), scene) == "2"
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"gold_fraction": 0.0}, "gold_fraction must be in"),
+        ({"depths": (1,)}, "depths must be"),
+        ({"image_size": 20, "stem_channels": (8, 8, 8)}, "image_size must be"),
+        ({"max_size": 0}, "max_size must be an int >= 1"),
+    ],
+)
+def test_bad_settings_are_refused(overrides, message):
+    exp = get_experiment("layouts")
+    with pytest.raises(ConfigError, match=message):
+        tiny(exp, **overrides)
+
+
+def test_presets_round_trip_through_json():
+    exp = get_experiment("layouts")
+    for quick in (True, False):
+        config = exp.Config.for_mode(quick, seed=3)
+        assert exp.Config.from_dict(json.loads(json.dumps(config.to_dict()))) == config
