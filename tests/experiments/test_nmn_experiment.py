@@ -53,8 +53,9 @@ def test_nmn_experiment_smoke(tmp_path):
     # FiLM sized to the typed NMN: within 10 % of its parameters
     params = metrics["parameters"]
     assert abs(params["film"] - params["typed"]) < 0.1 * params["typed"], params
-    assert set(metrics["error_by_depth"]) == {"typed", "untyped", "film", "modular", "modular_typed"}
+    assert set(metrics["error_by_depth"]) == {"typed", "untyped", "film", "typed_all_depths"}
     assert set(metrics["error_by_depth"]["film"]) == {str(d) for d in range(2, 8)}
+    assert "Trained on every depth (2-7)" in text
     assert sum(metrics["answer_module_share"].values()) == pytest.approx(1.0)
     assert set(metrics["easy_vqa_accuracy"]) == {"end_to_end", "modular_typed"}
     # two epochs on 600 real easy-vqa questions: the NMN trained end to end beats the majority answer (measured
@@ -65,7 +66,7 @@ def test_nmn_experiment_smoke(tmp_path):
         assert (tmp_path / figure).stat().st_size > 1000
     assert (tmp_path / "checkpoints" / "seed0" / "modular_typed" / "find").is_dir()
     assert (tmp_path / "seed1" / "modular_typed" / "cache" / "find").is_dir()
-    assert (tmp_path / "checkpoints" / "seed1" / "film").is_dir()
+    assert (tmp_path / "checkpoints" / "seed1" / "depth" / "film").is_dir()
     assert (tmp_path / "tensorboard" / "seed0" / "end_to_end" / "scalars.jsonl").read_text().strip()
 
 

@@ -18,14 +18,16 @@ Public names:
 - ``load_clevr``: load a CLEVR v1.0 (or CoGenT / CLOSURE) split from its folder.
 - ``CLEVR_FUNCTIONS``: the CLEVR functions ``clevr_program`` maps, and the NMN program each becomes.
 - ``clevr_program``: the NMN program of a CLEVR functional program (a node list).
-- ``ANSWER_MODULES``: the modules that may stand at the root of a program and produce an answer.
+- ``ANSWER_MODULES``: the root modules of the default ``sets`` program family: exist, count, describe.
 - ``ANSWERS``: every answer, in a fixed order; answers are encoded as indices into it.
-- ``ATTRIBUTES``: the object attributes ``describe`` asks about: color, shape, size.
+- ``ATTRIBUTES``: the object attributes ``describe``, ``same`` and ``equal`` read: color, shape, size.
+- ``COMPARISONS``: the arguments of ``compare``: equal, more, fewer.
 - ``FIND_VALUES``: every argument of ``find``: the colours, shapes and sizes.
+- ``PROGRAM_FAMILIES``: program family (``sets``, ``chains``) -> its root modules.
 - ``RELATIONS``: the spatial relations of ``relate``: left, right, above, below.
 - ``encode_answer``: the index of an answer in ``ANSWERS``.
 - ``execute``: answer a program on a scene symbolically, with boolean vectors over the objects.
-- ``generate_program``: a random answerable program of exactly ``depth`` calls for a scene.
+- ``generate_program``: a random answerable program of exactly ``depth`` calls for a scene, of either family.
 - ``program_to_question``: a deterministic English question for a program.
 - ``COLORS``: the colours of CLEVR-like objects.
 - ``SHAPES``: the shapes of CLEVR-like objects.
@@ -92,14 +94,16 @@ from ._clevr_files import ClevrDataset as ClevrDataset
 from ._clevr_files import load_clevr as load_clevr
 from ._clevr_functions import CLEVR_FUNCTIONS as CLEVR_FUNCTIONS
 from ._clevr_functions import clevr_program as clevr_program
+from ._clevr_families import generate_program as generate_program
 from ._clevr_programs import ANSWER_MODULES as ANSWER_MODULES
 from ._clevr_programs import ANSWERS as ANSWERS
 from ._clevr_programs import ATTRIBUTES as ATTRIBUTES
+from ._clevr_programs import COMPARISONS as COMPARISONS
 from ._clevr_programs import FIND_VALUES as FIND_VALUES
+from ._clevr_programs import PROGRAM_FAMILIES as PROGRAM_FAMILIES
 from ._clevr_programs import RELATIONS as RELATIONS
 from ._clevr_programs import encode_answer as encode_answer
 from ._clevr_programs import execute as execute
-from ._clevr_programs import generate_program as generate_program
 from ._clevr_programs import program_to_question as program_to_question
 from ._clevr_scene import COLORS as COLORS
 from ._clevr_scene import SHAPES as SHAPES

@@ -22,23 +22,17 @@ from torch.utils.data import Dataset
 from .._config import Config
 from ..compose._program import Program
 from ..errors import ConfigError
-from ._clevr_programs import (
-    ANSWER_MODULES,
-    ATTRIBUTES,
-    Candidate,
-    SceneProgramSampler,
-    encode_answer,
-    program_to_question,
-)
-from ._clevr_scene import COLORS, SHAPES, SIZES, Scene, render_scenes, sample_scene
+from ._clevr_families import ProgramSampler, program_sampler, root_arguments
+from ._clevr_programs import ATTRIBUTE_VALUES, PROGRAM_FAMILIES, Candidate, encode_answer, program_to_question
+from ._clevr_scene import Scene, render_scenes, sample_scene
 
 __all__ = ["ClevrLikeConfig", "ClevrLikeDataset", "make_clevr_like", "collate_clevr_like"]
 
-_ATTRIBUTE_VALUES = {"color": COLORS, "shape": SHAPES, "size": SIZES}
 _TRIES = 6  # candidates tried for one question on one scene before the question moves to a new scene
 _CAP_FACTOR = 2.0  # no answer of a (root, depth) group above this many times its uniform share
 _RELAX_AFTER = 30  # scenes in a row that fail one question before its answer is left free
-_GIVE_UP_AFTER = 300  # ... before a describe question becomes a count question
+_GIVE_UP_AFTER = 300  # ... before a question becomes a count question (twice as many: no question at all)
+_YES_NO = ("exist", "equal", "compare")  # root modules whose answers are yes / no
 
 
 @dataclass
@@ -54,6 +48,14 @@ class ClevrLikeConfig(Config):
         balanced: balance the answers within each root module and depth (see :func:`make_clevr_like`).
         seed: seed of the numpy ``Generator`` that draws everything.
         questions_per_scene: most questions asked about one scene (they share its image).
+        programs: the program family, a key of :data:`PROGRAM_FAMILIES`. ``"sets"`` (the default, whose
+            data stay as they were): random set algebra under ``exist`` / ``count`` / ``describe``, where
+            depth says little about difficulty. ``"chains"``: CLEVR-style reasoning chains (``relate``
+            hops from one object, filters that pick the next object among distractors), where every level
+            is one step of reasoning that the answer depends on, so error grows with depth as on CLEVR:
+            the family for depth studies (thesis Figs 4.12-4.13). ``"clevr"``: ``chains`` with ``same``
+            hops and the ``equal`` / ``compare`` roots too (harder to learn end to end). The chain
+            families need scenes of at least two objects.
     """
 
     n_examples: int = 1000
@@ -64,6 +66,7 @@ class ClevrLikeConfig(Config):
     balanced: bool = True
     seed: int = 0
     questions_per_scene: int = 4
+    programs: str = "sets"
 
     def __post_init__(self) -> None:
         def is_int(v) -> bool:
@@ -94,6 +97,10 @@ class ClevrLikeConfig(Config):
             raise fail("seed", "an integer >= 0")
         if not is_int(self.questions_per_scene) or self.questions_per_scene < 1:
             raise fail("questions_per_scene", "an integer >= 1")
+        if self.programs not in PROGRAM_FAMILIES:
+            raise fail("programs", " or ".join(repr(f) for f in PROGRAM_FAMILIES))
+        if self.programs != "sets" and self.max_objects < 2:
+            raise fail("max_objects", f"an integer in 2..10 with programs={self.programs!r} (a hop needs two objects)")
         for name in ("n_examples", "image_size", "min_objects", "max_objects", "seed", "questions_per_scene"):
             setattr(self, name, int(getattr(self, name)))
         self.balanced = bool(self.balanced)
@@ -227,21 +234,22 @@ class ClevrLikeDataset(Dataset):
 # ---------------------------------------------------------------------------------------------- generation
 @dataclass
 class _Slot:
-    """One example to generate: its depth, root module, describe attribute and (for exist) answer."""
+    """One example to generate: its depth, root module, the root's argument and (yes / no roots) answer."""
 
     depth: int
     kind: str
-    attr: str | None
+    arg: str | None
     target: str | None
 
 
 def _plan(rng: np.random.Generator, config: ClevrLikeConfig) -> list[_Slot]:
     """The examples to generate, in order.
 
-    Balanced: root modules, describe attributes and exist answers are split evenly (to within one) in
-    random order; otherwise they are drawn independently.
+    Balanced: the family's root modules, their arguments and the yes / no answers of each yes / no root
+    are split evenly (to within one) in random order; otherwise they are drawn independently.
     """
     n = config.n_examples
+    roots = PROGRAM_FAMILIES[config.programs]
     depths = rng.choice(np.asarray(config.depths), size=n).tolist()
 
     def spread(count: int, k: int) -> list[int]:  # count draws of 0..k-1
@@ -249,20 +257,24 @@ def _plan(rng: np.random.Generator, config: ClevrLikeConfig) -> list[_Slot]:
             return rng.integers(0, k, size=count).tolist()
         return rng.permutation(np.arange(count) % k).tolist()
 
-    kinds = [ANSWER_MODULES[k] for k in spread(n, len(ANSWER_MODULES))]
+    kinds = [roots[k] for k in spread(n, len(roots))]
     slots = [_Slot(d, kind, None, None) for d, kind in zip(depths, kinds, strict=True)]
-    described = [s for s in slots if s.kind == "describe"]
-    for s, a in zip(described, spread(len(described), len(ATTRIBUTES)), strict=True):
-        s.attr = ATTRIBUTES[a]
+    for kind in roots:
+        args = root_arguments(kind)
+        if args is not None:
+            mine = [s for s in slots if s.kind == kind]
+            for s, a in zip(mine, spread(len(mine), len(args)), strict=True):
+                s.arg = args[a]
     if config.balanced:
-        exist = [s for s in slots if s.kind == "exist"]
-        for s, y in zip(exist, spread(len(exist), 2), strict=True):
-            s.target = ("no", "yes")[y]
+        for kind in (k for k in roots if k in _YES_NO):
+            mine = [s for s in slots if s.kind == kind]
+            for s, y in zip(mine, spread(len(mine), 2), strict=True):
+                s.target = ("no", "yes")[y]
     return slots
 
 
 class _Balancer:
-    """Answer counts per group (root module, describe attribute, depth) and the choice of targets.
+    """Answer counts per group (root module, its argument, depth) and the choice of targets.
 
     Each question aims at the least frequent answer of its group that the scene allows, keeps the
     candidate whose answer is least frequent so far, and is refused (moved to another scene) when that
@@ -282,34 +294,36 @@ class _Balancer:
 
     @staticmethod
     def group(slot: _Slot) -> tuple:
-        return slot.kind, slot.attr, slot.depth
+        return slot.kind, slot.arg, slot.depth
 
     @staticmethod
-    def answers(kind: str, attr: str | None) -> tuple[str, ...]:
-        if kind == "exist":
+    def answers(kind: str, arg: str | None) -> tuple[str, ...]:
+        if kind in _YES_NO:
             return "no", "yes"
         if kind == "count":
             return tuple(str(k) for k in range(11))
-        return _ATTRIBUTE_VALUES[attr]
+        return ATTRIBUTE_VALUES[arg]
 
-    def target(self, slot: _Slot, sampler: SceneProgramSampler, pick) -> str | None:
+    def target(self, slot: _Slot, sampler: ProgramSampler, pick) -> str | None:
         if slot.target is not None:
             return slot.target
         fill = self.fill[self.group(slot)]
         if slot.kind == "count":
             feasible = [str(k) for k in range(sampler.scene.n_objects + 1)]
+        elif slot.kind == "describe":
+            feasible = sorted(set(sampler.object_values(slot.arg)))
         else:
-            feasible = sorted(set(sampler.object_values(slot.attr)))
+            feasible = ["no", "yes"]
         low = min(fill[a] for a in feasible)
         return pick([a for a in feasible if fill[a] == low])
 
     def record(self, slot: _Slot, answer: str) -> None:
-        fill = self.fill.setdefault(self.group(slot), dict.fromkeys(self.answers(slot.kind, slot.attr), 0))
+        fill = self.fill.setdefault(self.group(slot), dict.fromkeys(self.answers(slot.kind, slot.arg), 0))
         fill[answer] += 1
 
 
 def _ask(
-    sampler: SceneProgramSampler, slot: _Slot, balancer: _Balancer | None, seen: set, relaxed: bool
+    sampler: ProgramSampler, slot: _Slot, balancer: _Balancer | None, seen: set, relaxed: bool
 ) -> Candidate | None:
     """A question for ``slot`` on the sampler's scene, or ``None`` to move the slot to a new scene."""
     free = balancer is None or relaxed
@@ -317,7 +331,7 @@ def _ask(
     fill = None if free else balancer.fill[balancer.group(slot)]
     best = None
     for _ in range(_TRIES):
-        cand = sampler.candidate(slot.depth, slot.kind, slot.attr, target)
+        cand = sampler.candidate(slot.depth, slot.kind, slot.arg, target)
         if cand is None or cand.node in seen:
             continue
         if free or cand.answer == target:
@@ -332,16 +346,18 @@ def _ask(
 def make_clevr_like(config: ClevrLikeConfig) -> ClevrLikeDataset:
     """Generate a CLEVR-like data set: random scenes, rendered images, random programs, their answers.
 
-    Each example's depth is drawn uniformly from ``config.depths`` and its root module (exist, count,
-    describe) uniformly; a scene serves up to ``config.questions_per_scene`` consecutive examples.
-    With ``balanced=True``, the root modules are split exactly evenly, exist answers are exactly half
-    yes and half no, and within each (root module, describe attribute, depth) group every question aims
-    at the least frequent answer the scene allows; no answer exceeds twice its uniform share of its group
-    (counts near 10 are rarer: few scenes and sets allow them). Everything is drawn from one numpy
-    ``Generator`` seeded with ``config.seed``: the same config gives identical data.
+    Each example's depth is drawn uniformly from ``config.depths`` and its root module uniformly from the
+    program family's (``config.programs``, see :data:`PROGRAM_FAMILIES`); a scene serves up to
+    ``config.questions_per_scene`` consecutive examples. With ``balanced=True``, the root modules and
+    their arguments are split exactly evenly, the answers of each yes / no root (``exist``, ``equal``,
+    ``compare``) are exactly half yes and half no, and within each (root module, argument, depth) group
+    every question aims at the least frequent answer the scene allows; no answer exceeds twice its
+    uniform share of its group (counts near 10 are rarer: few scenes and sets allow them). Everything is
+    drawn from one numpy ``Generator`` seeded with ``config.seed``: the same config gives identical data.
 
     Raises:
-        ConfigError: ``config`` is not a :class:`ClevrLikeConfig`.
+        ConfigError: ``config`` is not a :class:`ClevrLikeConfig`, or its scenes cannot pose a question
+            of some depth (e.g. ``programs="chains"`` with too few objects for the depth).
     """
     if not isinstance(config, ClevrLikeConfig):
         raise ConfigError(f"make_clevr_like needs a ClevrLikeConfig, got {type(config).__name__}")
@@ -354,7 +370,7 @@ def make_clevr_like(config: ClevrLikeConfig) -> ClevrLikeDataset:
     i, failures = 0, 0
     while i < len(slots):
         scene = sample_scene(rng, min_objects=config.min_objects, max_objects=config.max_objects)
-        sampler = SceneProgramSampler(scene, rng)
+        sampler = program_sampler(config.programs, scene, rng)
         seen: set = set()
         asked = 0
         while i < len(slots) and asked < config.questions_per_scene:
@@ -362,8 +378,14 @@ def make_clevr_like(config: ClevrLikeConfig) -> ClevrLikeDataset:
             cand = _ask(sampler, slot, balancer, seen, relaxed=failures >= _RELAX_AFTER)
             if cand is None:
                 failures += 1
-                if failures >= _GIVE_UP_AFTER and slot.kind == "describe":
-                    slot.kind, slot.attr = "count", None  # this config's scenes cannot pose it
+                if failures >= 2 * _GIVE_UP_AFTER:
+                    raise ConfigError(
+                        f"found no question of depth {slot.depth} in {failures} scenes of {config.min_objects}.."
+                        f"{config.max_objects} objects (programs={config.programs!r}); allow more objects or "
+                        "shallower depths"
+                    )
+                if failures >= _GIVE_UP_AFTER and slot.kind != "count":
+                    slot.kind, slot.arg, slot.target = "count", None, None  # this config's scenes cannot pose it
                 break
             failures = 0
             seen.add(cand.node)

@@ -26,13 +26,16 @@ Public names:
 - ``PRIOR_MERGES``: how ``NMN`` may merge the question prior with the root module's answer.
 - ``AnswerScores``: an ``NMN``'s answer scores on a batch, branch by branch.
 - ``nmn``: the NMN preset: a CNN stem with coordinate channels, a module library, optionally a question prior.
-- ``nmn_library``: the NMN modules: find, relate, and, or, exist, count, describe (and optionally not).
+- ``nmn_library``: the NMN modules: find, relate, same, and, or, exist, count, describe, equal, compare (and optionally not).
 - ``easy_vqa_library``: ``nmn_library`` over easy-vqa's vocabulary (no ``relate``).
 - ``Combine``: ``and(a, b)`` / ``or(a, b)``: combine two attention maps with the interface's algebra.
+- ``Compare``: ``compare[comparison](a, b)``: whether map ``a`` holds as many objects as map ``b``, more or fewer.
 - ``Describe``: ``describe[attribute](mask)``: answer a question about the attended object's attribute.
+- ``Equal``: ``equal[attribute](a, b)``: whether the objects two maps attend to share an attribute.
 - ``Find``: ``find[value]``: attend to the cells whose features match an attribute value.
 - ``Measure``: ``exist(mask)`` / ``count(mask)``: answer from the attention map alone.
 - ``Relate``: ``relate[relation](mask)``: move attention to the cells in a spatial relation to the attended ones.
+- ``Same``: ``same[attribute](mask)``: attend to the other objects that share an attribute with the attended one.
 - ``Negate``: ``not(a)``: swap the scores of the answers "yes" and "no".
 - ``EncodedQuestions``: a batch of questions as token indices.
 - ``QuestionEncoder``: questions to vectors: word embeddings read by a GRU.
@@ -74,12 +77,15 @@ from ._nmn import PRIOR_MERGES as PRIOR_MERGES
 from ._nmn import AnswerScores as AnswerScores
 from ._nmn import nmn as nmn
 from ._nmn import nmn_library as nmn_library
+from ._nmn_compare import Compare as Compare
+from ._nmn_compare import Equal as Equal
 from ._nmn_easy_vqa import easy_vqa_library as easy_vqa_library
 from ._nmn_modules import Combine as Combine
 from ._nmn_modules import Describe as Describe
 from ._nmn_modules import Find as Find
 from ._nmn_modules import Measure as Measure
 from ._nmn_modules import Relate as Relate
+from ._nmn_modules import Same as Same
 from ._nmn_negate import Negate as Negate
 from ._question import EncodedQuestions as EncodedQuestions
 from ._question import QuestionEncoder as QuestionEncoder

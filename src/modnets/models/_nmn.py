@@ -10,17 +10,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..compose import Library, Program
-from ..data import ANSWERS, COLORS, RELATIONS, SHAPES, SIZES
+from ..data import ANSWERS, COLORS, COMPARISONS, RELATIONS, SHAPES, SIZES
 from ..errors import ConfigError, ShapeError
 from ..modules import CNNStem
 from ..types import HeatMap, Logits, Mask, Probs, algebra
-from ._nmn_modules import Combine, Describe, Find, Measure, Relate
+from ._nmn_compare import Compare, Equal
+from ._nmn_modules import Combine, Describe, Find, Measure, Relate, Same
 from ._nmn_negate import Negate
 from ._question import QuestionEncoder, QuestionPrior, QuestionVocabulary
 
 __all__ = ["NMN", "PRIOR_KEY", "PRIOR_MERGES", "AnswerScores", "nmn", "nmn_library"]
 
 DESCRIBE_ATTRIBUTES = ("color", "shape", "size")
+#: The CLEVR-style reasoning modules :func:`nmn_library` may add (the ``chains`` programs use all three).
+REASONING = ("same", "equal", "compare")
 
 
 def nmn_library(
@@ -35,8 +38,11 @@ def nmn_library(
     n_answers: int = len(ANSWERS),
     measures: Sequence[str] = ("exist", "count"),
     negation: tuple[int, int] | None = None,
+    reasoning: Sequence[str] = REASONING,
+    comparisons: Sequence[str] = COMPARISONS,
 ) -> Library:
-    """The NMN modules: find, relate, and, or, exist, count, describe (and optionally not).
+    """The NMN modules: find, relate, same, and, or, exist, count, describe, equal, compare (and optionally
+    not).
 
     The two variants differ only in their interface types (thesis Table 4.3): typed modules exchange
     sigmoid :class:`~modnets.types.Mask` maps combined with min / max and answer with softmax
@@ -53,15 +59,20 @@ def nmn_library(
         grid: feature-map size (H, W).
         find_values: the arguments of ``find``.
         relations: the arguments of ``relate``; none: the library has no ``relate`` module.
-        attributes: the arguments of ``describe``.
+        attributes: the arguments of ``describe``, ``same`` and ``equal``.
         n_answers: size of the answer vocabulary.
         measures: the map-measuring answer modules to include, a subset of ``("exist", "count")``.
         negation: the answer indices of ``(no, yes)``: adds ``not``, a :class:`Negate` module that swaps
             them (``not(exist(find[red]))``); ``None``: no ``not`` module.
+        reasoning: the CLEVR-style reasoning modules to include, a subset of ``("same", "equal",
+            "compare")``: ``same[attribute]`` (:class:`Same`, map to map), ``equal[attribute]``
+            (:class:`Equal`) and ``compare[comparison]`` (:class:`Compare`), two maps to an answer. The
+            ``chains`` programs of :func:`~modnets.data.make_clevr_like` need all three.
+        comparisons: the arguments of ``compare``.
 
     Raises:
-        ConfigError: ``measures`` names a module other than ``exist`` / ``count``, or ``negation`` is
-            not two distinct answer indices.
+        ConfigError: ``measures`` names a module other than ``exist`` / ``count``, ``reasoning`` one
+            outside ``("same", "equal", "compare")``, or ``negation`` is not two distinct answer indices.
 
     Example:
         >>> lib = nmn_library(typed=True, grid=(8, 8))
@@ -75,17 +86,26 @@ def nmn_library(
     unknown = [m for m in measures if m not in ("exist", "count")]
     if unknown or isinstance(measures, str):
         raise ConfigError(f"nmn_library measures must be a subset of ('exist', 'count'), got {measures!r}")
+    unknown = [m for m in reasoning if m not in REASONING]
+    if unknown or isinstance(reasoning, str):
+        raise ConfigError(f"nmn_library reasoning must be a subset of {REASONING}, got {reasoning!r}")
     modules: dict[str, nn.Module] = {
         "find": Find(find_values, channels=channels, mask=mask, initial_bias=-2.0 if typed else 0.0),
     }
     if len(relations):
         modules["relate"] = Relate(relations, channels=channels, grid=grid, mask=mask)
+    if "same" in reasoning:
+        modules["same"] = Same(attributes, channels=channels, mask=mask)
     modules["and"] = Combine("and", algebra=alg, mask=mask)
     modules["or"] = Combine("or", algebra=alg, mask=mask)
     for name in ("exist", "count"):
         if name in measures:
             modules[name] = Measure(**heads)
     modules["describe"] = Describe(attributes, channels=channels, **heads)
+    if "equal" in reasoning:
+        modules["equal"] = Equal(attributes, channels=channels, **heads)
+    if "compare" in reasoning:
+        modules["compare"] = Compare(comparisons, **heads)
     if negation is not None:
         modules["not"] = Negate(answer=answer, swap=tuple(negation))
     return Library(modules)

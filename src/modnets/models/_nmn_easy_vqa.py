@@ -12,8 +12,9 @@ __all__ = ["easy_vqa_library"]
 def easy_vqa_library(typed: bool = True, *, channels: int = 66, hidden: int = 64,
                      grid: tuple[int, int] = (8, 8)) -> Library:
     """:func:`~modnets.models.nmn_library` over easy-vqa's vocabulary: ``find`` over its colours, shapes and
-    ``object``, ``and``, ``or``, ``describe[color | shape]``, ``exist`` and ``not``; no ``relate`` (one
-    object per image) and no ``count``. Answers index :data:`~modnets.data.EASY_VQA_ANSWERS`.
+    ``object``, ``and``, ``or``, ``describe[color | shape]``, ``exist`` and ``not``; no ``relate``,
+    ``same``, ``equal`` or ``compare`` (one object per image) and no ``count``. Answers index
+    :data:`~modnets.data.EASY_VQA_ANSWERS`.
 
     Use with the NMN preset as ``nmn(typed, image_size=32, library=easy_vqa_library)``.
 
@@ -39,4 +40,5 @@ def easy_vqa_library(typed: bool = True, *, channels: int = 66, hidden: int = 64
         n_answers=len(EASY_VQA_ANSWERS),
         measures=("exist",),
         negation=(EASY_VQA_ANSWERS.index("no"), EASY_VQA_ANSWERS.index("yes")),
+        reasoning=(),
     )

@@ -19,7 +19,7 @@ from ..hub import register_module
 from ..modules import MLP, FeatureAttention, Signature, TypedModule
 from ..types import Algebra, DataType, FeatureMap, Mask
 
-__all__ = ["Combine", "Describe", "Find", "Measure", "Relate"]
+__all__ = ["Combine", "Describe", "Find", "Measure", "Relate", "Same", "map_stats", "measure_stats"]
 
 
 class Find(TypedModule):
@@ -161,9 +161,7 @@ class Measure(TypedModule):
                 "mask": sig.inputs[0][1], "answer": sig.output}
 
     def compute(self, mask: Tensor, *, arg: Tensor | None = None) -> Tensor:
-        flat = mask.flatten(1)
-        largest = flat.topk(min(self.top, flat.shape[1]), dim=1).values
-        return self.mlp(torch.cat([flat.sum(1, keepdim=True) / 10.0, flat.mean(1, keepdim=True), largest], 1))
+        return self.mlp(measure_stats(mask, self.top))
 
 
 class Describe(TypedModule):
@@ -202,14 +200,84 @@ class Describe(TypedModule):
                 "n_answers": self.n_answers, "mask": sig.inputs[0][1], "answer": sig.output}
 
     def compute(self, mask: Tensor, *, arg: Tensor | None = None, features: Tensor) -> Tensor:
-        h = self.inp(torch.cat([self.attend(features, mask), _map_stats(mask)], dim=1)) + self.embed(arg)
+        h = self.inp(torch.cat([self.attend(features, mask), map_stats(mask)], dim=1)) + self.embed(arg)
         return self.mlp(F.relu(h))
 
 
-def _map_stats(mask: Tensor) -> Tensor:
+class Same(TypedModule):
+    """``same[attribute](mask)``: attend to the other objects that share an attribute with the attended one.
+
+    CLEVR's ``same_color`` and kin: the input map attends to one object. Each attribute owns a soft
+    classifier of every cell into ``classes`` learned classes (a linear read-out of the features and a
+    softmax over the classes), meant to become that attribute's values. The attended object's class
+    distribution is its cells' distributions pooled under the map (the softmax of a sigmoid mask's logits,
+    a heat map's plain weighted average, as :class:`Describe`), and a cell's score is the probability that
+    the cell and the object fall in the same class, scaled per attribute. A linear read-out of the features
+    keeps the result on objects (as in :class:`Relate`), and a learned weight per attribute times the input
+    map pushes the attended object itself out of the result.
+
+    At the start the classes are nearly uniform, so the score is nearly constant and the module sends
+    little gradient into the map it reads (a mask that is still learning what to attend to is left alone).
+
+    Shapes:
+        ``mask: (batch, H, W)``, ``features: (batch, C, H, W)`` -> ``(batch, H, W)``.
+    """
+
+    def __init__(
+        self, attributes: Sequence[str], *, channels: int, mask: DataType, classes: int = 8
+    ) -> None:
+        super().__init__(
+            Signature(inputs={"mask": mask}, output=mask, context={"features": FeatureMap(channels)}),
+            arguments=attributes,
+        )
+        if not isinstance(classes, int) or isinstance(classes, bool) or classes < 2:
+            raise ConfigError(f"Same classes must be an int >= 2, got {classes!r}")
+        self.attend = FeatureAttention("odds" if isinstance(mask, Mask) else "sum")
+        # Per attribute: `classes` rows of class logits, then one row of object read-out.
+        self.weight = nn.Parameter(torch.randn(len(attributes), classes + 1, channels) * channels**-0.5)
+        self.bias = nn.Parameter(torch.zeros(len(attributes), classes + 1, 1))
+        self.scale = nn.Parameter(torch.full((len(attributes),), 4.0))
+        self.exclude = nn.Parameter(torch.full((len(attributes),), 4.0))
+        self.channels, self.classes = channels, classes
+
+    def hub_config(self) -> dict:
+        """The constructor's keyword arguments (what :mod:`modnets.hub` stores to rebuild the module)."""
+        return {"attributes": list(self.arguments), "channels": self.channels, "mask": self.signature.output,
+                "classes": self.classes}
+
+    # Read every attribute's classes out of each image once per batch; calls pick (image, attribute) rows.
+    indexes_context = True
+
+    def share(self, *, features: Tensor) -> dict[str, Tensor]:
+        """``readout: (B, A, classes + 1, H, W)``, every attribute's class logits and object read-out."""
+        b, c, h, w = features.shape
+        readout = torch.matmul(self.weight.flatten(0, 1), features.reshape(b, c, h * w))  # (B, A*(K+1), HW)
+        readout = readout.view(b, *self.weight.shape[:2], h * w) + self.bias
+        return {"readout": readout.view(b, *self.weight.shape[:2], h, w)}
+
+    def compute(
+        self, mask: Tensor, *, arg: Tensor, examples: Tensor, shared: dict[str, Tensor], features: Tensor
+    ) -> Tensor:
+        readout = shared["readout"]  # (B, A, K+1, H, W)
+        mine = readout.flatten(0, 1).index_select(0, examples * readout.shape[1] + arg)  # (n, K+1, H, W)
+        classes = F.softmax(mine[:, : self.classes], dim=1)  # (n, K, H, W)
+        referent = self.attend(classes, mask)  # (n, K): the attended object's classes
+        same = torch.einsum("nk,nkhw->nhw", referent, classes)  # (n, H, W) in [0, 1]
+        return self.scale[arg].view(-1, 1, 1) * same + mine[:, self.classes] - self.exclude[arg].view(-1, 1, 1) * mask
+
+
+def map_stats(mask: Tensor) -> Tensor:
     """``mask: (B, H, W)`` -> ``(B, 3)``: total mass / 10, maximum and mean of each map."""
     flat = mask.flatten(1)
     return torch.stack([flat.sum(1) / 10.0, flat.max(1).values, flat.mean(1)], dim=1)
+
+
+def measure_stats(mask: Tensor, top: int) -> Tensor:
+    """``mask: (B, H, W)`` -> ``(B, top + 2)``: order-free statistics of each map (what :class:`Measure`
+    reads): total mass / 10, mean and the ``top`` largest values, sorted."""
+    flat = mask.flatten(1)
+    largest = flat.topk(min(top, flat.shape[1]), dim=1).values
+    return torch.cat([flat.sum(1, keepdim=True) / 10.0, flat.mean(1, keepdim=True), largest], 1)
 
 
 # The names stored in hub manifests: entries saved under them keep loading.
@@ -217,3 +285,4 @@ register_module(Find, name="modnets.models.Find")
 register_module(Relate, name="modnets.models.Relate")
 register_module(Measure, name="modnets.models.Measure")
 register_module(Describe, name="modnets.models.Describe")
+register_module(Same, name="modnets.models.Same")

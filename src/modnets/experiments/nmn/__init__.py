@@ -38,7 +38,7 @@ from ...analysis import (
     spread,
     spread_by,
 )
-from ...data import ClevrLikeConfig, collate_easy_vqa, load_easy_vqa, make_clevr_like
+from ...data import PROGRAM_FAMILIES, ClevrLikeConfig, collate_easy_vqa, load_easy_vqa, make_clevr_like
 from ...data import collate_clevr_like as collate
 from ...errors import ConfigError
 from ...models import QuestionVocabulary, easy_vqa_library, film, nmn, nmn_assembly
@@ -80,7 +80,9 @@ PAPER_ERROR = {"typed": {"seen": 0.228, "unseen": 0.472}, "untyped": {"seen": 0.
 class Config(ConfigBase):
     """Settings of the ``nmn`` experiment (``Config.for_mode(quick)`` gives the two presets).
 
-    ``seeds`` repetitions of Table 4.2 and the depth study use seeds ``seed, seed + 1, ...``;
+    ``seeds`` repetitions of Table 4.2 and the depth study use seeds ``seed, seed + 1, ...``; Table 4.2 and the
+    SGM study run on the ``"sets"`` program family, the depth study on ``depth_programs`` (``"chains"``: every
+    level of depth is a step of reasoning);
     ``film_width=None`` sizes the FiLM baseline to the typed NMN's parameter count. The SGM study trains
     ``sgm_candidates`` find units through their SGM, keeps the ``sgm_selected`` nearest the Pareto front and
     trains the answering modules around each for ``sgm_full_fit``.
@@ -93,7 +95,8 @@ class Config(ConfigBase):
     n_train: int = 10000
     n_valid: int = 1500
     max_train_depth: int = 5
-    max_test_depth: int = 12
+    max_test_depth: int = 20
+    depth_programs: str = "chains"
     n_test_per_depth: int = 300
     hidden: int = 64
     question_hidden: int = 64
@@ -129,6 +132,9 @@ class Config(ConfigBase):
         if self.sgm_selected > self.sgm_candidates:
             raise ConfigError(f"sgm_selected ({self.sgm_selected}) must be <= sgm_candidates ({self.sgm_candidates})")
         check_backend(self.backend)
+        if self.depth_programs not in PROGRAM_FAMILIES:
+            raise ConfigError(f"depth_programs must be one of {', '.join(PROGRAM_FAMILIES)}, got "
+                              f"{self.depth_programs!r}")
 
     @classmethod
     def for_mode(cls, quick: bool, seed: int = 0) -> Config:
@@ -201,27 +207,26 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: b
     return _report(config, metrics, plan, first["n_train"], first["n_test"], curves)
 
 
-def _data(config: Config, seed: int):
-    seen = tuple(range(2, config.max_train_depth + 1))
-    train = make_clevr_like(ClevrLikeConfig(n_examples=config.n_train, depths=seen, image_size=config.image_size,
-                                            seed=seed))
-    valid = make_clevr_like(ClevrLikeConfig(n_examples=config.n_valid, depths=seen, image_size=config.image_size,
-                                            seed=seed + 20_000))
-    test_depths = tuple(range(2, config.max_test_depth + 1))
-    test = make_clevr_like(ClevrLikeConfig(n_examples=config.n_test_per_depth * len(test_depths), depths=test_depths,
-                                           image_size=config.image_size, seed=seed + 10_000))
-    return train, valid, test
+def _data(config: Config, seed: int, programs: str, train_depths, test_depths, *, valid: bool = True):
+    """Training, validation (``valid``) and test data of one program family for one seed."""
+    def make(n, depths, offset):
+        return make_clevr_like(ClevrLikeConfig(n_examples=n, depths=tuple(depths), image_size=config.image_size,
+                                               programs=programs, seed=seed + offset))
+
+    train = make(config.n_train, train_depths, 0)
+    held = make(config.n_valid, train_depths, 20_000) if valid else None
+    test = make(config.n_test_per_depth * len(test_depths), test_depths, 10_000)
+    return train, held, test
 
 
 def _seed_study(config: Config, seed: int, plan, rundir: RunDir) -> tuple[dict, tuple]:
     """Table 4.2 and the depth curves of one seed (its own data and weights): the measurements, and the
-    seed's training and validation data and question vocabulary."""
+    seed's Table 4.2 training and validation data and question vocabulary (for the SGM study)."""
     t0 = time.perf_counter()
-    train, valid, test = _data(config, seed)
     seen = tuple(range(2, config.max_train_depth + 1))
+    train, valid, test = _data(config, seed, "sets", seen, seen)
     vocab = QuestionVocabulary.build(train.questions)
     data_seconds = time.perf_counter() - t0
-    by_depth: dict[str, dict[int, float]] = {}
     accuracy, cost, modulewise = {}, {}, {}
     searches: dict[str, list] = {}
     # the module-wise regimes first: the end-to-end search gets the time their searches took
@@ -247,44 +252,28 @@ def _seed_study(config: Config, seed: int, plan, rundir: RunDir) -> tuple[dict, 
             budget = sum(f["seconds"] for f in modulewise["modular_typed"]["searches"].values())
             fit_config, found = _seeded(config.fit, seed), None
             if budget > 0:
-                found = _end_to_end_search(config, model, build, train, valid, seed, budget, rundir.sub(regime))
+                found = _end_to_end_search(config, build, train, valid, seed, budget, rundir.sub(regime))
                 fit_config = FitConfig(**{**fit_config.to_dict(), "lr": found.best_params["lr"]})
                 searches["end to end"] = found.trials
             seconds = _fit(model, train, fit_config, rundir, regime) + (found.seconds if found else 0.0)
             cost[regime] = {"sequential": seconds, "parallel": seconds, "search": found.seconds if found else 0.0,
                             "lr": fit_config.lr}
-        by_depth[regime] = accuracy_by(predict(model, test, collate=collate) == test.answers, test.depths)
-        accuracy[regime] = _mean_over(by_depth[regime], test.depths, seen)
+        accuracy[regime] = float((predict(model, test, collate=collate) == test.answers).float().mean())
 
-    torch.manual_seed(seed)
-    typed_model = nmn(True, image_size=config.image_size, hidden=config.hidden, prior="logits", questions=vocab,
-                      question_hidden=config.question_hidden)
-    cost["typed_end_to_end"] = _fit(typed_model, train, _seeded(config.fit, seed), rundir, "typed_end_to_end")
-    torch.manual_seed(seed)
-    baseline = _film(config, vocab, _parameters(typed_model))
-    cost["film"] = _fit(baseline, train, _seeded(config.fit, seed), rundir, "film")
-    curves = {
-        "typed": accuracy_by(predict(typed_model, test, collate=collate) == test.answers, test.depths),
-        "untyped": by_depth["end_to_end"],
-        "film": accuracy_by(predict(baseline, test, collate=collate) == test.answers, test.depths),
-        "modular": by_depth["modular"],
-        "modular_typed": by_depth["modular_typed"],
-    }
     roots = [p.name for p in train.programs]
     figures = []
     if searches:
         plot_search_trials(searches, rundir.folder("") / "searches.png",
                            title=f"per-module and end-to-end learning-rate searches, seed {seed} (Figs 4.8 / 4.11)")
         figures.append(f"seed{seed}/searches.png")
+    depth = _depth_study(config, seed, rundir.sub("depth"))
     measured = {
         "seed": seed,
         "data_seconds": data_seconds,
         "accuracy": accuracy,
-        "train_seconds": cost,
+        "train_seconds": {**cost, **depth.pop("train_seconds")},
         "modulewise": modulewise,
-        "accuracy_by_depth": curves,
-        "error_seen_unseen": {k: _seen_unseen(v, test.depths, config.max_train_depth) for k, v in curves.items()},
-        "parameters": {"typed": _parameters(typed_model), "untyped": _parameters(model), "film": _parameters(baseline)},
+        **depth,
         "answer_module_share": {name: roots.count(name) / len(roots) for name in sorted(set(roots))},
         "n_train": len(train),
         "n_test": len(test),
@@ -293,7 +282,41 @@ def _seed_study(config: Config, seed: int, plan, rundir: RunDir) -> tuple[dict, 
     return measured, (train, valid, vocab)
 
 
-def _end_to_end_search(config: Config, model, build, train, valid, seed: int, budget: float, rundir: RunDir):
+def _depth_study(config: Config, seed: int, rundir: RunDir) -> dict:
+    """Figs 4.12-4.13 on the ``config.depth_programs`` family: typed and untyped NMNs and a FiLM of the typed
+    NMN's size, trained end to end on depth <= ``max_train_depth`` with the same settings, tested to
+    ``max_test_depth``; and the typed NMN trained on every depth (the reference curve)."""
+    seen = range(2, config.max_train_depth + 1)
+    every = range(2, config.max_test_depth + 1)
+    train, _, test = _data(config, seed + 1_000, config.depth_programs, seen, every, valid=False)
+    train_all = make_clevr_like(ClevrLikeConfig(n_examples=config.n_train, depths=tuple(every),
+                                                image_size=config.image_size, programs=config.depth_programs,
+                                                seed=seed + 31_000))
+    vocab = QuestionVocabulary.build([*train.questions, *train_all.questions])
+
+    def typed_nmn(typed: bool):
+        torch.manual_seed(seed)
+        return nmn(typed, image_size=config.image_size, hidden=config.hidden, prior="logits" if typed else "geometric",
+                   questions=vocab, question_hidden=config.question_hidden)
+
+    models = {"typed": typed_nmn(True), "untyped": typed_nmn(False)}
+    torch.manual_seed(seed)
+    models["film"] = _film(config, vocab, _parameters(models["typed"]))
+    models["typed_all_depths"] = typed_nmn(True)
+    seconds, curves = {}, {}
+    for name, model in models.items():
+        data = train_all if name == "typed_all_depths" else train
+        seconds[f"depth_{name}"] = _fit(model, data, _seeded(config.fit, seed), rundir, name)
+        curves[name] = accuracy_by(predict(model, test, collate=collate) == test.answers, test.depths)
+    return {
+        "train_seconds": seconds,
+        "accuracy_by_depth": curves,
+        "error_seen_unseen": {k: _seen_unseen(v, test.depths, config.max_train_depth) for k, v in curves.items()},
+        "parameters": {k: _parameters(m) for k, m in models.items() if k != "typed_all_depths"},
+    }
+
+
+def _end_to_end_search(config: Config, build, train, valid, seed: int, budget: float, rundir: RunDir):
     """Search the end-to-end learning rate for ``budget`` seconds (the module-wise searches' time), each trial a
     fresh model trained ``search_epochs`` on the first ``search_examples`` questions, scored on ``valid``."""
     settings = config.modulewise
@@ -332,8 +355,8 @@ def _film(config: Config, vocab: QuestionVocabulary, target: int):
     return build(width)
 
 
-_CURVE_LABELS = {"typed": "typed NMN (end to end)", "untyped": "untyped NMN (end to end)", "film": "FiLM",
-                 "modular": "untyped NMN (module-wise)", "modular_typed": "typed NMN (module-wise)"}
+_CURVE_LABELS = {"typed": "typed NMN", "untyped": "untyped NMN", "film": "FiLM (same size)",
+                 "typed_all_depths": "typed NMN trained on every depth (reference)"}
 
 
 def _fit(model, data, fit_config: FitConfig, rundir: RunDir, name: str, collate_fn=collate) -> float:
@@ -398,7 +421,7 @@ def _s(d: dict, spec: str = "{:.3g}", *, unit: str = "", percent: bool = False) 
 def _report(config: Config, metrics: dict, plan, n_train: int, n_test: int, curves: dict) -> Report:
     acc, cost, n = metrics["accuracy"], metrics["train_seconds"], len(metrics["seeds"])
     headline = ("Mean ± standard deviation over the seeds.\n\n" if n > 1 else "") + markdown_table(
-        ["regime", f"our test acc. (depth <= {config.max_train_depth})", "thesis (VQA v1)",
+        ["regime", f"our test acc. (depth 2-{config.max_train_depth})", "thesis (VQA v1)",
          "cost, sequential", "cost, parallel"],
         [(REGIME_LABELS[r], _s(acc[r], percent=True), percent(PAPER_ACCURACY[r], 2),
           _s(cost[r]["sequential"], "{:.0f}", unit=" s"), _s(cost[r]["parallel"], "{:.0f}", unit=" s"))
@@ -488,8 +511,12 @@ def _report(config: Config, metrics: dict, plan, n_train: int, n_test: int, curv
         + ("degrades faster" if film_growth > typed_growth else "does not degrade faster")
         + " than the typed NMN beyond the training depths"
         + (" (as thesis Fig. 4.13)." if film_growth > typed_growth else " (thesis Fig. 4.13: it does).")
-        + " The thesis numbers come from real CLEVR with programs up to 22 modules deep; ours from a small "
-        "procedural analogue, so only directions compare."
+        + " " + _reference_text(curves["typed_all_depths"], config)
+        + f" The depth study runs on the `{config.depth_programs}` program family (every level of depth a step of "
+        "reasoning: relation hops from a unique referent, same-attribute hops, filters, counts and comparisons "
+        "over filtered sets), all four models trained end to end with the same settings. The thesis numbers come "
+        "from real CLEVR with programs up to 22 modules deep; ours from a procedural analogue, so only "
+        "directions compare."
     )
     easy = metrics["easy_vqa"]
     easy_text = markdown_table(
@@ -513,8 +540,9 @@ def _report(config: Config, metrics: dict, plan, n_train: int, n_test: int, curv
         f"The NMN study of thesis chapter 4 ({'quick mode' if config.quick else 'full mode'}, {n} seed"
         f"{'s' if n > 1 else ''}: {', '.join(map(str, metrics['seeds']))}; {config.backend} backend) on "
         f"{n_train:,} generated CLEVR-like training questions of depth 2-{config.max_train_depth} "
-        f"({config.image_size} px) per seed, tested on {n_test:,} fresh questions of depth 2-"
-        f"{config.max_test_depth}, and on the real easy-vqa set. Total time {metrics['total_seconds']:.0f} s."
+        f"({config.image_size} px) per seed, tested on {n_test:,} fresh questions of the same depths (Table 4.2) and "
+        f"on questions of depth 2-{config.max_test_depth} (the depth study), and on the real easy-vqa set. Total "
+        f"time {metrics['total_seconds']:.0f} s."
     )
     departures = "\n".join(f"- {d}" for d in [
         "Generated CLEVR-like scenes and programs instead of VQA v1 / CLEVR; programs are given, not parsed.",
@@ -539,6 +567,21 @@ def _report(config: Config, metrics: dict, plan, n_train: int, n_test: int, curv
         metrics=metrics,
         figures=["error_by_depth.png", *sgm["figures"], *first["figures"]],
         config=config,
+    )
+
+
+def _reference_text(curve: dict[int, Spread], config: Config) -> str:
+    """Does error rise with depth when the model is trained on every depth? Shallowest vs deepest third."""
+    depths = sorted(curve)
+    third = max(1, len(depths) // 3)
+    low = spread([1 - v for d in depths[:third] for v in curve[d].values])
+    high = spread([1 - v for d in depths[-third:] for v in curve[d].values])
+    rises = high.mean - low.mean > max(low.std, high.std) / max(1, min(low.n, high.n)) ** 0.5
+    return (
+        f"Trained on every depth (2-{config.max_test_depth}), the typed NMN's error is "
+        f"{low.format(percent=True)} at depths {depths[0]}-{depths[third - 1]} and {high.format(percent=True)} at "
+        f"depths {depths[-third]}-{depths[-1]} (pooled over depths and seeds): "
+        + ("error rises with depth, as on CLEVR." if rises else "error does not rise with depth here, unlike CLEVR.")
     )
 
 
@@ -582,9 +625,13 @@ def _data_text(config: Config, metrics: dict) -> str:
     data_seconds = metrics["per_seed"][0]["data_seconds"]
     return (
         f"Procedurally generated CLEVR-like data (`modnets.data.make_clevr_like`): {config.image_size}x"
-        f"{config.image_size} renders of 2-10 objects, programs over find / relate / and / or / exist / count / "
-        f"describe with their question text, answers balanced per question type. For seed s: train "
-        f"{config.n_train:,} (data seed s), validation {config.n_valid:,} (s + 20000), test "
-        f"{config.n_test_per_depth} per depth (s + 10000). Data generation took "
-        f"{data_seconds:.1f} s per seed. Checkpoints: `checkpoints/`; TensorBoard logs: `tensorboard/`."
+        f"{config.image_size} renders of 2-10 objects, programs with their question text, answers balanced per "
+        f"question type. Table 4.2 and the SGM study: the `sets` family (find / relate / and / or / exist / count / "
+        f"describe); for seed s: train {config.n_train:,} (data seed s), validation {config.n_valid:,} "
+        f"(s + 20000), test {config.n_test_per_depth} per depth (s + 10000). The depth study: the "
+        f"`{config.depth_programs}` family, train {config.n_train:,} of depth 2-{config.max_train_depth} (s + 1000), "
+        f"test {config.n_test_per_depth} per depth 2-{config.max_test_depth} (s + 11000), and "
+        f"{config.n_train:,} of every depth for the reference (s + 31000). Data generation took "
+        f"{data_seconds:.1f} s per seed (Table 4.2 data). Checkpoints: `checkpoints/`; TensorBoard logs: "
+        "`tensorboard/`."
     )
