@@ -34,8 +34,11 @@ class ProgramCloning(ProgramObjective):
         train_modules: also train the modules (and the context modules) on the answers through the gold
             programs; ``False``: only the policy learns.
         log_every: compute the logged ``exact_match`` every this many steps (a greedy decode of the batch).
-        library_context, encoder, context_key, target, likelihood: see
-            :class:`~modnets.train.ProgramObjective`.
+        library_context: as for :class:`~modnets.train.ProgramObjective`.
+        encoder: as for :class:`~modnets.train.ProgramObjective`.
+        context_key: as for :class:`~modnets.train.ProgramObjective`.
+        target: as for :class:`~modnets.train.ProgramObjective`.
+        likelihood: as for :class:`~modnets.train.ProgramObjective`.
 
     Raises:
         ConfigError: at ``loss`` time, a batch without gold programs, or a program list of the wrong length;

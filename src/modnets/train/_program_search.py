@@ -166,8 +166,11 @@ class ProgramSearch(ProgramObjective):
         config: settings.
         gold_key: the batch entry of gold programs (a list of B programs, ``None`` where an example has none)
             to clone alongside the search; ``None``: answers only.
-        library_context, encoder, context_key, target, likelihood: see
-            :class:`~modnets.train.ProgramObjective`.
+        library_context: as for :class:`~modnets.train.ProgramObjective`.
+        encoder: as for :class:`~modnets.train.ProgramObjective`.
+        context_key: as for :class:`~modnets.train.ProgramObjective`.
+        target: as for :class:`~modnets.train.ProgramObjective`.
+        likelihood: as for :class:`~modnets.train.ProgramObjective`.
 
     Example:
         >>> import torch
