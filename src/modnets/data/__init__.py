@@ -29,6 +29,7 @@ Public names:
 - ``execute``: answer a program on a scene symbolically, with boolean vectors over the objects.
 - ``generate_program``: a random answerable program of exactly ``depth`` calls for a scene, of either family.
 - ``program_to_question``: a deterministic English question for a program.
+- ``select``: the objects a set program selects on a scene (what the NMN's attention masks stand for).
 - ``COLORS``: the colours of CLEVR-like objects.
 - ``SHAPES``: the shapes of CLEVR-like objects.
 - ``SIZES``: the sizes of CLEVR-like objects.
@@ -90,11 +91,11 @@ from ._clevr import ClevrLikeConfig as ClevrLikeConfig
 from ._clevr import ClevrLikeDataset as ClevrLikeDataset
 from ._clevr import collate_clevr_like as collate_clevr_like
 from ._clevr import make_clevr_like as make_clevr_like
+from ._clevr_families import generate_program as generate_program
 from ._clevr_files import ClevrDataset as ClevrDataset
 from ._clevr_files import load_clevr as load_clevr
 from ._clevr_functions import CLEVR_FUNCTIONS as CLEVR_FUNCTIONS
 from ._clevr_functions import clevr_program as clevr_program
-from ._clevr_families import generate_program as generate_program
 from ._clevr_programs import ANSWER_MODULES as ANSWER_MODULES
 from ._clevr_programs import ANSWERS as ANSWERS
 from ._clevr_programs import ATTRIBUTES as ATTRIBUTES
@@ -105,6 +106,7 @@ from ._clevr_programs import RELATIONS as RELATIONS
 from ._clevr_programs import encode_answer as encode_answer
 from ._clevr_programs import execute as execute
 from ._clevr_programs import program_to_question as program_to_question
+from ._clevr_programs import select as select
 from ._clevr_scene import COLORS as COLORS
 from ._clevr_scene import SHAPES as SHAPES
 from ._clevr_scene import SIZES as SIZES

@@ -55,7 +55,7 @@ class ClevrLikeConfig(Config):
             is one step of reasoning that the answer depends on, so error grows with depth as on CLEVR:
             the family for depth studies (thesis Figs 4.12-4.13). ``"clevr"``: ``chains`` with ``same``
             hops and the ``equal`` / ``compare`` roots too (harder to learn end to end). The chain
-            families need scenes of at least two objects.
+            families need ``max_objects >= 3`` (a hop needs its start, its end and a distractor).
     """
 
     n_examples: int = 1000
@@ -99,8 +99,11 @@ class ClevrLikeConfig(Config):
             raise fail("questions_per_scene", "an integer >= 1")
         if self.programs not in PROGRAM_FAMILIES:
             raise fail("programs", " or ".join(repr(f) for f in PROGRAM_FAMILIES))
-        if self.programs != "sets" and self.max_objects < 2:
-            raise fail("max_objects", f"an integer in 2..10 with programs={self.programs!r} (a hop needs two objects)")
+        if self.programs != "sets" and self.max_objects < 3:
+            raise fail(
+                "max_objects",
+                f"an integer in 3..10 with programs={self.programs!r} (a hop needs a start, an end and a distractor)",
+            )
         for name in ("n_examples", "image_size", "min_objects", "max_objects", "seed", "questions_per_scene"):
             setattr(self, name, int(getattr(self, name)))
         self.balanced = bool(self.balanced)

@@ -109,28 +109,28 @@ class ChainProgramSampler:
             tuple((self._values[a][o], self._bits[self._values[a][o]]) for a in ATTRIBUTES) for o in range(n)
         ]
         x, y = scene.x.tolist(), scene.y.tolist()
-        relations = {
-            "left": lambda o, t: x[o] < x[t],
-            "right": lambda o, t: x[o] > x[t],
-            "above": lambda o, t: y[o] < y[t],
-            "below": lambda o, t: y[o] > y[t],
-        }
+        # Each relation's axis, and whether it selects the objects with the smaller coordinate.
+        axes = {"left": (x, True), "right": (x, False), "above": (y, True), "below": (y, False)}
         # hop_bits[h][t]: where hop h leads from object t
         self._hop_bits = [
-            [sum(1 << o for o in range(n) if relations[arg](o, t)) for t in range(n)]
-            if name == "relate"
-            else [self._bits[self._values[arg][t]] & ~(1 << t) for t in range(n)]
-            for name, arg in _HOPS[: len(_HOPS) if same else len(RELATIONS)]
+            [
+                sum(1 << o for o in range(n) if (c[o] < c[t] if smaller else c[o] > c[t]))
+                for t in range(n)
+            ]
+            for c, smaller in (axes[r] for r in RELATIONS)
         ]
-        # near[h][t]: the objects close to object t along the axis of relation h
+        if same:
+            self._hop_bits += [
+                [self._bits[self._values[a][t]] & ~(1 << t) for t in range(n)] for a in ATTRIBUTES
+            ]
+        # near[h][t], relations only: the objects close to object t along relation h's axis
         radius = [SIZE_RADIUS[z] for z in scene.size.tolist()]
-        axis = {"left": x, "right": x, "above": y, "below": y}
         self._near = [
             [
                 sum(1 << o for o in range(n) if o != t and abs(c[o] - c[t]) < _TIGHT * (radius[o] + radius[t]))
                 for t in range(n)
             ]
-            for c in (axis[r] for r in RELATIONS)
+            for c, _ in (axes[r] for r in RELATIONS)
         ]
         self._base_refs = self._enumerate_base_refs()
         self._base_sets = self._enumerate_base_sets()
@@ -185,8 +185,8 @@ class ChainProgramSampler:
         return sets
 
     def _steps_to_one(self, t: int) -> list[list[_Step]]:
-        """By number of filters: every step from object ``t`` that ends on one object, relate hops first
-        (cached)."""
+        """By number of filters: every step from object ``t`` that ends on one object among distractors
+        (tight ones for a relate hop), relate hops first (cached)."""
         steps = self._unique_steps.get(t)
         if steps is None:
             steps = [[] for _ in _ORDERS]
@@ -212,8 +212,9 @@ class ChainProgramSampler:
         """By number of filters (0-2): every step from object ``t`` that ends on any set, relate hops first
         (cached).
 
-        A hop may land on nothing only without filters; each filter strictly shrinks a non-empty set, and
-        the objects that pass the filters are never all in the hop's result (else the hop would not matter).
+        A hop may land on nothing only without filters; each filter strictly shrinks a non-empty set, the
+        objects that pass the filters are never all in the hop's result (else the hop would not matter), and
+        a relate hop rules out a distractor close to ``t``.
         """
         steps = self._set_steps.get(t)
         if steps is None:
@@ -389,7 +390,7 @@ class ChainProgramSampler:
 
         Args:
             depth: at least 2 (the root and a chain of ``depth - 1`` levels).
-            kind: a root module of the ``chains`` family (``PROGRAM_FAMILIES["chains"]``).
+            kind: a root module of the sampler's family (see ``PROGRAM_FAMILIES``).
             arg: the attribute of ``describe`` / ``equal``, the comparison of ``compare``.
             answer: the answer to aim at; the candidate may miss it.
 
@@ -400,7 +401,7 @@ class ChainProgramSampler:
         if kind in ("exist", "count"):
             wish = None if answer is None else _size_wish(kind, answer)
             key = bool if kind == "exist" else int.bit_count
-            node = self.chain(inner, unique=False, goal=_ANY, key=key, wish=wish)
+            node = self.chain(inner, unique=False, goal=_any, key=key, wish=wish)
             if node is None:
                 return None
             result = ("yes" if node.bits else "no") if kind == "exist" else str(node.bits.bit_count())
@@ -418,7 +419,7 @@ class ChainProgramSampler:
         """``equal[arg]`` of two references or ``compare[arg]`` of two sets: one chain of ``inner`` levels and
         one of a random depth up to it, in random order."""
         unique = kind == "equal"
-        goal = self._describable(arg) if unique else _ANY
+        goal = self._describable(arg) if unique else _any
         key = self._value_key(arg) if unique else int.bit_count
         first = self.chain(inner, unique=unique, goal=goal, key=key)
         if first is None:
@@ -440,7 +441,7 @@ class ChainProgramSampler:
                 counts = (mine_count, end.bit_count()) if first_left else (end.bit_count(), mine_count)
                 return compares(arg, *counts)
 
-            other = _ANY
+            other = _any
         wish = None if answer is None else lambda end, f, h: holds(end) == (answer == "yes")
         second = self.chain(1 + int(self._uniforms.random() * inner), unique=unique, goal=other, key=key, wish=wish)
         if second is None or second == first:
@@ -450,14 +451,13 @@ class ChainProgramSampler:
 
 
 def _any(end: int, filters: tuple[str, ...], hop: bool) -> bool:
+    """The goal that every end meets."""
     return True
 
 
 def _same_set(bits: int) -> int:
+    """The key of an inner step: the set itself (a mistaken hop must end on another set)."""
     return bits
-
-
-_ANY: Goal = _any
 
 
 def _size_wish(kind: str, answer: str) -> Goal:

@@ -47,6 +47,7 @@ __all__ = [
     "ATTRIBUTE_VALUES",
     "encode_answer",
     "execute",
+    "select",
     "program_to_question",
     "Node",
     "Candidate",
@@ -154,6 +155,72 @@ def compares(comparison: str, first: int, second: int) -> bool:
     return first > second if comparison == "more" else first < second
 
 
+def _apply(call: Program, inputs: list[np.ndarray], scene: Scene) -> np.ndarray:
+    """The ``(n,)`` bool set of a set call, from the sets of its inputs."""
+    columns = {"color": scene.color, "shape": scene.shape, "size": scene.size}
+    if call.name == "find":
+        attr = ATTRIBUTE_OF[call.arg]
+        return columns[attr] == ATTRIBUTE_VALUES[attr].index(call.arg)
+    if call.name == "relate":
+        (s,) = inputs
+        if not s.any():
+            return np.zeros(scene.n_objects, dtype=bool)
+        if call.arg == "left":
+            return scene.x < scene.x[s].max()
+        if call.arg == "right":
+            return scene.x > scene.x[s].min()
+        if call.arg == "above":
+            return scene.y < scene.y[s].max()
+        return scene.y > scene.y[s].min()
+    if call.name == "same":
+        i = _the_object(call, inputs[0])
+        column = columns[call.arg]
+        others = column == column[i]
+        others[i] = False
+        return others
+    a, b = inputs
+    return a & b if call.name == "and" else a | b
+
+
+def _input_sets(program: Program, scene: Scene, *, answer: bool) -> list[np.ndarray]:
+    """The sets of the root's inputs (``answer``: the root is an answer module), or of the root itself."""
+    stack: list[np.ndarray] = []  # (n,) bool sets, one per finished call
+    for call in program.postorder():
+        is_root = call is program
+        _check_call(call, at_root=answer and is_root)
+        if answer and is_root:
+            break
+        arity = _ARITY[call.name]
+        inputs = stack[len(stack) - arity :]
+        del stack[len(stack) - arity :]
+        stack.append(_apply(call, inputs, scene))
+    return stack
+
+
+def select(program: Program, scene: Scene) -> np.ndarray:
+    """The objects a set program selects on ``scene`` (what the NMN's attention masks stand for).
+
+    Args:
+        program: set modules only, e.g. ``and(find[cube], relate[left](find[red]))``.
+        scene: the scene of ``n`` objects.
+
+    Returns:
+        ``(n,)`` bool, object ``i`` selected or not.
+
+    Raises:
+        UnknownNameError, ConfigError: as :func:`execute` (an answer module anywhere is malformed).
+
+    Example:
+        >>> scene = Scene.from_objects([
+        ...     {"color": "red", "shape": "cube", "size": "small", "x": 0.2, "y": 0.5},
+        ...     {"color": "blue", "shape": "sphere", "size": "large", "x": 0.7, "y": 0.5}])
+        >>> select(Program.parse("relate[right](find[red])"), scene).tolist()
+        [False, True]
+    """
+    (s,) = _input_sets(program, scene, answer=False)
+    return s
+
+
 def execute(program: Program, scene: Scene) -> str:
     """Answer ``program`` on ``scene`` symbolically, with boolean vectors over the objects.
 
@@ -178,52 +245,18 @@ def execute(program: Program, scene: Scene) -> str:
         >>> execute(Program.parse("compare[more](find[small], same[size](find[sphere]))"), scene)
         'yes'
     """
-    columns = {"color": scene.color, "shape": scene.shape, "size": scene.size}
-    stack: list[np.ndarray] = []  # (n,) bool sets, one per finished call
-    for call in program.postorder():
-        is_root = call is program
-        _check_call(call, at_root=is_root)
-        if is_root:
-            break
-        if call.name == "find":
-            attr = ATTRIBUTE_OF[call.arg]
-            stack.append(columns[attr] == ATTRIBUTE_VALUES[attr].index(call.arg))
-        elif call.name == "relate":
-            s = stack.pop()
-            if not s.any():
-                stack.append(np.zeros(scene.n_objects, dtype=bool))
-            elif call.arg == "left":
-                stack.append(scene.x < scene.x[s].max())
-            elif call.arg == "right":
-                stack.append(scene.x > scene.x[s].min())
-            elif call.arg == "above":
-                stack.append(scene.y < scene.y[s].max())
-            else:
-                stack.append(scene.y > scene.y[s].min())
-        elif call.name == "same":
-            i = _the_object(call, stack.pop())
-            column = columns[call.arg]
-            others = column == column[i]
-            others[i] = False
-            stack.append(others)
-        else:
-            b, a = stack.pop(), stack.pop()
-            stack.append(a & b if call.name == "and" else a | b)
-    if program.name in ("equal", "compare"):
-        a, b = stack
-        if program.name == "equal":
-            column = columns[program.arg]
-            same = column[_the_object(program, a)] == column[_the_object(program, b)]
-        else:
-            same = compares(program.arg, int(a.sum()), int(b.sum()))
-        return "yes" if same else "no"
-    (s,) = stack
+    inputs = _input_sets(program, scene, answer=True)
     if program.name == "exist":
-        return "yes" if s.any() else "no"
+        return "yes" if inputs[0].any() else "no"
     if program.name == "count":
-        return str(int(s.sum()))
-    attr = program.arg
-    return ATTRIBUTE_VALUES[attr][int(columns[attr][_the_object(program, s)])]
+        return str(int(inputs[0].sum()))
+    if program.name == "compare":
+        return "yes" if compares(program.arg, int(inputs[0].sum()), int(inputs[1].sum())) else "no"
+    column = {"color": scene.color, "shape": scene.shape, "size": scene.size}[program.arg]
+    if program.name == "equal":
+        a, b = (_the_object(program, s) for s in inputs)
+        return "yes" if column[a] == column[b] else "no"
+    return ATTRIBUTE_VALUES[program.arg][int(column[_the_object(program, inputs[0])])]
 
 
 # ---------------------------------------------------------------------------------------- question text

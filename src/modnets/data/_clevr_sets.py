@@ -3,8 +3,7 @@
 A set sub-program of depth ``d >= 2`` is an operation on top of a sub-program of depth ``d - 1``: ``relate``,
 ``and`` or ``or``, with the shorter input of ``and`` / ``or`` drawn at random. Deep programs are long
 chains of set operations; their sets tend to grow large (``relate`` from *some* object of a set), so
-depth says little about difficulty here (the ``chains`` family of :mod:`._clevr_chains` is the one where it
-does).
+depth says little about difficulty here (it does in the ``chains`` family).
 """
 
 from __future__ import annotations
@@ -191,7 +190,7 @@ class SceneProgramSampler:
 
         Args:
             depth: at least 2.
-            kind: one of :data:`ANSWER_MODULES`.
+            kind: one of ``ANSWER_MODULES``.
             attr: the attribute of ``describe``.
             answer: the answer to aim at (see :meth:`grow`'s ``goal``); the candidate may miss it.
 

@@ -26,7 +26,7 @@ Public names:
 - ``PRIOR_MERGES``: how ``NMN`` may merge the question prior with the root module's answer.
 - ``AnswerScores``: an ``NMN``'s answer scores on a batch, branch by branch.
 - ``nmn``: the NMN preset: a CNN stem with coordinate channels, a module library, optionally a question prior.
-- ``nmn_library``: the NMN modules: find, relate, same, and, or, exist, count, describe, equal, compare (and optionally not).
+- ``nmn_library``: the NMN modules: find, relate, same, and, or, exist, count, describe, equal, compare, not.
 - ``easy_vqa_library``: ``nmn_library`` over easy-vqa's vocabulary (no ``relate``).
 - ``Combine``: ``and(a, b)`` / ``or(a, b)``: combine two attention maps with the interface's algebra.
 - ``Compare``: ``compare[comparison](a, b)``: whether map ``a`` holds as many objects as map ``b``, more or fewer.

@@ -22,7 +22,7 @@ from ._question import QuestionEncoder, QuestionPrior, QuestionVocabulary
 __all__ = ["NMN", "PRIOR_KEY", "PRIOR_MERGES", "AnswerScores", "nmn", "nmn_library"]
 
 DESCRIBE_ATTRIBUTES = ("color", "shape", "size")
-#: The CLEVR-style reasoning modules :func:`nmn_library` may add (the ``chains`` programs use all three).
+#: The CLEVR-style reasoning modules :func:`nmn_library` may add (the ``clevr`` programs use all three).
 REASONING = ("same", "equal", "compare")
 
 
@@ -67,7 +67,8 @@ def nmn_library(
         reasoning: the CLEVR-style reasoning modules to include, a subset of ``("same", "equal",
             "compare")``: ``same[attribute]`` (:class:`Same`, map to map), ``equal[attribute]``
             (:class:`Equal`) and ``compare[comparison]`` (:class:`Compare`), two maps to an answer. The
-            ``chains`` programs of :func:`~modnets.data.make_clevr_like` need all three.
+            ``clevr`` programs of :func:`~modnets.data.make_clevr_like` need all three, the ``sets`` and
+            ``chains`` programs none.
         comparisons: the arguments of ``compare``.
 
     Raises:
