@@ -514,7 +514,8 @@ def _report(config: Config, metrics: dict, plan, n_train: int, n_test: int, curv
         + " " + _reference_text(curves["typed_all_depths"], config)
         + f" The depth study runs on the `{config.depth_programs}` program family (every level of depth a step of "
         "reasoning: relation hops from a unique referent and filters, under exist, count and describe; the "
-        "`clevr` family adds same-attribute hops and comparisons), all four models trained end to end with the same settings. The thesis numbers come "
+        "`clevr` family adds same-attribute hops and comparisons), all four models trained end to end with the "
+        "same settings. The thesis numbers come "
         "from real CLEVR with programs up to 22 modules deep; ours from a procedural analogue, so only "
         "directions compare."
     )
