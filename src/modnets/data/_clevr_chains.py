@@ -48,8 +48,9 @@ from ._clevr_programs import (
     Node,
     Uniforms,
     compares,
+    object_values,
 )
-from ._clevr_scene import COLORS, SHAPES, SIZE_RADIUS, SIZES, Scene
+from ._clevr_scene import SIZE_RADIUS, Scene
 
 __all__ = ["ChainProgramSampler"]
 
@@ -94,15 +95,7 @@ class ChainProgramSampler:
         self._uniforms = Uniforms(rng)
         n = scene.n_objects
         self.full = (1 << n) - 1
-        self._values = {
-            "color": [COLORS[i] for i in scene.color.tolist()],
-            "shape": [SHAPES[i] for i in scene.shape.tolist()],
-            "size": [SIZES[i] for i in scene.size.tolist()],
-        }
-        self._bits = dict.fromkeys(FIND_VALUES, 0)
-        for attr_values in self._values.values():
-            for i, v in enumerate(attr_values):
-                self._bits[v] |= 1 << i
+        self._values, self._bits = object_values(scene)
         self._leaves = {v: Node("find", v, (), self._bits[v]) for v in FIND_VALUES}
         # own[o][a]: (value, bits of the objects sharing it) of attribute a of object o
         self._own = [

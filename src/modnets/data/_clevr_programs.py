@@ -103,6 +103,25 @@ PROGRAM_FAMILIES: dict[str, tuple[str, ...]] = {
 }
 
 
+def object_values(scene: Scene) -> tuple[dict[str, list[str]], dict[str, int]]:
+    """Each object's colour, shape and size names, and for every ``find`` value the bit set (bit ``i``: object
+    ``i``) of the objects that have it: what the program samplers build their sets from.
+
+    Returns:
+        ``values``: attribute -> one name per object; ``bits``: find value -> int bit set.
+    """
+    values = {
+        "color": [COLORS[i] for i in scene.color.tolist()],
+        "shape": [SHAPES[i] for i in scene.shape.tolist()],
+        "size": [SIZES[i] for i in scene.size.tolist()],
+    }
+    bits = dict.fromkeys(FIND_VALUES, 0)
+    for names in values.values():
+        for i, v in enumerate(names):
+            bits[v] |= 1 << i
+    return values, bits
+
+
 def encode_answer(answer: str) -> int:
     """Index of ``answer`` in :data:`ANSWERS`.
 

@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ._clevr_programs import FIND_VALUES, RELATIONS, Candidate, Node, Uniforms, determines
-from ._clevr_scene import COLORS, SHAPES, SIZES, Scene
+from ._clevr_programs import FIND_VALUES, RELATIONS, Candidate, Node, Uniforms, determines, object_values
+from ._clevr_scene import Scene
 
 __all__ = ["SceneProgramSampler"]
 
@@ -48,15 +48,7 @@ class SceneProgramSampler:
         self._uniforms = Uniforms(rng)
         n = scene.n_objects
         self.full = (1 << n) - 1
-        self._values = {
-            "color": [COLORS[i] for i in scene.color.tolist()],
-            "shape": [SHAPES[i] for i in scene.shape.tolist()],
-            "size": [SIZES[i] for i in scene.size.tolist()],
-        }
-        bits = dict.fromkeys(FIND_VALUES, 0)
-        for attr_values in self._values.values():
-            for i, v in enumerate(attr_values):
-                bits[v] |= 1 << i
+        self._values, bits = object_values(scene)
         self._leaves = [Node("find", v, (), bits[v]) for v in FIND_VALUES]
         self._good_leaves = [leaf for leaf in self._leaves if 0 < leaf.bits < self.full]
         # relate[r](s) is decided by one object of s: for `left`, the rightmost one (everything left of it
