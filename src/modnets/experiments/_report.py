@@ -19,7 +19,7 @@ from typing import Any
 from .._config import Config, read_config_file
 from ._html import write_html
 
-__all__ = ["Report", "markdown_table", "percent", "read_run_config", "write_html"]
+__all__ = ["Report", "markdown_table", "percent", "read_run_config", "spread_text", "write_html"]
 
 
 def percent(x: float | None, digits: int = 1) -> str:
@@ -27,6 +27,13 @@ def percent(x: float | None, digits: int = 1) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "n/a"
     return f"{100 * x:.{digits}f} %"
+
+
+def spread_text(d: Mapping[str, Any], spec: str = "{:.3g}", *, unit: str = "", percent: bool = False) -> str:
+    """A spread over seeds as ``metrics.json`` holds it (``Spread.to_dict()``), formatted by ``Spread.format``."""
+    from ..analysis import Spread
+
+    return Spread.from_dict(d).format(spec, unit=unit, percent=percent)
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

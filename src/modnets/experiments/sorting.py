@@ -49,6 +49,7 @@ from ..train import (
     train_operator,
 )
 from ._report import Report, markdown_table, percent
+from ._report import spread_text as _s
 
 __all__ = ["Config", "SeedRun", "run"]
 
@@ -403,11 +404,6 @@ def _plots(out: Path, config: Config, runs: list[SeedRun]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- report
-def _s(d: dict, spec: str = "{:.3g}", *, unit: str = "", percent: bool = False) -> str:
-    """A ``Spread.to_dict()`` formatted."""
-    return Spread.from_dict(d).format(spec, unit=unit, percent=percent)
-
-
 def _first_below(acc: dict[int, Spread], level: float) -> str:
     for n in sorted(acc):
         if acc[n].mean < level:

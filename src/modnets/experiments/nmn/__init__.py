@@ -56,6 +56,7 @@ from ...train import (
     train_nmn_modulewise,
 )
 from .._report import Report, markdown_table, percent
+from .._report import spread_text as _s
 from ._sgm import prior_only_accuracy, sgm_study
 
 __all__ = ["Config", "run"]
@@ -411,11 +412,6 @@ def _easy_vqa(config: Config, rundir: RunDir) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ report
-
-
-def _s(d: dict, spec: str = "{:.3g}", *, unit: str = "", percent: bool = False) -> str:
-    """A ``Spread.to_dict()`` formatted."""
-    return Spread.from_dict(d).format(spec, unit=unit, percent=percent)
 
 
 def _report(config: Config, metrics: dict, plan, n_train: int, n_test: int, curves: dict) -> Report:
