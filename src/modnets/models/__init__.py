@@ -16,6 +16,7 @@ Public names:
 - ``film``: the FiLM preset, sized like ``nmn`` with a question prior.
 - ``IMN``: the IMN: compositional modules, identity modules, one decoder, an optional ID classifier.
 - ``CompositionalModule``: the encoder of a Lie-group VAE: ``x -> (mu, logvar)`` and ``z -> exp(sum_i z_i A_i)``.
+- ``DeconvDecoder``: decodes a transform to an image as the Lie-group VAE does (transposed convolutions).
 - ``IdClassifier``: a fully connected classifier of the ground-truth identity (shape) from an identity matrix.
 - ``IdentityModules``: ``n`` learnable transforms ``exp(B_j)`` that never see the input.
 - ``LieEncoding``: the posterior of the compositional modules' latents.
@@ -66,6 +67,7 @@ from ._film import FiLMBlock as FiLMBlock
 from ._film import film as film
 from ._imn import IMN as IMN
 from ._imn import CompositionalModule as CompositionalModule
+from ._imn import DeconvDecoder as DeconvDecoder
 from ._imn import IdClassifier as IdClassifier
 from ._imn import IdentityModules as IdentityModules
 from ._imn import LieEncoding as LieEncoding

@@ -18,7 +18,19 @@ from torch import Tensor, nn
 from ..errors import ConfigError, ShapeError
 from ..types import Transform
 
-__all__ = ["IMN", "CompositionalModule", "IdentityModules", "IdClassifier", "LieEncoding", "TransformDecoder", "imn"]
+__all__ = [
+    "IMN",
+    "CompositionalModule",
+    "DeconvDecoder",
+    "IdClassifier",
+    "IdentityModules",
+    "LieEncoding",
+    "TransformDecoder",
+    "imn",
+]
+
+#: the decoders :func:`imn` can build
+DECODERS = ("mlp", "deconv")
 
 
 class LieEncoding(NamedTuple):
@@ -111,6 +123,43 @@ class TransformDecoder(nn.Module):
         """``transform: (..., k, k)`` -> ``(..., 3, H, W)``."""
         out = self.head(self.features(transform.flatten(-2)))
         return out.unflatten(-1, (3, self.image_size, self.image_size))
+
+
+class DeconvDecoder(nn.Module):
+    """Decodes a transform to an image as the Lie-group VAE's decoder does: two linear layers from the flattened
+    matrix to a ``(channels, 4, 4)`` map, then transposed convolutions (kernel 4, stride 2) up to the image size.
+
+    Nothing after its features is linear, so :class:`~modnets.train.WinnerTakeAll` scores it with the exact
+    scorer (every candidate decoded), not the fast one.
+
+    Args:
+        matrix_size: ``k``.
+        image_size: output height and width (a power of two >= 8).
+        hidden: width of the first linear layer.
+        channels: channels of the transposed convolutions.
+    """
+
+    def __init__(self, *, matrix_size: int, image_size: int, hidden: int = 256, channels: int = 32):
+        super().__init__()
+        if image_size < 8 or image_size & (image_size - 1):
+            raise ConfigError(f"image_size must be a power of two >= 8, got {image_size!r}")
+        layers: list[nn.Module] = [nn.Linear(matrix_size * matrix_size, hidden), nn.ReLU(),
+                                   nn.Linear(hidden, channels * 16), nn.ReLU(), nn.Unflatten(-1, (channels, 4, 4))]
+        size = 4
+        while size < image_size:
+            size *= 2
+            last = size == image_size
+            layers += [nn.ConvTranspose2d(channels, 3 if last else channels, 4, stride=2, padding=1)]
+            if not last:
+                layers.append(nn.ReLU())
+        self.net = nn.Sequential(*layers)
+        self.image_size = image_size
+
+    def forward(self, transform: Tensor) -> Tensor:
+        """``transform: (..., k, k)`` -> ``(..., 3, H, W)``."""
+        lead = transform.shape[:-2]
+        out = self.net(transform.reshape(-1, transform.shape[-2] * transform.shape[-1]))
+        return out.view(*lead, 3, self.image_size, self.image_size)
 
 
 class IdClassifier(nn.Module):
@@ -210,9 +259,15 @@ def imn(
     channels: int = 16,
     id_classifier: bool = False,
     n_classes: int = 4,
+    decoder: str = "mlp",
+    identity_spread: float = 0.5,
 ) -> IMN:
-    """The IMN preset of the paper: ``m = n = 5`` by default, LVAE encoders, an MLP decoder ending in a linear
-    layer, and optionally the ID classifier.
+    """The IMN preset of the paper: ``m = n = 5`` by default, LVAE encoders, a decoder, and optionally the ID
+    classifier.
+
+    ``decoder="mlp"`` (:class:`TransformDecoder`, ending in a linear layer, so the fast scorer applies) or
+    ``"deconv"`` (:class:`DeconvDecoder`, the Lie-group VAE's; exact scorer only). ``identity_spread`` is the
+    standard deviation of the identities' initial Lie-algebra elements.
 
     Example:
         >>> net = imn(image_size=16, m=2, n=3, hidden=32, channels=8)
@@ -222,10 +277,14 @@ def imn(
     for name, value in (("m", m), ("n", n), ("latent_dim", latent_dim), ("matrix_size", matrix_size)):
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"imn: {name} must be an int >= 1, got {value!r}")
+    if decoder not in DECODERS:
+        raise ConfigError(f"imn: decoder must be one of {DECODERS}, got {decoder!r}")
     return IMN(
         compositional=[CompositionalModule(image_size=image_size, latent_dim=latent_dim, matrix_size=matrix_size,
                                            channels=channels) for _ in range(m)],
-        identities=IdentityModules(n, matrix_size),
-        decoder=TransformDecoder(matrix_size=matrix_size, image_size=image_size, hidden=hidden),
+        identities=IdentityModules(n, matrix_size, spread=identity_spread),
+        decoder=(TransformDecoder(matrix_size=matrix_size, image_size=image_size, hidden=hidden) if decoder == "mlp"
+                 else DeconvDecoder(matrix_size=matrix_size, image_size=image_size, hidden=hidden,
+                                    channels=2 * channels)),
         id_classifier=IdClassifier(matrix_size=matrix_size, n_classes=n_classes) if id_classifier else None,
     )

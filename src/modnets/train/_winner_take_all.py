@@ -93,6 +93,17 @@ class WinnerTakeAllConfig(Config):
         score_independence: include ``L_ind`` in the score (eq. 9); otherwise it enters the winner's loss only.
         chunk_rows: candidates decoded together by the exact scorer.
         sample: draw ``z = mu + sigma * noise`` in training (``False``: ``z = mu``).
+        score_id: in training, add the ID classifier's two terms (weighted as in the loss) to every candidate's
+            score, so the shape label takes part in choosing the winner (not in the paper, where the classifier
+            only enters the winner's loss); assignments at test time (:meth:`WinnerTakeAll.assign`) never see a
+            label. Needs a model with an ID classifier.
+        warmup_steps: a shared-identity phase: for the first ``warmup_steps`` training steps every image is
+            explained with identity 0 (the compositional modules and the decoder learn what varies most while
+            the identities do not compete); at the end of the phase every identity starts from identity 0 plus
+            Gaussian noise of standard deviation ``warmup_spread / sqrt(k)`` on its Lie-algebra element.
+        warmup_spread: the noise of that restart.
+        beta_warmup_steps: the KL weight rises linearly from 0 to ``beta`` over this many training steps
+            (annealed KL; 0: ``beta`` from the start).
     """
 
     beta: float = 1.0
@@ -106,11 +117,16 @@ class WinnerTakeAllConfig(Config):
     score_independence: bool = True
     chunk_rows: int = 256
     sample: bool = True
+    score_id: bool = False
+    warmup_steps: int = 0
+    warmup_spread: float = 0.5
+    beta_warmup_steps: int = 0
 
     def __post_init__(self) -> None:
         check_ints(self, "chunk_rows")
         check_ints(self, "probes", minimum=2)
-        for name in ("beta", "independence", "extra", "id_weight", "id_feature_weight"):
+        check_ints(self, "warmup_steps", "beta_warmup_steps", minimum=0)
+        for name in ("beta", "independence", "extra", "id_weight", "id_feature_weight", "warmup_spread"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"WinnerTakeAllConfig.{name} must be >= 0, got {getattr(self, name)!r}")
         if not self.eps > 0:
@@ -254,6 +270,11 @@ class WinnerTakeAll(nn.Module):
         self.model = model
         self.config = config if config is not None else WinnerTakeAllConfig()
         self.plan = subset_plan(model.m)
+        if self.config.score_id and model.id_classifier is None:
+            raise ConfigError("WinnerTakeAllConfig.score_id=True scores the ID classifier's terms, but the model "
+                              "has no ID classifier (build it with id_classifier=True)")
+        # training steps taken (the warm-up schedules count them); saved with the objective's state
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         if self.config.scorer == "fast":
             head = getattr(model.decoder, "head", None)
             if not isinstance(head, nn.Linear) or not hasattr(model.decoder, "features"):
@@ -282,10 +303,39 @@ class WinnerTakeAll(nn.Module):
         shape = (x.shape[0], *mu.shape[1:])
         noise = torch.randn(shape, device=x.device) if self.config.sample else torch.zeros(shape, device=x.device)
         directions = torch.randint(0, 2, (self.config.probes, *shape), device=x.device).to(x.dtype) * 2 - 1
+        cfg = self.config
+        if cfg.warmup_steps and int(self.steps) == cfg.warmup_steps:
+            self._restart_identities()
         # full precision even under bf16 autocast: the matrix exponentials of the Lie-group transforms and the
         # exact re-check of the winner overflow or tie in bfloat16
         with torch.autocast(x.device.type, enabled=False):
-            return self.terms(x, noise=noise, directions=directions, shape=batch.get("shape"))
+            out = self.terms(x, noise=noise, directions=directions, shape=batch.get("shape"))
+        if cfg.beta_warmup_steps:
+            out["beta"] = torch.tensor(self.beta)
+        self.steps += 1
+        return out
+
+    @property
+    def beta(self) -> float:
+        """The KL weight now: ``config.beta``, ramped up from 0 during ``beta_warmup_steps``."""
+        cfg = self.config
+        if cfg.beta_warmup_steps and int(self.steps) < cfg.beta_warmup_steps:
+            return cfg.beta * int(self.steps) / cfg.beta_warmup_steps
+        return cfg.beta
+
+    @property
+    def in_warmup(self) -> bool:
+        """Whether the shared-identity phase is on (every image uses identity 0)."""
+        return int(self.steps) < self.config.warmup_steps
+
+    @torch.no_grad()
+    def _restart_identities(self) -> None:
+        """End of the shared-identity phase: every identity becomes identity 0 plus noise."""
+        algebra = self.model.identities.algebra
+        k = algebra.shape[-1]
+        gen = torch.Generator().manual_seed(int(self.steps))
+        noise = torch.randn(algebra.shape, generator=gen, device="cpu").to(algebra)
+        algebra.copy_(algebra[:1] + self.config.warmup_spread * noise / k**0.5)
 
     @torch.no_grad()
     def predict(self, batch: Mapping[str, Tensor]) -> Tensor:
@@ -307,15 +357,18 @@ class WinnerTakeAll(nn.Module):
         """
         cfg, model = self.config, self.model
         prep = self._prepare(x, noise, directions)
+        with torch.no_grad():
+            bias = self._candidate_bias(prep, shape)
         if cfg.scorer == "naive":
             scored = torch.stack([self._scored(x, prep, torch.full_like(x[:, 0, 0, 0], c, dtype=torch.long),
                                              independence=self.config.score_independence).total
                                   for c in range(self.n_candidates)], dim=1)  # (B, C), with gradients
-            winner_loss, winner = scored.min(dim=1)
+            winner = (scored if bias is None else scored + bias).argmin(dim=1)
+            winner_loss = scored.gather(1, winner[:, None]).squeeze(1)
             terms = self._scored(x, prep, winner)  # the winner's split into terms (and its transform)
         else:
             with torch.no_grad():
-                winner = self._choose(x, prep)
+                winner = self._choose(x, prep, bias)
             terms = self._scored(x, prep, winner)
             winner_loss = terms.total
         subset = winner // model.n
@@ -410,14 +463,37 @@ class WinnerTakeAll(nn.Module):
         per_subset = prep.kl @ self.plan.mask.to(prep.kl).T  # (B, S)
         return per_subset.repeat_interleave(self.model.n, dim=1)
 
-    def _choose(self, x: Tensor, prep: _Prepared) -> Tensor:
-        """``(B,)`` the argmin candidate of each image (exact or fast scorer)."""
+    def _candidate_bias(self, prep: _Prepared, shape: Tensor | None) -> Tensor | None:
+        """``(B, C)`` what training adds to every candidate's scored loss before the argmin, or ``None``:
+        ``inf`` on identities other than 0 in the shared-identity warm-up, and the ID classifier's terms when
+        ``score_id`` (and labels are given)."""
+        cfg, model = self.config, self.model
+        n_subsets = len(self.plan.members)
+        bias = None
+        if cfg.score_id and shape is not None:
+            feat_id, logits = model.id_classifier(model.identities())  # (n, F), (n, classes)
+            ce = -logits.log_softmax(-1)[:, shape].T  # (B, n)
+            cand = self._candidates(prep.z[None])[0]  # (B, C, k, k)
+            feat_all, _ = model.id_classifier(cand.flatten(0, 1))
+            gap = (feat_all.view(*cand.shape[:2], -1) - feat_id.repeat(n_subsets, 1)).pow(2).sum(-1)  # (B, C)
+            bias = cfg.id_weight * ce.repeat(1, n_subsets) + cfg.id_feature_weight * gap
+        if self.in_warmup:
+            others = torch.full((model.n,), float("inf"), device=prep.z.device)
+            others[0] = 0.0
+            bias = others.repeat(n_subsets) if bias is None else bias + others.repeat(n_subsets)
+        return bias
+
+    def _choose(self, x: Tensor, prep: _Prepared, bias: Tensor | None = None) -> Tensor:
+        """``(B,)`` the argmin candidate of each image (exact or fast scorer), after adding ``bias``."""
+        bias = torch.zeros((), device=x.device) if bias is None else bias.expand(x.shape[0], -1)
         if self.config.scorer != "fast":
-            return self._all_exact(x, prep).argmin(1)
-        fast = self._all_fast(x, prep)  # (B, C) float64
+            return (self._all_exact(x, prep) + bias).argmin(1)
+        fast = self._all_fast(x, prep) + bias  # (B, C) float64
         top2 = fast.topk(min(2, fast.shape[1]), dim=1, largest=False).indices  # (B, 2)
         rows = torch.arange(x.shape[0], device=x.device).repeat_interleave(top2.shape[1])
         exact = self._exact_rows(x, prep, rows, top2.flatten()).view_as(top2)
+        if bias.dim():
+            exact = exact + bias.gather(1, top2).to(exact)
         return top2.gather(1, exact.argmin(1, keepdim=True)).squeeze(1)
 
     def _all_exact(self, x: Tensor, prep: _Prepared) -> Tensor:
@@ -444,7 +520,7 @@ class WinnerTakeAll(nn.Module):
             if n_probes:
                 loss = loss + cfg.independence * penalty
             out[start:start + cfg.chunk_rows] = loss
-        return out + cfg.beta * kl
+        return out + self.beta * kl
 
     def _all_fast(self, x: Tensor, prep: _Prepared) -> Tensor:
         """``(B, C)`` float64 scored losses from the decoder's features: the quadratic-form identity."""
@@ -462,7 +538,7 @@ class WinnerTakeAll(nn.Module):
             centered = second - second.mean(0)
             penalty = ((centered @ gram.to(centered.dtype)) * centered).sum(-1).sum(0) / (n_probes - 1)
             loss = loss + cfg.independence * penalty.double()
-        return loss + cfg.beta * self._kl_per_candidate(prep).double()
+        return loss + self.beta * self._kl_per_candidate(prep).double()
 
     class _Terms(NamedTuple):
         total: Tensor  # (B,) the scored loss
@@ -496,7 +572,7 @@ class WinnerTakeAll(nn.Module):
         else:
             ind = torch.zeros_like(img)
         kl = (prep.kl * mask).sum(1)
-        total = img + cfg.beta * kl
+        total = img + self.beta * kl
         if cfg.score_independence:
             total = total + cfg.independence * ind
         return WinnerTakeAll._Terms(total, img, ind, kl, whole)
