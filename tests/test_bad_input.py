@@ -197,7 +197,7 @@ CLI_CASES = [
     ("`modnets run routing --nproc 0`", ["run", "routing", "--nproc", "0"], "--nproc must be >= 1"),
     ("`modnets run sorting --nproc 2`", ["run", "sorting", "--nproc", "2"], "does not train data-parallel"),
     ("`modnets run routing --data 3dshapes:FILE`", ["run", "routing", "--data", "3dshapes:/x.h5"],
-     "experiment 'routing' takes no --data; --data works with: imn"),
+     "experiment 'routing' takes no --data; --data works with: nmn, imn"),
     ("`modnets hub show nosuch --hub DIR`", ["hub", "show", "nosuch", "--hub", "{tmp}"], "nosuch"),
     ("`modnets run routing --set fit.epoch=1`", ["run", "routing", "--set", "fit.epoch=1"],
      "'fit.epoch=1' matches no field of routing.Config; nearest: compositions.fit.epochs"),

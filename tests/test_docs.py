@@ -2,11 +2,13 @@
 
 Each page's blocks run in order in one namespace (a later block may use what an earlier one defined), in a
 temporary working folder, with one torch thread. A block preceded by the line ``<!-- skip -->`` is not run
-(only for code that needs hardware the test machine may lack, such as a GPU).
+(only for code that needs hardware the test machine may lack, such as a GPU); one preceded by
+``<!-- needs: PACKAGE -->`` runs only where that optional package is importable (Ray, for instance).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -18,15 +20,21 @@ import torch
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 SKIP = "<!-- skip -->"
+_NEEDS = re.compile(r"<!-- needs: ([A-Za-z_][A-Za-z0-9_.]*) -->")
 _FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 
 
 def code_blocks(text: str) -> list[tuple[int, str]]:
-    """``(line, code)`` of every ```python block of a Markdown page that is not marked ``<!-- skip -->``."""
+    """``(line, code)`` of every ```python block of a Markdown page that is not marked ``<!-- skip -->``, nor
+    ``<!-- needs: PACKAGE -->`` with PACKAGE not importable here."""
     blocks = []
     for match in _FENCE.finditer(text):
         before = text[: match.start()].rstrip().splitlines()
-        if before and before[-1].strip() == SKIP:
+        marker = before[-1].strip() if before else ""
+        if marker == SKIP:
+            continue
+        needs = _NEEDS.fullmatch(marker)
+        if needs and importlib.util.find_spec(needs.group(1).split(".")[0]) is None:
             continue
         blocks.append((text.count("\n", 0, match.start()) + 1, match.group(1)))
     return blocks
@@ -38,6 +46,11 @@ PAGES = sorted(p for p in DOCS.rglob("*.md") if code_blocks(p.read_text()))
 def test_extraction_honours_skip_marker():
     page = "```python\na = 1\n```\n\n<!-- skip -->\n```python\nraise SystemExit\n```\n```bash\nls\n```\n"
     assert code_blocks(page) == [(1, "a = 1\n")]
+
+
+def test_extraction_runs_needs_blocks_only_where_the_package_imports():
+    page = "<!-- needs: json -->\n```python\na = 1\n```\n<!-- needs: no_such_package_xyz -->\n```python\nb = 2\n```\n"
+    assert code_blocks(page) == [(2, "a = 1\n")]
 
 
 def test_docs_have_code():

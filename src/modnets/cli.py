@@ -122,8 +122,8 @@ def run(
         "that does not start at a top-level field sets every field whose path ends with it: fit.epochs=1"
     ),
     data: str | None = typer.Option(
-        None, "--data", help="real data in place of the generated set, e.g. 3dshapes:/path/to/3dshapes.h5 (imn); "
-        "the same as --set data=VALUE"
+        None, "--data", help="real data in place of the generated set: 3dshapes:/path/to/3dshapes.h5 (imn), "
+        "clevr:/path/to/CLEVR_v1.0 (nmn); the same as --set data=VALUE"
     ),
     out: Path | None = typer.Option(None, "--out", help="run folder (default runs/NAME[-quick])"),
     seed: int = typer.Option(0, "--seed", help="random seed of the preset"),

@@ -1,9 +1,11 @@
+import importlib.util
 import json
 import math
+from pathlib import Path
 
 import pytest
 
-from modnets.errors import ConfigError
+from modnets.errors import ConfigError, DataUnavailableError
 from modnets.experiments import get_experiment
 from modnets.train import FitConfig, NMNModulewiseConfig
 
@@ -73,3 +75,58 @@ def test_nmn_experiment_smoke(tmp_path):
 def test_nmn_config_refuses_more_selected_than_candidates():
     with pytest.raises(ConfigError, match="sgm_selected"):
         get_experiment("nmn").Config(sgm_candidates=4, sgm_selected=5)
+
+
+def _clevr_writer():
+    """``write_clevr`` and ``QUESTIONS`` of the CLEVR loader's tests: a miniature CLEVR folder in the real layout."""
+    path = Path(__file__).parents[1] / "data" / "test_clevr_files.py"
+    spec = importlib.util.spec_from_file_location("clevr_files", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.write_clevr, module.QUESTIONS
+
+
+def test_a_run_on_real_clevr_files(tmp_path):
+    exp = get_experiment("nmn")
+    write_clevr, questions = _clevr_writer()
+    root = tmp_path / "CLEVR_v1.0"
+    write_clevr(root, "train", questions * 4)  # 36 questions of depth 2-4 about 3 images
+    write_clevr(root, "val", questions * 2)
+    tiny = FitConfig(epochs=1, batch_size=16, lr=3e-3)
+    config = exp.Config(
+        quick=True, seeds=1, image_size=32, n_train=20, n_valid=8, max_train_depth=3, max_test_depth=4,
+        n_test_per_depth=3, hidden=16, question_hidden=8, fit=tiny,
+        modulewise=NMNModulewiseConfig(find=tiny, heads=tiny, prior=tiny, search_trials=0, sgm_rank=2),
+        film_blocks=1, film_width=8, sgm_candidates=3, sgm_selected=3, sgm_examples=16, sgm_max_epochs=1,
+        sgm_full_fit=tiny, easy_vqa_train=40, easy_vqa_test=20, easy_vqa_fit=tiny, data=f"clevr:{root}",
+    )
+    report = exp.run(config, tmp_path / "run", progress=False)
+    text = report.write(tmp_path / "run").read_text()
+    assert "real CLEVR training questions of depth 2-3" in report.summary
+    assert "Real CLEVR instead of VQA v1" in text and "load_clevr" in text
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["config"]["data"] == f"clevr:{root}"
+    assert metrics["clevr"] == {"train": {"questions": 36, "skipped": 0, "images": 3},
+                                "val": {"questions": 18, "skipped": 0, "images": 3}}
+    seed = metrics["per_seed"][0]
+    # Table 4.2 on the train split's questions of depth 2-3 (28 of 36: 20 to train, 8 to validate), tested on
+    # up to 3 val questions per depth
+    assert seed["n_train"] == 20 and seed["n_test"] == 6
+    # the depth study: trained on depth <= 3, tested on depths 2-4 of the val split
+    assert set(metrics["error_by_depth"]["typed"]) == {"2", "3", "4"}
+    assert all(0 <= metrics["accuracy"][r]["mean"] <= 1 for r in ("end_to_end", "modular", "modular_typed"))
+
+
+def test_nmn_data_names_what_it_accepts(tmp_path):
+    exp = get_experiment("nmn")
+    with pytest.raises(ConfigError, match="'clevr:PATH'"):
+        exp.Config(data="3dshapes:/x.h5")
+    with pytest.raises(DataUnavailableError, match="CLEVR_train_questions.json is missing"):
+        exp.run(exp.Config(quick=True, data=f"clevr:{tmp_path}"), tmp_path / "run", progress=False)
+    write_clevr, questions = _clevr_writer()
+    write_clevr(tmp_path / "CLEVR_v1.0", "train", questions)
+    write_clevr(tmp_path / "CLEVR_v1.0", "val", questions)
+    with pytest.raises(ConfigError, match=r"1 of the 1 train questions read are of depth 2-5 \(need at least 2\)"
+                                          r".*raise clevr_questions"):
+        exp.run(exp.Config(quick=True, data=f"clevr:{tmp_path / 'CLEVR_v1.0'}", clevr_questions=1), tmp_path / "run",
+                progress=False)

@@ -66,5 +66,5 @@ from ._registry import register_module as register_module
 from ._registry import register_type as register_type
 from ._registry import registered_names as registered_names
 from ._store import Hub as Hub
-from ._store import Problem as Problem
-from ._store import VerifyReport as VerifyReport
+from ._verify import Problem as Problem
+from ._verify import VerifyReport as VerifyReport

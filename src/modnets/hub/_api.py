@@ -11,7 +11,8 @@ from torch import nn
 from ..types import DataType
 from ._compose import Composition
 from ._manifest import HubEntry
-from ._store import Hub, VerifyReport
+from ._store import Hub
+from ._verify import VerifyReport
 
 __all__ = ["compose", "entries", "load", "remove", "save", "search", "verify"]
 

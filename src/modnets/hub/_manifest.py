@@ -16,12 +16,16 @@ from ._codec import decode_signature, encode_signature
 from ._names import parse_ref, validate_name
 from ._registry import IMPORT_PATH
 
-__all__ = ["FORMAT", "READ_FORMATS", "HubEntry", "Manifest", "Provenance", "sha256_hex"]
+__all__ = ["FORMAT", "MANIFEST_FILE", "READ_FORMATS", "WEIGHTS_FILE", "HubEntry", "Manifest", "Provenance",
+           "sha256_hex"]
 
 #: The manifest format this version of modnets writes.
 FORMAT = "modnets-hub-entry/2"
 #: The formats it reads: version 1 has no ``class_import`` field.
 READ_FORMATS = ("modnets-hub-entry/1", FORMAT)
+#: the files of an entry folder
+WEIGHTS_FILE = "module.safetensors"
+MANIFEST_FILE = "module.json"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 

@@ -1,4 +1,5 @@
-"""The module store: entry folders with weights and manifest, their index, and every hub operation.
+"""The module store: entry folders with weights and manifest, their index, and every hub operation (checking
+the hub and rebuilding its index are in ``_verify``).
 
 Layout of a hub folder::
 
@@ -22,7 +23,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -40,54 +40,15 @@ from ._codec import decode_config, encode_config
 from ._compose import Composition, compose_entries
 from ._index import HubIndex
 from ._location import default_root
-from ._manifest import HubEntry, Manifest, Provenance, sha256_hex
+from ._manifest import MANIFEST_FILE, WEIGHTS_FILE, HubEntry, Manifest, Provenance, sha256_hex
 from ._names import NAME_PATTERN, parse_ref, validate_name, validate_version
 from ._query import SignatureQuery
-from ._registry import (
-    ModuleClass,
-    find_module_class,
-    module_class,
-    module_class_of,
-    registered_at,
-    unregistered_message,
-)
+from ._registry import ModuleClass, module_class, module_class_of
+from ._verify import Problem, VerifyReport, rebuild_hub_index, verify_hub
 
 __all__ = ["Hub", "Problem", "VerifyReport"]
 
-WEIGHTS_FILE = "module.safetensors"
-MANIFEST_FILE = "module.json"
 _MAX_MANIFEST_BYTES = 16 * 2**20
-
-
-class Problem(NamedTuple):
-    """Something wrong with one entry (or one folder) of a hub."""
-
-    ref: str
-    problem: str
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    """What :meth:`Hub.verify` (or :meth:`Hub.rebuild_index`) found.
-
-    Attributes:
-        checked: entry folders examined.
-        problems: one per entry that fails to load or disagrees with the index.
-        temporary: staging folders left by interrupted saves (harmless; :meth:`Hub.clean` removes them).
-        unregistered: one per entry whose class is not registered in this process: its manifest and the
-            hash of its weights were checked, but the module could not be rebuilt to check its signature
-            and weight shapes. Importing the class's module (``--import``) lets verify check them too.
-    """
-
-    checked: int
-    problems: tuple[Problem, ...]
-    temporary: int = 0
-    unregistered: tuple[Problem, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        """No problems (entries of unregistered classes are not problems: their files are intact)."""
-        return not self.problems
 
 
 class _Opened(NamedTuple):
@@ -456,39 +417,7 @@ class Hub:
             the number of entry folders checked, one :class:`Problem` per failure, and one per entry of an
             unregistered class.
         """
-        if name is not None:
-            names = [validate_name(name)]
-        else:
-            names = sorted({*self.names(), *(e.name for e in self.entries())})
-        indexed = {(e.name, e.version) for e in self.index.entries(name=name)}
-        problems, unregistered, checked = [], [], 0
-        for n in names:
-            for v in self.versions(n):
-                checked += 1
-                try:
-                    opened = self._open(n, v, check_class=False)
-                    manifest = opened.manifest
-                    if find_module_class(manifest.class_name) is not None:
-                        self._build(opened)
-                    elif (known := registered_at(manifest.class_import)) is not None:
-                        raise HubError(
-                            f"{manifest.ref}: {MANIFEST_FILE} names the class {manifest.class_name!r}, which is "
-                            f"not registered, with the import path of the registered {known.name}; the manifest "
-                            "was edited"
-                        )
-                    else:
-                        message = unregistered_message(manifest.class_name, manifest.class_import)
-                        unregistered.append(Problem(f"{n}@{v}", message))
-                except HubError as e:
-                    problems.append(Problem(f"{n}@{v}", str(e)))
-                    continue
-                if (n, v) not in indexed:
-                    problems.append(Problem(f"{n}@{v}", "stored but not in the index (an interrupted save?); "
-                                                        "rebuild the index"))
-            for v in sorted(v for m, v in indexed if m == n and v not in self.versions(n)):
-                problems.append(Problem(f"{n}@{v}", "in the index but its folder is missing; rebuild the index"))
-        return VerifyReport(checked, tuple(problems), temporary=len(self._staging_folders()),
-                            unregistered=tuple(unregistered))
+        return verify_hub(self, name)
 
     def rebuild_index(self) -> VerifyReport:
         """Rebuild the index from the entry folders; folders that fail their checks are left out (an
@@ -498,29 +427,7 @@ class Hub:
         Returns:
             the folders examined and one :class:`Problem` per folder left out.
         """
-        try:
-            self.index.entries()
-        except HubError:
-            self.index.reset()
-        problems, found, checked = [], [], 0
-        with self.index.write() as conn:
-            folders = sorted(self.modules_dir.iterdir()) if self.modules_dir.is_dir() else []
-            for folder in folders:
-                if not folder.is_dir():
-                    continue
-                if NAME_PATTERN.fullmatch(folder.name) is None:
-                    problems.append(Problem(folder.name, "not a valid entry name; folder ignored"))
-                    continue
-                for v in self.versions(folder.name):
-                    checked += 1
-                    try:
-                        opened = self._open(folder.name, v, against_index=False, check_class=False)
-                    except HubError as e:
-                        problems.append(Problem(f"{folder.name}@{v}", str(e)))
-                        continue
-                    found.append(opened.manifest.entry(opened.manifest_sha256))
-            self.index.replace_all(conn, found)
-        return VerifyReport(checked, tuple(problems), temporary=len(self._staging_folders()))
+        return rebuild_hub_index(self)
 
     def _staging_folders(self) -> list[Path]:
         return sorted(p for p in self.staging_dir.iterdir()) if self.staging_dir.is_dir() else []

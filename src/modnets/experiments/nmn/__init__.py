@@ -12,7 +12,9 @@
 - easy-vqa: the typed modules trained module-wise on the real easy-vqa set vs the untyped NMN end to end.
 
 Table 4.2 and the depth study are repeated over ``seeds`` seeds (data and weights) and reported as mean and
-spread; the SGM study and easy-vqa run once, on the first seed.
+spread; the SGM study and easy-vqa run once, on the first seed. With ``data="clevr:PATH"`` Table 4.2, the SGM
+study and the depth study draw their questions from the real CLEVR files instead (training and validation
+from the train split, the tests from the val split).
 """
 
 from __future__ import annotations
@@ -38,7 +40,15 @@ from ...analysis import (
     spread,
     spread_by,
 )
-from ...data import PROGRAM_FAMILIES, ClevrLikeConfig, collate_easy_vqa, load_easy_vqa, make_clevr_like
+from ...data import (
+    PROGRAM_FAMILIES,
+    ClevrDataset,
+    ClevrLikeConfig,
+    collate_easy_vqa,
+    load_clevr,
+    load_easy_vqa,
+    make_clevr_like,
+)
 from ...data import collate_clevr_like as collate
 from ...errors import ConfigError
 from ...models import QuestionVocabulary, easy_vqa_library, film, nmn, nmn_assembly
@@ -87,6 +97,12 @@ class Config(ConfigBase):
     ``film_width=None`` sizes the FiLM baseline to the typed NMN's parameter count. The SGM study trains
     ``sgm_candidates`` find units through their SGM, keeps the ``sgm_selected`` nearest the Pareto front and
     trains the answering modules around each for ``sgm_full_fit``.
+
+    ``data``: ``None`` for the generated CLEVR-like data, or ``"clevr:PATH"`` for the real CLEVR v1.0 folder
+    (:func:`~modnets.data.load_clevr`): the first ``clevr_questions`` questions of the train and of the val
+    split that the NMN modules can express are read, images squashed to ``image_size``; each seed draws its
+    training and validation questions from the train split and its test questions from the val split, of
+    the depths each study asks for (``depth_programs`` is then unused).
     """
 
     quick: bool = False
@@ -117,8 +133,14 @@ class Config(ConfigBase):
     easy_vqa_fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=4, batch_size=64, lr=2e-3))
     backend: str = "sequential"
     ray_address: str | None = None
+    data: str | None = None
+    clevr_questions: int = 100_000
 
     def __post_init__(self) -> None:
+        if self.data is not None and (not isinstance(self.data, str) or not self.data.startswith("clevr:")
+                                      or len(self.data) == len("clevr:")):
+            raise ConfigError(f"Config.data must be None (generated CLEVR-like data) or 'clevr:PATH' (the CLEVR v1.0 "
+                              f"folder), got {self.data!r}")
         if self.max_train_depth < 2:
             raise ConfigError(f"max_train_depth must be >= 2, got {self.max_train_depth}")
         if self.max_test_depth < self.max_train_depth:
@@ -126,7 +148,8 @@ class Config(ConfigBase):
                 f"max_test_depth must be >= max_train_depth ({self.max_train_depth}), got {self.max_test_depth}"
             )
         check_ints(self, "seeds", "n_train", "n_valid", "n_test_per_depth", "hidden", "question_hidden",
-                   "film_blocks", "sgm_examples", "sgm_max_epochs", "easy_vqa_train", "easy_vqa_test")
+                   "film_blocks", "sgm_examples", "sgm_max_epochs", "easy_vqa_train", "easy_vqa_test",
+                   "clevr_questions")
         if self.film_width is not None:
             check_ints(self, "film_width")
         check_ints(self, "sgm_candidates", "sgm_selected", minimum=3)
@@ -171,9 +194,10 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: b
     t0 = time.perf_counter()
     rundir = RunDir(out, resume=resume, progress=progress)
     plan = dependencies(nmn_assembly(True, prior=True))
+    pools = _clevr_pools(config)
     seeds = []
     for seed in config.seed_list:
-        measured, data = _seed_study(config, seed, plan, rundir.sub(f"seed{seed}"))
+        measured, data = _seed_study(config, seed, plan, rundir.sub(f"seed{seed}"), pools)
         seeds.append(measured)
         if seed == config.seed:
             train, valid, vocab = data
@@ -205,11 +229,28 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: b
         "easy_vqa": easy,
         "total_seconds": time.perf_counter() - t0,
     }
+    if pools is not None:
+        metrics["clevr"] = {split: {"questions": len(pool), "skipped": pool.skipped, "images": len(pool.image_paths)}
+                            for split, pool in zip(("train", "val"), pools, strict=True)}
     return _report(config, metrics, plan, first["n_train"], first["n_test"], curves)
 
 
-def _data(config: Config, seed: int, programs: str, train_depths, test_depths, *, valid: bool = True):
-    """Training, validation (``valid``) and test data of one program family for one seed."""
+def _clevr_pools(config: Config) -> tuple[ClevrDataset, ClevrDataset] | None:
+    """The questions read from the real CLEVR train and val splits (``config.data``); ``None``: generated data."""
+    if config.data is None:
+        return None
+    root = config.data.removeprefix("clevr:")
+    return tuple(load_clevr(root, split, image_size=config.image_size, limit=config.clevr_questions,
+                            skip_unmapped=True) for split in ("train", "val"))
+
+
+def _data(config: Config, seed: int, programs: str, train_depths, test_depths, *, valid: bool = True,
+          pools: tuple[ClevrDataset, ClevrDataset] | None = None):
+    """Training, validation (``valid``) and test data of one program family for one seed; drawn from the real
+    CLEVR ``pools`` when given (``programs`` is then unused)."""
+    if pools is not None:
+        return _clevr_data(config, seed, pools, train_depths, test_depths, valid=valid)
+
     def make(n, depths, offset):
         return make_clevr_like(ClevrLikeConfig(n_examples=n, depths=tuple(depths), image_size=config.image_size,
                                                programs=programs, seed=seed + offset))
@@ -220,12 +261,36 @@ def _data(config: Config, seed: int, programs: str, train_depths, test_depths, *
     return train, held, test
 
 
-def _seed_study(config: Config, seed: int, plan, rundir: RunDir) -> tuple[dict, tuple]:
+def _clevr_data(config: Config, seed: int, pools: tuple[ClevrDataset, ClevrDataset], train_depths, test_depths, *,
+                valid: bool):
+    """Real CLEVR questions drawn at random with ``seed``: ``n_train`` (and ``n_valid``) of ``train_depths`` from
+    the train split, up to ``n_test_per_depth`` of each of ``test_depths`` from the val split."""
+    train_pool, val_pool = pools
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(train_pool), generator=generator)
+    usable = order[torch.isin(train_pool.depths[order], torch.tensor(list(train_depths)))]
+    n_valid = config.n_valid if valid else 0
+    order = torch.randperm(len(val_pool), generator=generator)
+    test_rows = torch.cat([order[val_pool.depths[order] == d][:config.n_test_per_depth] for d in test_depths])
+    depths = f"depth {min(train_depths)}-{max(train_depths)}"
+    if len(usable) < (2 if valid else 1) or len(test_rows) == 0:
+        raise ConfigError(
+            f"{config.data}: {len(usable)} of the {len(train_pool)} train questions read are of {depths} (need at "
+            f"least {2 if valid else 1}) and {len(test_rows)} of the {len(val_pool)} val questions of depth "
+            f"{min(test_depths)}-{max(test_depths)} (need at least 1); raise clevr_questions"
+        )
+    n_train = min(config.n_train, len(usable) - min(n_valid, len(usable) // 2))
+    train = train_pool.subset(usable[:n_train])
+    held = train_pool.subset(usable[n_train:n_train + n_valid]) if valid else None
+    return train, held, val_pool.subset(test_rows)
+
+
+def _seed_study(config: Config, seed: int, plan, rundir: RunDir, pools=None) -> tuple[dict, tuple]:
     """Table 4.2 and the depth curves of one seed (its own data and weights): the measurements, and the
     seed's Table 4.2 training and validation data and question vocabulary (for the SGM study)."""
     t0 = time.perf_counter()
     seen = tuple(range(2, config.max_train_depth + 1))
-    train, valid, test = _data(config, seed, "sets", seen, seen)
+    train, valid, test = _data(config, seed, "sets", seen, seen, pools=pools)
     vocab = QuestionVocabulary.build(train.questions)
     data_seconds = time.perf_counter() - t0
     accuracy, cost, modulewise = {}, {}, {}
@@ -267,7 +332,7 @@ def _seed_study(config: Config, seed: int, plan, rundir: RunDir) -> tuple[dict, 
         plot_search_trials(searches, rundir.folder("") / "searches.png",
                            title=f"per-module and end-to-end learning-rate searches, seed {seed} (Figs 4.8 / 4.11)")
         figures.append(f"seed{seed}/searches.png")
-    depth = _depth_study(config, seed, rundir.sub("depth"))
+    depth = _depth_study(config, seed, rundir.sub("depth"), pools)
     measured = {
         "seed": seed,
         "data_seconds": data_seconds,
@@ -283,16 +348,19 @@ def _seed_study(config: Config, seed: int, plan, rundir: RunDir) -> tuple[dict, 
     return measured, (train, valid, vocab)
 
 
-def _depth_study(config: Config, seed: int, rundir: RunDir) -> dict:
-    """Figs 4.12-4.13 on the ``config.depth_programs`` family: typed and untyped NMNs and a FiLM of the typed
-    NMN's size, trained end to end on depth <= ``max_train_depth`` with the same settings, tested to
-    ``max_test_depth``; and the typed NMN trained on every depth (the reference curve)."""
+def _depth_study(config: Config, seed: int, rundir: RunDir, pools=None) -> dict:
+    """Figs 4.12-4.13 on the ``config.depth_programs`` family (or real CLEVR, ``pools``): typed and untyped NMNs
+    and a FiLM of the typed NMN's size, trained end to end on depth <= ``max_train_depth`` with the same
+    settings, tested to ``max_test_depth``; and the typed NMN trained on every depth (the reference curve)."""
     seen = range(2, config.max_train_depth + 1)
     every = range(2, config.max_test_depth + 1)
-    train, _, test = _data(config, seed + 1_000, config.depth_programs, seen, every, valid=False)
-    train_all = make_clevr_like(ClevrLikeConfig(n_examples=config.n_train, depths=tuple(every),
-                                                image_size=config.image_size, programs=config.depth_programs,
-                                                seed=seed + 31_000))
+    train, _, test = _data(config, seed + 1_000, config.depth_programs, seen, every, valid=False, pools=pools)
+    if pools is not None:
+        train_all = _clevr_data(config, seed + 31_000, pools, every, every, valid=False)[0]
+    else:
+        train_all = make_clevr_like(ClevrLikeConfig(n_examples=config.n_train, depths=tuple(every),
+                                                    image_size=config.image_size, programs=config.depth_programs,
+                                                    seed=seed + 31_000))
     vocab = QuestionVocabulary.build([*train.questions, *train_all.questions])
 
     def typed_nmn(typed: bool):
@@ -431,8 +499,10 @@ def _report(config: Config, metrics: dict, plan, n_train: int, n_test: int, curv
     share = metrics["answer_module_share"]
     first = metrics["per_seed"][0]
     table_comment = (
-        "Our numbers come from generated CLEVR-like scenes (2D renders, programs from the data), not VQA v1 "
-        "(real photos, parsed questions, a pretrained VGG), so only the ordering of the regimes is comparable. "
+        ("Our numbers come from generated CLEVR-like scenes (2D renders, programs from the data)" if config.data is None
+         else "Our numbers come from real CLEVR questions (3D renders, CLEVR's programs mapped onto the modules)")
+        + ", not VQA v1 (real photos, parsed questions, a pretrained VGG), so only the ordering of the regimes is "
+        "comparable. "
         f"Our ordering by mean, worst to best: {', '.join(order)}; the thesis's: {', '.join(paper_order)}"
         + (" (the same)" if order == paper_order else " (different)")
         + (f"; every gap between neighbours is larger than the largest seed spread ({percent(noise)})." if resolved
@@ -508,12 +578,15 @@ def _report(config: Config, metrics: dict, plan, n_train: int, n_test: int, curv
         + " than the typed NMN beyond the training depths"
         + (" (as thesis Fig. 4.13)." if film_growth > typed_growth else " (thesis Fig. 4.13: it does).")
         + " " + _reference_text(curves["typed_all_depths"], config)
-        + f" The depth study runs on the `{config.depth_programs}` program family (every level of depth a step of "
-        "reasoning: relation hops from a unique referent and filters, under exist, count and describe; the "
-        "`clevr` family adds same-attribute hops and comparisons), all four models trained end to end with the "
-        "same settings. The thesis numbers come "
-        "from real CLEVR with programs up to 22 modules deep; ours from a procedural analogue, so only "
-        "directions compare."
+        + (f" The depth study runs on the `{config.depth_programs}` program family (every level of depth a step "
+           "of reasoning: relation hops from a unique referent and filters, under exist, count and describe; the "
+           "`clevr` family adds same-attribute hops and comparisons), all four models trained end to end with the "
+           "same settings. The thesis numbers come from real CLEVR with programs up to 22 modules deep; ours from "
+           "a procedural analogue, so only directions compare." if config.data is None else
+           " The depth study runs on real CLEVR questions (trained on the train split's questions of depth <= "
+           f"{config.max_train_depth}, tested on the val split's), all four models trained end to end with the "
+           "same settings; depth counts the mapped NMN program, not CLEVR's node list, and the thesis trained far "
+           "longer, so the directions compare more than the values.")
     )
     easy = metrics["easy_vqa"]
     easy_text = markdown_table(
@@ -536,13 +609,18 @@ def _report(config: Config, metrics: dict, plan, n_train: int, n_test: int, curv
     summary = (
         f"The NMN study of thesis chapter 4 ({'quick mode' if config.quick else 'full mode'}, {n} seed"
         f"{'s' if n > 1 else ''}: {', '.join(map(str, metrics['seeds']))}; {config.backend} backend) on "
-        f"{n_train:,} generated CLEVR-like training questions of depth 2-{config.max_train_depth} "
+        f"{n_train:,} {'generated CLEVR-like' if config.data is None else 'real CLEVR'} training questions of "
+        f"depth 2-{config.max_train_depth} "
         f"({config.image_size} px) per seed, tested on {n_test:,} fresh questions of the same depths (Table 4.2) and "
         f"on questions of depth 2-{config.max_test_depth} (the depth study), and on the real easy-vqa set. Total "
         f"time {metrics['total_seconds']:.0f} s."
     )
     departures = "\n".join(f"- {d}" for d in [
-        "Generated CLEVR-like scenes and programs instead of VQA v1 / CLEVR; programs are given, not parsed.",
+        "Generated CLEVR-like scenes and programs instead of VQA v1 / CLEVR; programs are given, not parsed."
+        if config.data is None else
+        "Real CLEVR instead of VQA v1 for Table 4.2; only the questions the NMN modules can express (no materials, "
+        "comparisons or same_*), with CLEVR's programs mapped onto the modules (given, not parsed), images "
+        f"squashed to {config.image_size} px.",
         "Only learning rates (and find's SGM rank) are searched, with a small trial budget per module; the "
         "thesis does not list its search spaces.",
         f"The SGM study runs on the first seed only, with {len(sgm['candidates'])} candidates (the thesis code: "
@@ -620,6 +698,22 @@ def _ratio(cost: dict, regime: str) -> str:
 
 def _data_text(config: Config, metrics: dict) -> str:
     data_seconds = metrics["per_seed"][0]["data_seconds"]
+    if config.data is not None:
+        read = metrics["clevr"]
+        return (
+            f"Real CLEVR from `{config.data.removeprefix('clevr:')}` (`modnets.data.load_clevr`, programs mapped by "
+            "`clevr_program`): the first "
+            + " and ".join(f"{v['questions']:,} {k} questions that the modules can express ({v['skipped']:,} "
+                           f"skipped before them; {v['images']:,} images)" for k, v in read.items())
+            + f", images squashed to {config.image_size}x{config.image_size}. For seed s, drawn at random with "
+            f"seed s: Table 4.2 and the SGM study train on {config.n_train:,} train questions of depth "
+            f"2-{config.max_train_depth}, validate on {config.n_valid:,} others and test on up to "
+            f"{config.n_test_per_depth} val questions per depth (data seed s); the depth study trains on train "
+            f"questions of depth 2-{config.max_train_depth} (s + 1000) and, for the reference, of every depth "
+            f"(s + 31000), and tests on up to {config.n_test_per_depth} val questions per depth 2-"
+            f"{config.max_test_depth}. Drawing the questions took {data_seconds:.1f} s per seed. Checkpoints: "
+            "`checkpoints/`; TensorBoard logs: `tensorboard/`."
+        )
     return (
         f"Procedurally generated CLEVR-like data (`modnets.data.make_clevr_like`): {config.image_size}x"
         f"{config.image_size} renders of 2-10 objects, programs with their question text, answers balanced per "
