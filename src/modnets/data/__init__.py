@@ -2,11 +2,13 @@
 
 Generators make data sets with known structure from a seed: CLEVR-like scenes with programs and answers,
 3dshapes-like images with their factors, composition problems for routers, and sorting environments for
-agents; SCAN is generated exactly from its grammar, with its standard splits. Loaders read real data sets
-from files: CLEVR (its programs mapped onto the NMN modules), 3dshapes, SCAN, easy-vqa, MNIST and
-Fashion-MNIST; a missing or malformed file raises :class:`~modnets.errors.DataUnavailableError` naming the
-file. Image data sets come with a ``collate_*`` function giving the batch layout their models and
-objectives read.
+agents; SCAN is generated exactly from its grammar, with its standard splits. Held-out splits test systematic
+generalisation: composition problems with pairs of primitives never trained together, CLEVR-like scenes with
+CoGenT's swapped colour-shape pairings, and CLEVR-like programs with CLOSURE-style unseen structures.
+Loaders read real data sets from files: CLEVR (its programs mapped onto the NMN modules), 3dshapes, SCAN,
+easy-vqa, MNIST and Fashion-MNIST; a missing or malformed file raises
+:class:`~modnets.errors.DataUnavailableError` naming the file. Image data sets come with a ``collate_*``
+function giving the batch layout their models and objectives read.
 
 Public names:
 
@@ -14,6 +16,12 @@ Public names:
 - ``ClevrLikeDataset``: CLEVR-like examples: an image, a program, its question text and its answer.
 - ``collate_clevr_like``: batch items of a ``ClevrLikeDataset`` (use as ``DataLoader(..., collate_fn=...)``).
 - ``make_clevr_like``: generate a CLEVR-like data set: random scenes, rendered images, programs, answers.
+- ``CLOSURE_HELD_OUT``: the default held-out structures of ``closure_split``, as (outer, inner) module pairs.
+- ``ClevrLikeSplit``: a held-out split of CLEVR-like data: train, in-distribution test, held-out test.
+- ``closure_split``: a CLOSURE-style split: programs with held-out structures of known modules only tested.
+- ``cogent_split``: a CLEVR-CoGenT-style split: train and test in condition A, held out in condition B.
+- ``program_template``: a program's structure: its tree of module names, the arguments dropped.
+- ``structure_pairs``: the (outer, inner) module pairs of a program, inner inside outer's inputs.
 - ``ClevrDataset``: real CLEVR questions with their NMN programs and answers; images read on access.
 - ``load_clevr``: load a CLEVR v1.0 (or CoGenT / CLOSURE) split from its folder.
 - ``CLEVR_FUNCTIONS``: the CLEVR functions ``clevr_program`` maps, and the NMN program each becomes.
@@ -30,6 +38,7 @@ Public names:
 - ``generate_program``: a random answerable program of exactly ``depth`` calls for a scene, of either family.
 - ``program_to_question``: a deterministic English question for a program.
 - ``select``: the objects a set program selects on a scene (what the NMN's attention masks stand for).
+- ``COGENT_COLORS``: CLEVR-CoGenT's conditions A and B: the colours each shape may take.
 - ``COLORS``: the colours of CLEVR-like objects.
 - ``SHAPES``: the shapes of CLEVR-like objects.
 - ``SIZES``: the sizes of CLEVR-like objects.
@@ -39,6 +48,8 @@ Public names:
 - ``CompositionConfig``: settings of ``make_composition_task``.
 - ``CompositionTask``: examples of the composition problem.
 - ``make_composition_task``: the training and test sets of one composition problem.
+- ``CompositionSplit``: a held-out composition split: train, in-distribution test, held-out tasks and pairs.
+- ``composition_split``: a composition problem whose held-out pairs of adjacent primitives are never trained.
 - ``EasyVQADataset``: easy-vqa questions with their images and programs.
 - ``collate_easy_vqa``: batch items of an ``EasyVQADataset`` (use as ``DataLoader(..., collate_fn=...)``).
 - ``load_easy_vqa``: load an easy-vqa split, its images resized and its questions parsed.
@@ -107,12 +118,21 @@ from ._clevr_programs import encode_answer as encode_answer
 from ._clevr_programs import execute as execute
 from ._clevr_programs import program_to_question as program_to_question
 from ._clevr_programs import select as select
+from ._clevr_scene import COGENT_COLORS as COGENT_COLORS
 from ._clevr_scene import COLORS as COLORS
 from ._clevr_scene import SHAPES as SHAPES
 from ._clevr_scene import SIZES as SIZES
 from ._clevr_scene import Scene as Scene
 from ._clevr_scene import render_scenes as render_scenes
 from ._clevr_scene import sample_scene as sample_scene
+from ._clevr_splits import CLOSURE_HELD_OUT as CLOSURE_HELD_OUT
+from ._clevr_splits import ClevrLikeSplit as ClevrLikeSplit
+from ._clevr_splits import closure_split as closure_split
+from ._clevr_splits import cogent_split as cogent_split
+from ._clevr_splits import program_template as program_template
+from ._clevr_splits import structure_pairs as structure_pairs
+from ._composition_split import CompositionSplit as CompositionSplit
+from ._composition_split import composition_split as composition_split
 from ._compositions import CompositionConfig as CompositionConfig
 from ._compositions import CompositionTask as CompositionTask
 from ._compositions import make_composition_task as make_composition_task

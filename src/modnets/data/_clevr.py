@@ -24,7 +24,7 @@ from ..compose._program import Program
 from ..errors import ConfigError
 from ._clevr_families import ProgramSampler, program_sampler, root_arguments
 from ._clevr_programs import ATTRIBUTE_VALUES, PROGRAM_FAMILIES, Candidate, encode_answer, program_to_question
-from ._clevr_scene import Scene, render_scenes, sample_scene
+from ._clevr_scene import COGENT_COLORS, Scene, render_scenes, sample_scene
 
 __all__ = ["ClevrLikeConfig", "ClevrLikeDataset", "make_clevr_like", "collate_clevr_like"]
 
@@ -56,6 +56,9 @@ class ClevrLikeConfig(Config):
             the family for depth studies (thesis Figs 4.12-4.13). ``"clevr"``: ``chains`` with ``same``
             hops and the ``equal`` / ``compare`` roots too (harder to learn end to end). The chain
             families need ``max_objects >= 3`` (a hop needs its start, its end and a distractor).
+        condition: ``None`` (every colour-shape pairing), or a CLEVR-CoGenT condition, ``"A"`` or ``"B"``:
+            the colours each shape may take (:data:`~modnets.data.COGENT_COLORS`; see
+            :func:`~modnets.data.cogent_split`).
     """
 
     n_examples: int = 1000
@@ -67,6 +70,7 @@ class ClevrLikeConfig(Config):
     seed: int = 0
     questions_per_scene: int = 4
     programs: str = "sets"
+    condition: str | None = None
 
     def __post_init__(self) -> None:
         def is_int(v) -> bool:
@@ -104,6 +108,8 @@ class ClevrLikeConfig(Config):
                 "max_objects",
                 f"an integer in 3..10 with programs={self.programs!r} (a hop needs a start, an end and a distractor)",
             )
+        if self.condition is not None and self.condition not in COGENT_COLORS:
+            raise fail("condition", "None or a CoGenT condition, " + " or ".join(map(repr, COGENT_COLORS)))
         for name in ("n_examples", "image_size", "min_objects", "max_objects", "seed", "questions_per_scene"):
             setattr(self, name, int(getattr(self, name)))
         self.balanced = bool(self.balanced)
@@ -372,7 +378,8 @@ def make_clevr_like(config: ClevrLikeConfig) -> ClevrLikeDataset:
     chosen: list[Candidate] = []
     i, failures = 0, 0
     while i < len(slots):
-        scene = sample_scene(rng, min_objects=config.min_objects, max_objects=config.max_objects)
+        scene = sample_scene(rng, min_objects=config.min_objects, max_objects=config.max_objects,
+                             condition=config.condition)
         sampler = program_sampler(config.programs, scene, rng)
         seen: set = set()
         asked = 0

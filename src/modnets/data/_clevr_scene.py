@@ -22,6 +22,7 @@ __all__ = [
     "SIZES",
     "COLOR_RGB",
     "SIZE_RADIUS",
+    "COGENT_COLORS",
     "Scene",
     "sample_scene",
     "render_scenes",
@@ -30,6 +31,16 @@ __all__ = [
 COLORS = ("gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow")
 SHAPES = ("cube", "sphere", "cylinder")
 SIZES = ("small", "large")
+
+#: CLEVR-CoGenT's conditions: condition -> shape -> the colours it may take. In condition ``"A"`` cubes are gray,
+#: blue, brown or yellow and cylinders red, green, purple or cyan; in ``"B"`` the two sets are swapped; spheres
+#: take any colour in both (Johnson et al. 2017).
+COGENT_COLORS: dict[str, dict[str, tuple[str, ...]]] = {
+    "A": {"cube": ("gray", "blue", "brown", "yellow"), "sphere": COLORS,
+          "cylinder": ("red", "green", "purple", "cyan")},
+    "B": {"cube": ("red", "green", "purple", "cyan"), "sphere": COLORS,
+          "cylinder": ("gray", "blue", "brown", "yellow")},
+}
 
 #: RGB in [0, 1] of each colour of :data:`COLORS`, shape (8, 3).
 COLOR_RGB = np.array(
@@ -203,15 +214,21 @@ def _place(rng: np.random.Generator, radius: np.ndarray) -> tuple[list[float], l
     return xs, ys
 
 
-def sample_scene(rng: np.random.Generator, *, min_objects: int = 2, max_objects: int = 10) -> Scene:
+def sample_scene(
+    rng: np.random.Generator, *, min_objects: int = 2, max_objects: int = 10, condition: str | None = None
+) -> Scene:
     """Draw a random scene with ``min_objects..max_objects`` objects (uniform) and uniform attributes.
+
+    With a CoGenT ``condition`` (``"A"`` or ``"B"``, see :data:`COGENT_COLORS`) each object's shape is drawn
+    first and its colour uniformly among those the condition allows that shape.
 
     Objects barely overlap (centres at least ``0.9 (r_i + r_j)`` apart) and no two centres share
     nearly the same row or column, so left/right/above/below are visible in the image. When the objects
     cannot be placed, the whole scene is drawn again.
 
     Raises:
-        ConfigError: ``min_objects`` / ``max_objects`` outside ``1 <= min_objects <= max_objects <= 10``.
+        ConfigError: ``min_objects`` / ``max_objects`` outside ``1 <= min_objects <= max_objects <= 10``, or a
+            ``condition`` other than ``None``, ``"A"`` and ``"B"``.
     """
     ints = isinstance(min_objects, int) and isinstance(max_objects, int)
     if not (ints and 1 <= min_objects <= max_objects <= 10):
@@ -219,11 +236,18 @@ def sample_scene(rng: np.random.Generator, *, min_objects: int = 2, max_objects:
             f"min_objects={min_objects!r}, max_objects={max_objects!r}: need integers with "
             "1 <= min_objects <= max_objects <= 10"
         )
+    if condition is not None and condition not in COGENT_COLORS:
+        accepted = " or ".join(map(repr, COGENT_COLORS))
+        raise ConfigError(f"condition={condition!r}; accepted: None or a CoGenT condition, {accepted}")
     radii = np.asarray(SIZE_RADIUS)
     for _ in range(_SCENE_TRIES):
         n = int(rng.integers(min_objects, max_objects + 1))
-        color = rng.integers(0, len(COLORS), n)
-        shape = rng.integers(0, len(SHAPES), n)
+        if condition is None:
+            color = rng.integers(0, len(COLORS), n)
+            shape = rng.integers(0, len(SHAPES), n)
+        else:
+            shape = rng.integers(0, len(SHAPES), n)
+            color = _cogent_colors(rng, shape, condition)
         size = rng.integers(0, len(SIZES), n)
         # Placing the same objects again first keeps crowded scenes as likely as the others.
         for _ in range(_PLACE_TRIES):
@@ -231,6 +255,14 @@ def sample_scene(rng: np.random.Generator, *, min_objects: int = 2, max_objects:
             if pos is not None:
                 return Scene(color=color, shape=shape, size=size, x=pos[0], y=pos[1])
     raise RuntimeError(f"could not place {max_objects} objects in {_SCENE_TRIES} tries")  # pragma: no cover
+
+
+def _cogent_colors(rng: np.random.Generator, shape: np.ndarray, condition: str) -> np.ndarray:
+    """``(n,)`` colour indices drawn uniformly among those ``condition`` allows each object's ``shape`` (n,)."""
+    allowed = [[COLORS.index(c) for c in COGENT_COLORS[condition][name]] for name in SHAPES]
+    pick = rng.random(len(shape))
+    picks = zip(shape.tolist(), pick.tolist(), strict=True)
+    return np.array([allowed[s][int(u * len(allowed[s]))] for s, u in picks], dtype=np.int64)
 
 
 def _shade(ux: np.ndarray, uy: np.ndarray, shape: np.ndarray, rim: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ import itertools
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -83,6 +84,16 @@ class CompositionTask(Dataset):
     def n_tasks(self) -> int:
         return self.tasks.shape[0]
 
+    @property
+    def n_primitives(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def description(self) -> Tensor:
+        """(N, L * P) float: each example's task described by its parts, the one-hot primitive of every step
+        side by side (a model given this can meet an unseen combination of known parts)."""
+        return F.one_hot(self.primitives, self.n_primitives).flatten(1).float()
+
     def apply(self, x: Tensor, steps: Tensor) -> Tensor:
         """Compose primitives: x (N, d), steps (N, L) primitive ids -> (N, d)."""
         z = x
@@ -119,16 +130,27 @@ def make_composition_task(config: CompositionConfig) -> tuple[CompositionTask, C
         >>> len(train), train.n_tasks, tuple(train.primitives.shape), test.task_accuracy(test.y)
         (100, 16, (100, 2), 1.0)
     """
+    g, weight, bias, tasks = primitives_of(config)
+    every = torch.arange(tasks.shape[0])
+    train = composition_examples(g, config.n_train, every, tasks, weight, bias, noise=config.noise)
+    return train, composition_examples(g, config.n_test, every, tasks, weight, bias)
+
+
+def primitives_of(config: CompositionConfig) -> tuple[torch.Generator, Tensor, Tensor, Tensor]:
+    """The seeded problem of a config: the generator after drawing the primitives, weight (P, d, d), bias (P, d)
+    and the task table (P^L, L) (every ordered tuple, the last step varying fastest)."""
     g = torch.Generator().manual_seed(config.seed)
     p, d = config.n_primitives, config.dim
     q, _ = torch.linalg.qr(torch.randn(p, d, d, generator=g))
     weight = config.gain * q
     bias = 0.3 * torch.randn(p, d, generator=g)
     tasks = torch.tensor(list(itertools.product(range(p), repeat=config.depth)), dtype=torch.long)
+    return g, weight, bias, tasks
 
-    def split(n: int, noise: float) -> CompositionTask:
-        x = torch.randn(n, d, generator=g)
-        task = torch.randint(0, tasks.shape[0], (n,), generator=g)
-        return CompositionTask(x, task, tasks, weight, bias, noise=noise, generator=g)
 
-    return split(config.n_train, config.noise), split(config.n_test, 0.0)
+def composition_examples(g: torch.Generator, n: int, pool: Tensor, tasks: Tensor, weight: Tensor, bias: Tensor, *,
+                         noise: float = 0.0) -> CompositionTask:
+    """``n`` examples with Gaussian inputs and task ids drawn uniformly from ``pool`` ((T',) long), from ``g``."""
+    x = torch.randn(n, weight.shape[1], generator=g)
+    task = pool[torch.randint(0, pool.shape[0], (n,), generator=g)]
+    return CompositionTask(x, task, tasks, weight, bias, noise=noise, generator=g)

@@ -31,6 +31,10 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
         "modnets.experiments.layouts",
         "NMN programs written by a ProgramPolicy (from answers alone; cloned from 10 % gold, then answers) vs gold",
     ),
+    "generalization": (
+        "modnets.experiments.generalization",
+        "Held-out combinations: compositions, CLEVR-CoGenT and CLOSURE-style splits; routed and NMN vs dense / FiLM",
+    ),
     "imn": (
         "modnets.experiments.imn",
         "Independent Modular Networks on generated 3D-shapes-like images: Table I shape decomposition, ID classifier",
