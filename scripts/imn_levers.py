@@ -36,6 +36,8 @@ LEVERS: dict[str, dict[str, object]] = {
     "batch128": {"objective.beta": 1.0, "fit.batch_size": 128},
     "deconv": {"objective.beta": 1.0, "decoder": "deconv"},
     "64px": {"objective.beta": 1.0, "image_size": 64},
+    "zoom1.5": {"objective.beta": 1.0, "zoom": 1.5},
+    "zoom1.5+score_id": {"objective.beta": 1.0, "zoom": 1.5, "objective.score_id": True},
     "n3": {"objective.beta": 1.0, "n": 3},
     "n3+score_id": {"objective.beta": 1.0, "n": 3, "objective.score_id": True},
     "n3+warmup": {"objective.beta": 1.0, "n": 3, "objective.warmup_steps": 300},

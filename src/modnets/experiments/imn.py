@@ -81,6 +81,8 @@ class Config(ConfigBase):
         decoder: ``"mlp"`` (ends in a linear layer: the fast scorer) or ``"deconv"`` (the Lie-group VAE's
             transposed convolutions; the exact scorer, many times slower).
         identity_spread: standard deviation of the identities' initial Lie-algebra elements.
+        zoom: the renderer's camera magnification (:class:`~modnets.data.Shapes3DConfig`; 1: the object covers
+            about 15 % of the pixels, 1.5: about a third).
         data: ``None`` for the generated images, or ``"3dshapes:PATH"`` for DeepMind's ``3dshapes.h5``
             (:func:`~modnets.data.load_shapes3d`: ``n_train + n_test`` rows drawn at random with ``seed``, the
             first ``n_train`` for training; ``factor_values`` then keeps only the matching rows).
@@ -103,6 +105,7 @@ class Config(ConfigBase):
     factor_values: dict[str, tuple[int, ...]] | None = None
     decoder: str = "mlp"
     identity_spread: float = 0.5
+    zoom: float = 1.0
     data: str | None = None
 
     def __post_init__(self) -> None:
@@ -273,9 +276,10 @@ def _data(config: Config, seed: int) -> tuple[Shapes3DDataset, Shapes3DDataset]:
     """The training and test images of a seed: generated, or rows of the real ``3dshapes.h5`` (``config.data``)."""
     if config.data is None:
         return (make_shapes3d(Shapes3DConfig(n_examples=config.n_train, image_size=config.image_size,
-                                             seed=seed, factor_values=config.factor_values)),
+                                             seed=seed, factor_values=config.factor_values, zoom=config.zoom)),
                 make_shapes3d(Shapes3DConfig(n_examples=config.n_test, image_size=config.image_size,
-                                             seed=seed + 10_000, factor_values=config.factor_values)))
+                                             seed=seed + 10_000, factor_values=config.factor_values,
+                                             zoom=config.zoom)))
     rows = load_shapes3d(config.data.removeprefix("3dshapes:"), limit=config.n_train + config.n_test,
                          image_size=config.image_size, seed=seed)
     keep = torch.ones(len(rows), dtype=torch.bool)
@@ -446,7 +450,7 @@ def _report(config: Config, m: dict, figures: list[str]) -> Report:
         f"{config.n_train:,} for training and the rest for testing. "
     ) if config.data is not None else (
         f"Generated with `modnets.data.make_shapes3d` (numpy ray caster: floor, wall and object hue 10 values "
-        f"each, scale 8, shape 4, orientation 15, factors drawn uniformly"
+        f"each, scale 8, shape 4, orientation 15, factors drawn uniformly; camera zoom {config.zoom}"
         f"{'; restricted to ' + str(config.factor_values) if config.factor_values else ''}), "
         f"{config.n_train:,} training and {config.n_test:,} test images per seed, from separate draws. "
     )
