@@ -59,3 +59,21 @@ def test_bad_inputs_are_refused_with_a_clear_message():
         render_shapes3d(np.array([[0, 0, 0, 0, 4, 0]]))
     with pytest.raises(ConfigError, match="n_examples must be an int >= 1, got 0"):
         Shapes3DConfig(n_examples=0)
+
+
+def _object_share(zoom):
+    """The share of the pixels that the object's hue recolours, at a camera zoom."""
+    other_hue = [*BASE[:2], 1, *BASE[3:]]
+    images = render_shapes3d(np.array([BASE, other_hue]), 32, zoom=zoom)
+    return _changed(images[0], images[1]).mean()
+
+
+def test_zoom_magnifies_the_object_and_bad_zooms_are_refused():
+    # the object's area grows with the square of the magnification
+    assert 1.8 * _object_share(1.0) < _object_share(1.5) < 2.6 * _object_share(1.0)
+    data = make_shapes3d(Shapes3DConfig(n_examples=4, image_size=16, zoom=1.5))
+    rendered = render_shapes3d(data.factors[:1].numpy(), 16, zoom=1.5)[0]
+    assert torch.allclose(data.images[0], torch.from_numpy(rendered))
+    for bad in (0.1, 10, "2"):
+        with pytest.raises(ConfigError, match="zoom must be a number in"):
+            Shapes3DConfig(zoom=bad)
