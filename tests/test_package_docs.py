@@ -69,3 +69,19 @@ def test_help_shows_the_names():
     text = pydoc.render_doc(modnets.routing, renderer=pydoc.plaintext)
     assert "- ``Router``: a policy over the M modules of each of L layers." in text
     assert "- ``dispatch``: " in text
+
+
+_MEMBER = re.compile(r"^\s+- (\w+)\s*$")
+
+
+@pytest.mark.parametrize("package", [p for p in SUBPACKAGES if p not in ("experiments", "bench")])
+def test_reference_page_lists_exactly_the_exports(package):
+    """docs/reference/PACKAGE.md names its members explicitly (the ``__init__`` files have no ``__all__``), so
+    a name added to a package must be added to its page as well."""
+    page = Path(modnets.__file__).parents[2] / "docs" / "reference" / f"{package}.md"
+    if not page.exists():
+        pytest.skip("no docs/ beside the package (an installed copy)")
+    listed = [m.group(1) for line in page.read_text().splitlines() if (m := _MEMBER.match(line))]
+    assert sorted(listed) == sorted(exported_names(package)), (
+        f"{page.name}: missing {sorted(set(exported_names(package)) - set(listed))}, "
+        f"extra {sorted(set(listed) - set(exported_names(package)))}")

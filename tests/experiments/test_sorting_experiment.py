@@ -17,6 +17,7 @@ def test_sorting_experiment_smoke(tmp_path):
     assert "step limit" in text  # the runs stopped on their limit, and the report says so
     assert "2 seeds: 0, 1" in text and "Mean ± standard deviation over the seeds" in text
     assert "Departures from the thesis" in text
+    assert "Controller trained by reward (thesis 5.3)" in text and "by reward (shaped)" in text
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["seeds"] == [0, 1] and len(metrics["per_seed"]) == 2
     for seed in metrics["per_seed"]:
@@ -27,7 +28,9 @@ def test_sorting_experiment_smoke(tmp_path):
         modules = seed["modular_sequential"].values()
         assert seed["train_seconds_modular_sequential"] == sum(r["seconds"] for r in modules)
         assert seed["parallel_workers"] == 2 and seed["parallel_start_method"] in ("fork", "spawn")
-        assert set(seed["accuracy_by_length"]) == {"monolithic", "modular"}
+        assert set(seed["accuracy_by_length"]) == {"monolithic", "modular", "reward_terminal", "reward_shaped"}
+        for arm in ("terminal", "shaped"):  # the controllers trained by reward stopped on the same step limit
+            assert seed["reward"][arm]["steps"] == 4 and seed["reward"][arm]["stop_reason"] == "step limit"
         assert set(seed["accuracy_by_length"]["modular"]) == {str(n) for n in range(2, 6)}
         assert set(seed["modular_sequential"]) == {"mova", "movb", "retb", "swap", "control"}
         assert seed["monolithic"]["stopped_on_budget"] and not seed["criterion_met"]["monolithic"]
@@ -41,14 +44,29 @@ def test_sorting_experiment_smoke(tmp_path):
     shares = sum(m["share_of_modular_seconds"]["mean"] for m in metrics["modules"].values())
     assert shares == pytest.approx(1.0)
     for figure in ("convergence_times.png", "error_vs_time.png", "error_vs_steps.png", "gradients.png",
-                   "module_loss.png", "accuracy_by_length.png"):
+                   "module_loss.png", "accuracy_by_length.png", "reward_training.png"):
         assert (tmp_path / figure).stat().st_size > 1000
     assert (tmp_path / "tensorboard" / "seed0" / "monolithic" / "scalars.jsonl").read_text().strip()
     assert (tmp_path / "tensorboard" / "seed1" / "modular" / "control" / "scalars.jsonl").read_text().strip()
     assert (tmp_path / "checkpoints" / "seed0" / "modular_parallel" / "control").is_dir()
+    assert (tmp_path / "tensorboard" / "seed1" / "reward" / "control_shaped" / "scalars.jsonl").read_text().strip()
+    assert set(metrics["reward"]) == {"terminal", "shaped"} and metrics["reward"]["shaped"]["steps"]["mean"] == 4
 
 
 def test_sorting_config_refuses_zero_seeds():
     with pytest.raises(ConfigError, match="seeds"):
         get_experiment("sorting").Config(seeds=0)
 
+
+
+@pytest.mark.parametrize("arms", [("sorted",), ("terminal", "terminal")])
+def test_sorting_config_refuses_unknown_or_repeated_reward_arms(arms):
+    with pytest.raises(ConfigError, match="reward_arms"):
+        get_experiment("sorting").Config(reward_arms=arms)
+
+
+def test_sorting_config_without_reward_arms_round_trips():
+    config = get_experiment("sorting").Config.for_mode(True)
+    assert config.reward_arms == ("terminal", "shaped") and config.reward_seconds == 25.0
+    exp = get_experiment("sorting")
+    assert exp.Config.from_dict({**config.to_dict(), "reward_arms": []}).reward_arms == ()

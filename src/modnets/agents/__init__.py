@@ -12,6 +12,7 @@ Public names:
 - ``Decision``: one step of a policy.
 - ``Policy``: decides which action to take next from the digestor's embedding and the previous action.
 - ``Environment``: a batch of problem instances and their ground-truth dynamics.
+- ``EpisodeRecorder``: an interface that records the environment's state after every read and write.
 - ``AgentOperator``: a whole agent used as one operator of a higher-level agent (thesis 3.1.1).
 - ``Interface``: keeps an environment and its representation R(t) in sync.
 - ``ModuleOperator``: an operator whose functional is a module (or function) of tensors.
@@ -26,6 +27,7 @@ from ._control import ControlModule as ControlModule
 from ._control import Decision as Decision
 from ._control import Policy as Policy
 from ._environment import Environment as Environment
+from ._episode import EpisodeRecorder as EpisodeRecorder
 from ._hierarchy import AgentOperator as AgentOperator
 from ._interface import Interface as Interface
 from ._operator import ModuleOperator as ModuleOperator

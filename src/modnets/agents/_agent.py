@@ -95,6 +95,7 @@ class Agent(nn.Module):
         *,
         max_steps: int | None = None,
         teacher: Tensor | None = None,
+        select: Callable[[Tensor], Tensor] | None = None,
         interface: Interface | None = None,
         reread: bool = False,
         record: bool = False,
@@ -108,6 +109,9 @@ class Agent(nn.Module):
             teacher: ``(batch, steps)`` long target actions that override the selection (operator override
                 during supervised training); ``-1`` ends an example like the stop action. The control
                 module still scores every step, for the selection loss.
+            select: the selection rule, ``(batch, n_actions)`` scores -> ``(batch,)`` long actions (default:
+                the argmax, greedy); e.g. sampling from the softmax for training by reward. Ignored with
+                ``teacher``.
             interface: when given, every step's R(t) is written to its environment.
             reread: read R(t) back from the environment after every write (needs ``interface``), so the
                 loop continues from the environment's decoded state instead of the soft representation.
@@ -137,7 +141,9 @@ class Agent(nn.Module):
                 break
             scores, state = self._decide(rep, previous, state, active)
             if teacher is None:
-                chosen = scores.argmax(-1)
+                chosen = scores.argmax(-1) if select is None else select(scores)
+                if chosen.shape != (b,):
+                    raise ShapeError(f"select must return (batch,) = ({b},) actions, got {tuple(chosen.shape)}")
             else:
                 chosen = torch.where(teacher[:, t] >= 0, teacher[:, t], stop)
             taken = torch.where(active, chosen, -1)

@@ -19,6 +19,15 @@ Public names:
 - ``train_agent_end_to_end``: train a whole agent end to end through its unrolled loop (the monolithic regime).
 - ``train_control``: train the control module alone on teacher-forced action sequences of the traces.
 - ``train_operator``: train one operator's functional alone, from the trace's applications of its action.
+- ``EPISODE_REWARDS``: the rewards ``ControlReinforceConfig`` accepts: ``"terminal"``, ``"shaped"``.
+- ``ControlReinforceConfig``: settings of ``train_control_by_reward``.
+- ``EpisodeLoss``: the REINFORCE terms of a batch of episodes: loss, policy term, entropy.
+- ``EpisodeSource``: fresh problems, as an interface to a reset environment.
+- ``Potential``: a potential of an environment's state, for reward shaping.
+- ``episode_rewards``: the reward of every step of a batch of episodes: terminal, plus potential-based shaping.
+- ``reinforce_episode_loss``: the score-function estimator over whole episodes, with an entropy bonus.
+- ``returns_to_go``: the discounted sum of the rewards from each step on.
+- ``train_control_by_reward``: train an agent's control module by REINFORCE from rewards, the operators fixed.
 - ``AuxiliaryDataset``: the examples of an auxiliary data set: dicts of tensors.
 - ``AuxiliaryManifest``: what an auxiliary data set holds and who made it.
 - ``Shard``: one shard file: its name, how many examples it holds, the sha256 of its bytes.
@@ -111,6 +120,15 @@ from ._agents import TrainResult as TrainResult
 from ._agents import train_agent_end_to_end as train_agent_end_to_end
 from ._agents import train_control as train_control
 from ._agents import train_operator as train_operator
+from ._agents_reward import EPISODE_REWARDS as EPISODE_REWARDS
+from ._agents_reward import ControlReinforceConfig as ControlReinforceConfig
+from ._agents_reward import EpisodeLoss as EpisodeLoss
+from ._agents_reward import EpisodeSource as EpisodeSource
+from ._agents_reward import Potential as Potential
+from ._agents_reward import episode_rewards as episode_rewards
+from ._agents_reward import reinforce_episode_loss as reinforce_episode_loss
+from ._agents_reward import returns_to_go as returns_to_go
+from ._agents_reward import train_control_by_reward as train_control_by_reward
 from ._auxiliary import AuxiliaryDataset as AuxiliaryDataset
 from ._auxiliary import AuxiliaryManifest as AuxiliaryManifest
 from ._auxiliary import Shard as Shard

@@ -154,6 +154,7 @@ class _Terms(NamedTuple):
     error: float
     saturation: float | None
     measures: dict[str, float] | None = None  # logged beside loss and error, not used by the criterion
+    monitored: float | None = None  # what the criterion's tiny / stagnant tests watch instead of the loss
 
 
 #: ``step(size, generator, device) -> _Terms | None``: one batch's loss at a curriculum level (``None``: no data
@@ -215,7 +216,8 @@ def _train(name: str, module: nn.Module, step_fn: StepFn, config: AgentTrainingC
             else:
                 state.steps += 1
                 loss = float(terms.loss.detach())
-                verdict = monitor.add(loss=loss, error=terms.error, saturation=terms.saturation)
+                watched = loss if terms.monitored is None else terms.monitored
+                verdict = monitor.add(loss=watched, error=terms.error, saturation=terms.saturation)
                 row = {"loss": loss, "error": terms.error}
                 if terms.saturation is not None:
                     row["saturation"] = terms.saturation
