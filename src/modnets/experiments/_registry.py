@@ -33,7 +33,7 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
     ),
     "generalization": (
         "modnets.experiments.generalization",
-        "Held-out combinations: compositions, CLEVR-CoGenT and CLOSURE-style splits; routed and NMN vs dense / FiLM",
+        "Held-out combinations: compositions, CLEVR-CoGenT, CLOSURE-style, SCAN; routed, NMN, executor vs baselines",
     ),
     "imn": (
         "modnets.experiments.imn",

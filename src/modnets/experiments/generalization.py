@@ -14,8 +14,12 @@ test of fresh examples of the trained combinations:
   training (condition A) and the held-out test (B), as CLEVR-CoGenT.
 - **closure** (:func:`~modnets.data.closure_split`): CLEVR-like programs whose structure puts a known module
   where training never put it, in the spirit of CLOSURE.
-- **scan**: the four standard SCAN splits; the SCAN models are not in modnets yet: :func:`scan_results` is the
-  place where they will be trained, and until then the report lists the published numbers only.
+- **scan** (:func:`~modnets.data.scan_split`): SCAN's standard splits (simple, add-primitive ``jump``, length;
+  add-primitive ``turn left`` when listed). Models (:func:`train_scan_model`): the GRU and Transformer seq2seq
+  baselines, and the grammar-given modular executor (typed modules composed by each command's parse), each
+  trained for a fixed number of seconds; exact match of the whole action sequence on held-back training
+  commands and on the split's test set, beside Lake and Baroni's published numbers. The budgets are tiny next
+  to the paper's 100,000 updates per model, and the report says so.
 
 On the CLEVR-like splits the models are those of the ``nmn`` experiment, trained the same way (its code
 paths): the typed NMN and the untyped NMN, both given the programs, and FiLM (monolithic, reads the question)
@@ -51,11 +55,9 @@ from ..data import (
     ClevrLikeSplit,
     CompositionConfig,
     CompositionTask,
-    ScanSplit,
     closure_split,
     cogent_split,
     composition_split,
-    scan_split,
 )
 from ..data import collate_clevr_like as collate
 from ..errors import ConfigError
@@ -63,11 +65,13 @@ from ..models import QuestionVocabulary, dense_mlp, modular_mlp, nmn
 from ..train import FitConfig, GaussianLikelihood, RunDir, predict, predict_routed
 from ._report import Report, markdown_table, percent
 from ._report import spread_text as _s
+from ._scan_study import SCAN_KINDS, ScanResult, ScanTrainConfig, train_scan_model
 from .nmn import _film, _fit, _parameters, _seeded
 from .routing import LABELS as METHOD_LABELS
 from .routing import METHODS, _mode, _objective, _train_and_test
 
-__all__ = ["Config", "run", "scan_results"]
+__all__ = ["SCAN_KINDS", "Config", "ScanPart", "ScanResult", "ScanTrainConfig", "run", "scan_results",
+           "train_scan_model"]
 
 #: not data-parallel: it trains many small models one after another
 DATA_PARALLEL = False
@@ -75,7 +79,13 @@ DATA_PARALLEL = False
 SPLITS = ("compositions", "cogent", "closure", "scan")
 VQA_MODELS = ("typed_nmn", "untyped_nmn", "film")
 MODEL_LABELS = {**METHOD_LABELS, "typed_nmn": "typed NMN (given programs)",
-                "untyped_nmn": "untyped NMN (given programs)", "film": "FiLM (same size)"}
+                "untyped_nmn": "untyped NMN (given programs)", "film": "FiLM (same size)",
+                "gru": "GRU seq2seq (attention)", "transformer": "Transformer seq2seq",
+                "executor": "modular executor (given parse)"}
+#: The SCAN splits of the full run (``addprim_turn_left`` runs when ``ScanPart.splits`` lists it).
+SCAN_DEFAULT_SPLITS = ("simple", "addprim_jump", "length")
+#: Updates per model in Lake and Baroni (2018): 100,000 steps of one example.
+PAPER_STEPS = 100_000
 ROUTER_INPUTS = ("description", "task")
 #: Published held-out accuracies: split -> (model, in-distribution or None, held-out, source).
 PUBLISHED: dict[str, list[tuple[str, float | None, float, str]]] = {
@@ -148,11 +158,36 @@ class VQAPart(ConfigBase):
 
 
 @dataclass
+class ScanPart(ConfigBase):
+    """The SCAN splits: which models on which splits, and each model's budget (``train.seconds``).
+
+    Attributes:
+        models: of :data:`SCAN_KINDS` (``"gru"``, ``"transformer"``, ``"executor"``).
+        splits: of :data:`~modnets.data.SCAN_SPLITS`.
+        train: budget, sizes and evaluation limits of every model (:class:`ScanTrainConfig`).
+    """
+
+    models: tuple[str, ...] = SCAN_KINDS
+    splits: tuple[str, ...] = SCAN_DEFAULT_SPLITS
+    train: ScanTrainConfig = field(default_factory=lambda: ScanTrainConfig(seconds=300.0, eval_limit=None))
+
+    def __post_init__(self) -> None:
+        for name, known in (("models", SCAN_KINDS), ("splits", SCAN_SPLITS)):
+            value = tuple(getattr(self, name))
+            setattr(self, name, value)
+            bad = [v for v in value if v not in known]
+            if bad or not value:
+                raise ConfigError(f"ScanPart.{name} must be a non-empty subset of {known}, got {value}")
+
+
+@dataclass
 class Config(ConfigBase):
     """Settings of the ``generalization`` experiment (``Config.for_mode(quick)`` gives the two presets).
 
     Seeds ``seed, seed + 1, ...`` (``seeds`` of them) each draw their own data, held-out choice and weights.
-    ``methods`` are the compositions' models (the ``routing`` experiment's), ``models`` the CLEVR-like splits'.
+    ``methods`` are the compositions' models (the ``routing`` experiment's), ``models`` the CLEVR-like splits',
+    ``scan.models`` SCAN's. Quick mode trains SCAN's GRU and executor for 25 s each on ``addprim_jump`` only;
+    the full run all three models for 300 s each on simple, add-jump and length.
     """
 
     quick: bool = False
@@ -166,6 +201,7 @@ class Config(ConfigBase):
     threads: int = 1
     compositions: CompositionsPart = field(default_factory=CompositionsPart)
     vqa: VQAPart = field(default_factory=VQAPart)
+    scan: ScanPart = field(default_factory=ScanPart)
 
     def __post_init__(self) -> None:
         for name, known in (("splits", SPLITS), ("methods", METHODS), ("models", VQA_MODELS)):
@@ -186,6 +222,8 @@ class Config(ConfigBase):
                     fit=FitConfig(epochs=15, batch_size=128, lr=1e-2, seed=seed)),
                 vqa=VQAPart(n_train=2000, n_test=300, hidden=32, question_hidden=32, film_blocks=2,
                             fit=FitConfig(epochs=3, batch_size=64, lr=3e-3, seed=seed)),
+                scan=ScanPart(models=("gru", "executor"), splits=("addprim_jump",),
+                              train=ScanTrainConfig(seconds=25.0, eval_limit=500)),
             )
         return cls(seed=seed, compositions=CompositionsPart(fit=FitConfig(epochs=30, batch_size=128, lr=1e-2,
                                                                           seed=seed)),
@@ -305,22 +343,27 @@ def _vqa(name: str, config: Config, seed: int, rundir: RunDir) -> dict[str, dict
 
 
 # ---------------------------------------------------------------------------------------------- SCAN
-def scan_results(split: ScanSplit, *, config: Config, seed: int, rundir: RunDir) -> dict[str, dict[str, float]]:
-    """Per SCAN model, ``{"in_distribution": accuracy, "held_out": accuracy}`` (exact match of the whole action
-    sequence) on one standard split: the place where the SCAN models will be trained and tested.
+def scan_results(split: str, *, config: Config, seed: int, rundir: RunDir) -> dict[str, dict[str, float]]:
+    """Per SCAN model of ``config.scan.models``, what :func:`train_scan_model` measured on one standard split.
 
-    The models the issue asks for (a GRU and a small Transformer seq2seq, and a modular executor whose typed
-    modules are composed by the command's parse) are being built in ``modnets.models``; until they land this
-    returns ``{}``, and the report lists SCAN's published numbers without ours. ``in_distribution`` should be
-    measured on training commands held back from ``split.train``, ``held_out`` on ``split.test``.
+    ``in_distribution`` is the exact-match accuracy (the whole action sequence right) on training commands
+    held back from the split's training set, ``held_out`` on the split's test set; beside them the training
+    time, optimiser steps, parameters and the mean loss of the first and last logged steps.
 
     Args:
-        split: the split (:func:`~modnets.data.scan_split`).
-        config: the experiment's settings.
-        seed: the repetition's seed (weights).
-        rundir: where to log and checkpoint.
+        split: a split name of :data:`~modnets.data.SCAN_SPLITS`.
+        config: the experiment's settings (``config.scan``: models and each model's budget).
+        seed: the repetition's seed (split order, held-back commands, weights, batches).
+        rundir: where to log and checkpoint (one ``fit`` run per model).
     """
-    return {}
+    results = {}
+    for kind in config.scan.models:
+        r = train_scan_model(kind, split, seed=seed, config=config.scan.train, run=rundir)
+        results[kind] = {"in_distribution": r.in_distribution, "held_out": r.test, "train_seconds": r.seconds,
+                         "steps": r.steps, "parameters": r.parameters, "first_loss": r.first_loss,
+                         "last_loss": r.last_loss, "n_train": r.n_train, "n_in_distribution": r.n_in_distribution,
+                         "n_held_out": r.n_test}
+    return results
 
 
 # ---------------------------------------------------------------------------------------------- run
@@ -341,10 +384,9 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: b
                 if name in config.splits:
                     measured[name] = _vqa(name, config, seed, sub.sub(name))
             if "scan" in config.splits:
-                for name in SCAN_SPLITS:
-                    found = scan_results(scan_split(name, seed=seed), config=config, seed=seed, rundir=sub.sub(name))
-                    if found:
-                        measured[f"scan/{name}"] = found
+                for name in config.scan.splits:
+                    measured[f"scan/{name}"] = scan_results(name, config=config, seed=seed,
+                                                            rundir=sub.sub(f"scan_{name}"))
             per_seed.append(measured)
     splits = [k for k in per_seed[0] if k != "seed"]
     metrics: dict[str, Any] = {"seeds": config.seed_list, "per_seed": per_seed}
@@ -425,6 +467,7 @@ def _report(config: Config, metrics: dict, splits: list[str]) -> Report:
     headline = ("Mean ± standard deviation over the seeds.\n\n" if n > 1 else "") + markdown_table(
         ["split", "model", "in-distribution", "held-out", "drop", "published held-out"], rows)
     verdicts = [_verdict(name, metrics[name], n) for name in splits if not name.startswith("scan")]
+    verdicts += [_scan_verdict(name, metrics[name], config) for name in splits if name.startswith("scan/")]
     sections = []
     if "compositions" in metrics:
         comp = metrics["compositions"]
@@ -451,11 +494,10 @@ def _report(config: Config, metrics: dict, splits: list[str]) -> Report:
     for name in ("cogent", "closure"):
         if name in metrics:
             sections.append((f"{name}: data", _vqa_text(name, config)))
-    scan = [s for s in SCAN_SPLITS if f"scan/{s}" in metrics]
-    if "scan" in config.splits and not scan:
-        sections.append(("SCAN", "No SCAN model is in modnets yet (`scan_results` returns nothing), so SCAN has no "
-                         "results of ours. Published (Lake & Baroni 2018, seq2seq): " + "; ".join(
-                             f"{s}: {_published('scan/' + s)}" for s in SCAN_SPLITS) + "."))
+    scan = [name for name in splits if name.startswith("scan/")]
+    if scan:
+        sections.append(("SCAN: our models next to the published ones, on tiny budgets", _scan_text(config, metrics,
+                                                                                                     scan)))
     summary = (
         f"Systematic generalisation ({'quick mode' if config.quick else 'full mode'}, {n} seed{'s' if n > 1 else ''}: "
         f"{', '.join(map(str, metrics['seeds']))}; {metrics['total_seconds']:.0f} s in all): per split, accuracy "
@@ -473,6 +515,57 @@ def _report(config: Config, metrics: dict, splits: list[str]) -> Report:
         metrics=metrics,
         config=config,
     )
+
+
+def _scan_verdict(name: str, results: dict[str, Any], config: Config) -> str:
+    """One split's held-out exact match per model, beside the published numbers and the budget."""
+    ours = ", ".join(f"{MODEL_LABELS[m]} {_s(r['held_out'], percent=True)}" for m, r in results.items())
+    return (f"**{name}**, held-out exact match after at most {config.scan.train.seconds:.0f} s of training per "
+            f"model: {ours}. Published: {_published(name) or 'none listed'}.")
+
+
+def _scan_text(config: Config, metrics: dict, names: list[str]) -> str:
+    """The SCAN section: budgets against the paper's, and per split and model what training reached."""
+    train = config.scan.train
+    rows, steps = [], []
+    for name in names:
+        for model, m in metrics[name].items():
+            steps += m["steps"]["values"]
+            rows.append((name.removeprefix("scan/"), MODEL_LABELS[model], _s(m["steps"], "{:.0f}"),
+                         _s(m["train_seconds"], "{:.0f}", unit=" s"),
+                         f"{_s(m['first_loss'], '{:.3f}')} -> {_s(m['last_loss'], '{:.3f}')}",
+                         _s(m["in_distribution"], percent=True), _s(m["held_out"], percent=True),
+                         _published(name) or "none listed"))
+    table = markdown_table(["split", "model", "steps", "training time", "loss, first -> last", "in-distribution",
+                            "held-out (ours)", "published"], rows)
+    least, most = min(steps), max(steps)
+    text = (
+        f"Each model trained for at most {train.seconds:.0f} s ({config.threads} thread(s) on {train.device}): "
+        f"{least:.0f}{f' to {most:.0f}' if most > least else ''} Adam steps of {train.batch_size} examples, "
+        f"at most {most * train.batch_size:,.0f} examples seen. Lake and Baroni (2018) trained every model for "
+        f"{PAPER_STEPS:,} steps of one example: our budgets are tiny next to theirs, at most "
+        f"{100 * most / PAPER_STEPS:.2g} % of the paper's updates, so these numbers say what "
+        f"{'seconds' if train.seconds < 60 else 'a few minutes'} of training reach, not what the architectures can; "
+        "the published column is the paper's own, with its own model sizes (see `scan_gru`). In-distribution: exact "
+        f"match on {percent(train.validation, 0)} of the training split's commands, held back from training"
+        + (f" (at most {train.eval_limit:,} scored)" if train.eval_limit else "")
+        + "; held-out: the split's test set" + (f" (its first {train.eval_limit:,} examples)" if train.eval_limit
+                                                else "")
+        + "."
+        + (" The executor is given each command's parse by the grammar, the layout a seq2seq model has to "
+           "discover, so the comparison measures what a given layout and content-blind copying buy, not what "
+           "modularity learns by itself." if "executor" in config.scan.models else ""))
+    skipped_models = [m for m in SCAN_KINDS if m not in config.scan.models]
+    skipped_splits = [s for s in SCAN_DEFAULT_SPLITS if s not in config.scan.splits]
+    if skipped_models or skipped_splits:
+        full = Config.for_mode(False)
+        text += (" Not run here" + (" (quick mode)" if config.quick else "") + ": "
+                 + "; ".join(part for part in (
+                     f"models {', '.join(MODEL_LABELS[m] for m in skipped_models)}" if skipped_models else "",
+                     f"splits {', '.join(skipped_splits)}" if skipped_splits else "") if part)
+                 + f". The full run trains {', '.join(full.scan.models)} for {full.scan.train.seconds:.0f} s each on "
+                 f"{', '.join(full.scan.splits)}, {full.seeds} seeds.")
+    return table + "\n\n" + text
 
 
 def _vqa_text(name: str, config: Config) -> str:

@@ -56,6 +56,21 @@ Public names:
 - ``sorting_agent``: the list-sorting agent of thesis 3.2 (neural by default); any part can be replaced.
 - ``sorting_control``: the control module: LSTM digestor + controller, or the hand-written selection-sort rule.
 - ``sorting_operators``: the four operators of the sorting agent, in action order.
+- ``SCAN_ACTIONS``: the six SCAN actions; in an action-sequence tensor action ``i`` is class ``1 + i``, 0 the blank.
+- ``SCAN_MAX_ACTIONS``: the longest action sequence of any SCAN command (48).
+- ``ActionLexicon``: ``action[word]``: the action sequence a SCAN word means, a learned table.
+- ``CopyModule``: a SCAN composition module: outputs mix input positions and constants, by input occupancy only.
+- ``ScanExecutor``: the grammar-given modular SCAN executor: a module library run on the commands' parses.
+- ``decode_actions``: action classes from action-sequence probabilities, cut at the first blank.
+- ``scan_executor``: the SCAN executor preset: a lexicon and one copy module per production and argument.
+- ``scan_program``: the layout of a SCAN command: its parse by the grammar, as a program of executor modules.
+- ``GRUSeq2Seq``: a GRU encoder-decoder with Luong attention.
+- ``SCAN_WORDS``: the 13 words of SCAN commands.
+- ``ScanVocabulary``: token indices of SCAN commands and action sequences (padding, start, end).
+- ``Seq2Seq``: a token-level encoder-decoder: teacher-forced scores and greedy decoding.
+- ``TransformerSeq2Seq``: a small Transformer encoder-decoder with sinusoidal positions.
+- ``scan_gru``: the GRU seq2seq baseline for SCAN (CPU-sized; the paper's sizes in its docstring).
+- ``scan_transformer``: the Transformer seq2seq baseline for SCAN (2 + 2 layers of width 64).
 """
 
 from ._assemblies import ASSEMBLIES as ASSEMBLIES
@@ -96,6 +111,21 @@ from ._question import QuestionVocabulary as QuestionVocabulary
 from ._question import tokenize as tokenize
 from ._routed import dense_mlp as dense_mlp
 from ._routed import modular_mlp as modular_mlp
+from ._scan_executor import SCAN_ACTIONS as SCAN_ACTIONS
+from ._scan_executor import SCAN_MAX_ACTIONS as SCAN_MAX_ACTIONS
+from ._scan_executor import ActionLexicon as ActionLexicon
+from ._scan_executor import CopyModule as CopyModule
+from ._scan_executor import ScanExecutor as ScanExecutor
+from ._scan_executor import decode_actions as decode_actions
+from ._scan_executor import scan_executor as scan_executor
+from ._scan_executor import scan_program as scan_program
+from ._scan_seq2seq import SCAN_WORDS as SCAN_WORDS
+from ._scan_seq2seq import GRUSeq2Seq as GRUSeq2Seq
+from ._scan_seq2seq import ScanVocabulary as ScanVocabulary
+from ._scan_seq2seq import Seq2Seq as Seq2Seq
+from ._scan_seq2seq import TransformerSeq2Seq as TransformerSeq2Seq
+from ._scan_seq2seq import scan_gru as scan_gru
+from ._scan_seq2seq import scan_transformer as scan_transformer
 from ._sorting import ControllerPolicy as ControllerPolicy
 from ._sorting import PointerShift as PointerShift
 from ._sorting import ReferenceDigestor as ReferenceDigestor

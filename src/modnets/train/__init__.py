@@ -86,6 +86,10 @@ Public names:
 - ``ProgramSearch``: the top-K buffer over programs: REINFORCE at K = 0, generalised EM at K = 1.
 - ``ProgramSearchConfig``: settings of ``ProgramSearch``.
 - ``RunDir``: where a training run writes its logs and checkpoints, whether it resumes, whether it shows progress.
+- ``ExecutorObjective``: per-position negative log-likelihood of the SCAN executor's action sequences.
+- ``Seq2SeqObjective``: token cross-entropy under teacher forcing; greedy decoding to predict.
+- ``exact_match``: whether each predicted action sequence equals its target at every position.
+- ``scan_collate``: a batch of SCAN pairs for either objective (tokens, parses, action classes), given a vocabulary.
 - ``SearchConfig``: settings of one ``search`` (one Optuna study).
 - ``SearchResult``: what ``search`` found.
 - ``fit_objective``: the trial objective "train a fresh objective with ``fit``, return its validation loss".
@@ -187,6 +191,10 @@ from ._routing_objective import Baseline as Baseline
 from ._routing_objective import RouterGapWarning as RouterGapWarning
 from ._routing_objective import RoutingObjective as RoutingObjective
 from ._run_dir import RunDir as RunDir
+from ._scan import ExecutorObjective as ExecutorObjective
+from ._scan import Seq2SeqObjective as Seq2SeqObjective
+from ._scan import exact_match as exact_match
+from ._scan import scan_collate as scan_collate
 from ._search import SearchConfig as SearchConfig
 from ._search import SearchResult as SearchResult
 from ._search import fit_objective as fit_objective
