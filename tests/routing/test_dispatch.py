@@ -19,6 +19,7 @@ from modnets.routing import (
     dispatch_naive,
     make_groups,
 )
+from modnets.routing._groups import plan_buckets
 
 D_IN, D_OUT = 4, 8  # multiples of 4: grouped mm runs for real (fp32 rows of 16 bytes)
 
@@ -192,3 +193,71 @@ def test_every_strategy_keeps_to_the_input_device_not_the_default_device(kind):
             out = dispatch(x, choice, bank, strategy=strategy, capacity=2)
             out.sum().backward()
         assert out.device == x.device and x.grad.device == x.device
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_skewed_loads_run_in_tiers_and_equal_naive(k):
+    # two modules far above the rest share a tier (a gathered copy of their weights), one more has its own
+    counts = [200, 5, 190, 5, 5, 60, 5, 5]
+    plan = plan_buckets(counts)
+    assert plan.base == 5 and len(plan.runs) >= 2 and (0, 2) in plan.runs
+    gen = torch.Generator().manual_seed(k)
+    ids = torch.repeat_interleave(torch.arange(8), torch.tensor(counts))
+    ids = ids[torch.randperm(ids.numel(), generator=gen)]
+    batch = ids.numel() // k
+    choice = ids[: batch * k].view(batch, k)
+    if k == 2:  # distinct picks per row
+        choice[:, 1] = torch.where(choice[:, 0] == choice[:, 1], (choice[:, 1] + 1) % 8, choice[:, 1])
+    bank = MLPExperts(n_modules=8, d_in=D_IN, d_hidden=12, d_out=D_OUT)
+    x = torch.randn(batch, D_IN, requires_grad=True)
+    weights = torch.rand(batch, k, requires_grad=True)
+    params = [x, weights, *bank.parameters()]
+    want = dispatch_naive(x, choice, bank, weights=weights)
+    got = dispatch(x, choice, bank, weights=weights, strategy="padded_bmm")
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    grad_out = torch.randn_like(want)
+    _assert_close_all(_grads(got, params, grad_out), _grads(want, params, grad_out))
+
+
+def test_under_torch_compile_a_new_routing_does_not_recompile():
+    compiles = []
+
+    def backend(gm, example_inputs):
+        compiles.append(gm)
+        return gm.forward
+
+    bank = MLPExperts(n_modules=4, d_in=D_IN, d_hidden=8, d_out=D_OUT)
+    gate = nn.Linear(D_IN, 4)
+
+    def layer(x):
+        choice = gate(x).topk(1, dim=-1).indices  # data-dependent routing
+        return dispatch(torch.tanh(x), choice, bank).relu()
+
+    torch._dynamo.reset()
+    try:
+        compiled = torch.compile(layer, backend=backend)
+        for seed in range(4):
+            x = torch.randn(16, D_IN, generator=torch.Generator().manual_seed(seed))
+            torch.testing.assert_close(compiled(x), layer(x))
+            if seed == 0:
+                first = len(compiles)
+        assert len(compiles) == first  # the engine runs eagerly; the graphs around it are reused
+    finally:
+        torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("aggregate", ["sum", "concat"])
+def test_chunks_strategy_stays_differentiable_twice(aggregate):
+    bank = _bank("mlp_tanh", 3)
+    x = torch.randn(7, D_IN, requires_grad=True)
+    choice = torch.tensor([[0, 1], [2, 0], [1, 2], [0, 2], [2, 1], [0, 1], [1, 0]])
+    weights = torch.rand(7, 2, requires_grad=True)
+
+    def grad_norm(fn):  # a gradient penalty: d/d(params) of |d out / d x|^2
+        out = fn(x, choice, bank, weights=weights, aggregate=aggregate)
+        (gx,) = torch.autograd.grad(out.pow(2).sum(), x, create_graph=True)
+        return torch.autograd.grad(gx.pow(2).sum(), [weights, *bank.parameters()])
+
+    want = grad_norm(dispatch_naive)
+    got = grad_norm(lambda *a, **kw: dispatch(*a, strategy="chunks", **kw))
+    _assert_close_all(list(got), list(want))

@@ -12,12 +12,18 @@ the input and to every parameter (set to ``None`` before each step, as ``optimiz
 - ``results["fixed"]``: top-1 routings fixed in advance and given as a ``RouteResult`` (router cost
   excluded): ``balanced`` (B/E rows per module at random positions, as a perfectly load-balanced router)
   and ``iid`` (a uniform random choice per row), also against the per-module mask loop.
+- ``results["compile"]``: one routed layer (E = 32, k = 1, fresh router) eager against ``torch.compile``
+  (compile time and step times, the backend used, or why compile is unavailable).
+
+Each row also says how the engine ran it: the strategy and, for buckets, the tiers (modules x rows) and
+the slots per pick (the padding).
 
 The contenders of one setting are timed round-robin in one process after a warm-up; the figures are medians.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import torch
@@ -25,6 +31,7 @@ from torch import Tensor, nn
 
 from .._threads import num_threads
 from ..routing import MLPExperts, ModularLayer, Router, RouteResult, choose_strategy, dispatch_mask_loop, make_groups
+from ..routing._groups import plan_buckets, with_buckets
 from ..train import resolve_device
 from ._timing import median_times
 
@@ -73,6 +80,21 @@ def _counts(choice: Tensor, n_modules: int) -> list[int]:
     return [int(counts.min()), int(counts.max())]
 
 
+def layout(layer: ModularLayer, x: Tensor, choice: Tensor) -> dict:
+    """How ``dispatch`` runs a choice (B, k): its strategy and, for ``"padded_bmm"``, the bucket tiers
+    (modules x rows each) and the slots per pick (1 = no padding)."""
+    bank = layer.experts
+    groups = make_groups(choice, bank.n_modules)
+    strategy = choose_strategy(bank, x, groups)
+    out: dict = {"strategy": strategy}
+    if strategy == "padded_bmm":
+        plan = plan_buckets(groups.counts_list) if bank.overflow_ok else None
+        buckets = with_buckets(groups, choice.shape[1], plan)
+        out["tiers"] = [f"{t.n_modules}x{t.capacity}" for t in buckets.tiers]
+        out["slots_per_pick"] = round(buckets.n_slots / choice.numel(), 3)
+    return out
+
+
 ROUTER_E, ROUTER_K = (8, 32, 128), (1, 2)
 
 
@@ -103,9 +125,54 @@ def _router_loads(batch: int, d: int, hidden: int, dev: torch.device, repeats: i
                 "modular_ms": round(t["modular"] * 1e3, 3),
                 "ratio_to_dense": round(t["dense"] / t["modular"], 3),
                 "rows_per_module_min_max": _counts(choice, n_modules),
-                "strategy": choose_strategy(layer.experts, x, make_groups(choice, n_modules)),
+                **layout(layer, x, choice),
             }
     return out
+
+
+COMPILE_E, COMPILE_K = 32, 1
+
+
+def _compiled(batch: int, d: int, hidden: int, dev: torch.device, repeats: int, warmup: int, quick: bool) -> dict:
+    """One routed layer (fresh gated router, E = 32, k = 1) eager against ``torch.compile``: the compile time
+    (first step) and the median step times. The dispatch engine itself stays eager under compile (its bucket
+    plan depends on the routing's counts); the router and the code around it are compiled. Tries the
+    inductor backend (the ``eager`` backend in quick mode: tracing only, seconds), then ``aot_eager``; reports
+    ``{"available": False, "error": ...}`` when none runs."""
+    torch.manual_seed(COMPILE_E * 10 + COMPILE_K)
+    layer = ModularLayer(
+        modules=MLPExperts(n_modules=COMPILE_E, d_in=d, d_hidden=hidden, d_out=d),
+        router=Router(n_modules=COMPILE_E, d_in=d, mode="topk", k=COMPILE_K, gate="softmax_topk"), k=COMPILE_K,
+    ).to(dev)
+    x = torch.randn(batch, d, device=dev, requires_grad=True)
+    grad_out = torch.randn(batch, d, device=dev)
+    params = [x, *layer.parameters()]
+    errors = []
+    for backend in ("eager",) if quick else ("inductor", "aot_eager"):
+        try:
+            torch._dynamo.reset()
+            compiled = torch.compile(lambda x=x: layer(x).output, backend=backend)
+            step = step_fn(compiled, params, grad_out)
+            start = time.perf_counter()
+            step()
+            compile_s = time.perf_counter() - start
+            t = median_times({"eager": step_fn(lambda x=x: layer(x).output, params, grad_out), "compiled": step},
+                             repeats=repeats, warmup=warmup, device=dev)
+        except Exception as err:  # noqa: BLE001 - any backend failure is reported, never raised
+            errors.append(f"{backend}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+            continue
+        finally:
+            torch._dynamo.reset()
+        return {
+            "available": True,
+            "backend": backend,
+            "setting": f"E={COMPILE_E}, k={COMPILE_K}, fresh gated router",
+            "compile_s": round(compile_s, 2),
+            "eager_ms": round(t["eager"] * 1e3, 3),
+            "compiled_ms": round(t["compiled"] * 1e3, 3),
+            "speedup": round(t["eager"] / t["compiled"], 3),
+        }
+    return {"available": False, "error": "; ".join(errors)}
 
 
 def run(quick: bool = False, device: str = "cpu") -> dict:
@@ -120,8 +187,8 @@ def run(quick: bool = False, device: str = "cpu") -> dict:
         the median milliseconds of the routed layer and of the dense MLP of equal FLOPs, ``ratio_to_dense``
         (dense / modular) and the router's rows per module; ``results["fixed"]["E=<E>"]`` holds, for the
         balanced routing, the three contenders' milliseconds, ``ratio_to_dense`` and ``ratio_to_mask_loop``
-        (mask loop / modular), and the same under ``"iid"``; ``ratio`` is the smallest router-load
-        ``ratio_to_dense``.
+        (mask loop / modular), and the same under ``"iid"``; ``results["compile"]`` the eager and compiled
+        step times of one routed layer; ``ratio`` is the smallest router-load ``ratio_to_dense``.
     """
     batch, d, hidden = (256, 64, 64) if quick else (4096, 256, 256)
     repeats, warmup = (2, 1) if quick else (25, 3)
@@ -156,12 +223,13 @@ def run(quick: bool = False, device: str = "cpu") -> dict:
                     "mask_loop_ms": round(mask * 1e3, 3),
                     "ratio_to_dense": round(t["dense"] / modular, 3),
                     "ratio_to_mask_loop": round(mask / modular, 3),
-                    "strategy": choose_strategy(layer.experts, x, make_groups(choice, n_modules)),
+                    **layout(layer, x, choice),
                     "rows_per_module_min_max": _counts(choice, n_modules),
                 }
             results[f"E={n_modules}"] = {"dense_ms": round(t["dense"] * 1e3, 3), **per_routing["balanced"]}
             results[f"E={n_modules}"]["iid"] = per_routing["iid"]
         routed = _router_loads(batch, d, hidden, dev, repeats, warmup)
+        compiled = _compiled(batch, d, hidden, dev, repeats, warmup, quick)
     config = layer_config(batch, d, hidden, n_modules_list, repeats, warmup, quick)
     config["routing"] = (f"results['router'] (headline): a fresh dynamic Router(mode='topk', gate='softmax_topk') "
                          f"on the rows, inside the step, E = {list(ROUTER_E)}, k = {list(ROUTER_K)}, against the dense "
@@ -175,7 +243,7 @@ def run(quick: bool = False, device: str = "cpu") -> dict:
     return {
         "bench": NAME,
         "config": config,
-        "results": {"router": routed, "fixed": results},
+        "results": {"router": routed, "fixed": results, "compile": compiled},
         "ratio": ratio,
         "ratio_is": "dense MLP time / ModularLayer time with a fresh router's loads (min over E = 8, 32, 128 and "
                     "k = 1, 2)",

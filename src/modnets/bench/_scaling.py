@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 
 from .._threads import num_threads
-from ..routing import MLPExperts, ModularLayer, Router, choose_strategy, make_groups
-from ._dispatch import ROUTINGS, fixed_choice, fixed_route, layer_config, make_layer, step_fn
+from ..routing import MLPExperts, ModularLayer, Router
+from ._dispatch import ROUTINGS, fixed_choice, fixed_route, layer_config, layout, make_layer, step_fn
 from ._timing import median_times
 
 __all__ = ["run"]
@@ -51,15 +51,14 @@ def run(quick: bool = False) -> dict:
                 steps[(n_modules, routing)] = step_fn(
                     lambda layer=layer, route=route: layer(x, route).output, params, grad_out
                 )
-                strategies[(n_modules, routing)] = choose_strategy(layer.experts, x, make_groups(choice, n_modules))
+                strategies[(n_modules, routing)] = layout(layer, x, choice)
             torch.manual_seed(n_modules)
             gated = ModularLayer(modules=MLPExperts(n_modules=n_modules, d_in=d, d_hidden=hidden, d_out=d),
                                  router=Router(n_modules=n_modules, d_in=d, mode="topk", gate="softmax_topk"))
             steps[(n_modules, "router")] = step_fn(lambda gated=gated: gated(x).output, [x, *gated.parameters()],
                                                    grad_out)
             with torch.no_grad():
-                strategies[(n_modules, "router")] = choose_strategy(
-                    gated.experts, x, make_groups(gated.router(x).choice[:, 0], n_modules))
+                strategies[(n_modules, "router")] = layout(gated, x, gated.router(x).choice[:, 0])
         t = median_times({f"{e}/{r}": s for (e, r), s in steps.items()}, repeats=repeats, warmup=warmup)
 
     def entry(n_modules: int, routing: str) -> dict:
@@ -67,7 +66,7 @@ def run(quick: bool = False) -> dict:
         return {
             "step_ms": round(seconds * 1e3, 3),
             "us_per_example": round(seconds / batch * 1e6, 3),
-            "strategy": strategies[(n_modules, routing)],
+            **strategies[(n_modules, routing)],
         }
 
     results = {

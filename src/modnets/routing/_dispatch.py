@@ -6,23 +6,28 @@ Given inputs ``x`` (B, ...) and a hard choice (B, k) of module ids, :func:`dispa
 - ``aggregate="concat"``: the k outputs ``w[b, j] * f_{choice[b, j]}(x[b])`` side by side -> (B, k * d_out),
 
 with ``w = 1`` when no weights are given. The B*k picks are flattened, stably sorted by module id and
-counted (:func:`~modnets.routing._groups.make_groups`); the rows are gathered once (``index_select``) and
-the bank (``modnets.routing._experts``) runs every module once on its block of rows by one of three
+counted (:func:`~modnets.routing._groups.make_groups`); the rows are gathered once into a slot layout
+(``to_slots``) and the bank (``modnets.routing._experts``) runs every module on its slots by one of three
 strategies, each a kernel of ``modnets.routing._kernels``:
 
-- ``"padded_bmm"``: the rows go into E buckets of a common capacity P (zero-padded), one ``torch.bmm`` per
-  layer runs all modules at once; rows beyond a bucket's capacity (when P is chosen below the largest
-  count to save padding) run per module (:func:`~modnets.routing._groups.with_buckets`);
+- ``"padded_bmm"``: the bucket layout. A base tier gives every module P slots (zero-padded) and the picks
+  beyond P go to a few more tiers, each a run of modules with similar loads padded to the largest of the
+  run (:func:`~modnets.routing._groups.plan_buckets` chooses P and the runs by a cost model); each tier
+  is one ``torch.bmm`` per layer, over a view of the stacked weights or a gathered copy of its modules';
 - ``"grouped_mm"``: ``torch._grouped_mm`` over the stacked weights, reading the sorted rows directly;
 - ``"chunks"``: a Python loop over the E modules (never over examples) with ``torch.split``; the only
   strategy for arbitrary (non-linear-shaped) modules.
 
-This module holds the engine itself: validation, the choice of strategy, the gather, the way back to
-pick order and the aggregation.
+This module holds the engine itself: validation, the choice of strategy and of the bucket plan. From the
+bucket layout the way back (``combine``) gathers each pick's output from its slot, multiplies it by its
+gate weight and sums (or concatenates) the k picks of each example in one autograd function, whose
+backward gathers the output gradient once per slot (differentiable once, as the bucketed chain). From
+the sorted layout, outputs go back to pick order by the inverse permutation (``index_copy``) and are
+weighted and combined by plain autograd, so ``"grouped_mm"`` and ``"chunks"`` stay differentiable twice.
+Gradients flow to ``x``, to every parameter of the bank and to ``weights``.
 
-Outputs go back to pick order by a gather (bucket layout) or the inverse permutation (``index_copy``),
-then are weighted and summed over the k picks. Gradients flow to ``x``, to every parameter of the bank
-and to ``weights``.
+Under ``torch.compile`` the engine runs eagerly (its bucket plan depends on the routing's counts, so a
+traced engine would recompile at every new routing); the code around it is compiled.
 
 :func:`dispatch_naive` (a per-example loop) is the reference for tests and :func:`dispatch_mask_loop` (a
 per-module boolean-mask loop, as in the original implementations) the baseline of ``modnets bench dispatch``.
@@ -37,14 +42,14 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError, ShapeError
 from ._experts import ExpertBank, ModuleListExperts
-from ._groups import Groups, best_capacity, make_groups, with_buckets
-from ._kernels import from_slots, grouped_mm_usable, to_slots
+from ._groups import Groups, make_groups, plan_buckets, with_buckets, with_sorted
+from ._kernels import combine, grouped_mm_usable, to_slots
 
 __all__ = ["AGGREGATES", "as_bank", "choose_strategy", "dispatch", "dispatch_mask_loop", "dispatch_naive"]
 
 AGGREGATES = ("sum", "concat")
 
-# choose_strategy, for banks without overflow rows: the largest padding ratio E * P / N at which buckets
+# choose_strategy, for banks that run one tier only: the largest padding ratio E * P / N at which buckets
 # are preferred to grouped mm (at E = 128, i.i.d. routing, ratio 1.5, buckets were still 25 % faster).
 _MAX_PADDING_RATIO = 2.0
 
@@ -70,17 +75,16 @@ def choose_strategy(bank: ExpertBank, x: Tensor, groups: Groups) -> str:
     """The execution strategy ``"auto"`` picks.
 
     Measured on 2 CPU cores (MLP modules 256 -> 256 -> 256, B = 4096, top-1, forward + backward; see
-    ``modnets bench dispatch`` and ``scaling``): one ``bmm`` per layer over buckets runs all modules in
-    parallel and beat ``torch._grouped_mm`` (on CPU a loop of per-module matmuls, each split over the
-    cores) at every E tried, balanced or i.i.d. routing: by 2-10 % at E = 8, 15-30 % at E = 32 and
-    25-40 % at E = 128. Banks that handle overflow rows size the buckets by
-    :func:`~modnets.routing._groups.best_capacity`, so
+    ``modnets bench dispatch`` and ``scaling``): one ``bmm`` per layer over buckets beat
+    ``torch._grouped_mm`` (on CPU a loop of per-module matmuls, each split over the cores) at every E
+    tried, balanced or i.i.d. routing: by 2-10 % at E = 8, 15-30 % at E = 32 and 25-40 % at E = 128.
+    Banks that run any bucket layout pad in tiers (:func:`~modnets.routing._groups.plan_buckets`), so
     skewed routing never pads much; other banks pad every bucket to the largest count, which loses to
     grouped mm once that doubles the work.
 
     1. banks that only run chunk by chunk (arbitrary modules) -> ``"chunks"``;
-    2. ``"padded_bmm"`` if the bank handles overflow rows, or if padding to the largest count costs at
-       most 2x the real rows (``E * max_count <= 2 N``);
+    2. ``"padded_bmm"`` if the bank runs tiers, or if padding to the largest count costs at most 2x the
+       real rows (``E * max_count <= 2 N``);
     3. else ``"grouped_mm"`` where usable (torch build, fp32 / bf16 / fp16, row strides multiple of 16
        bytes), ``"chunks"`` otherwise.
 
@@ -133,6 +137,7 @@ def _shape(t: object) -> str:
     return str(tuple(t.shape)) if isinstance(t, Tensor) else type(t).__name__
 
 
+@torch.compiler.disable  # host-side bookkeeping on data-dependent counts: traced, it would recompile every step
 def dispatch(
     x: Tensor,
     choice: Tensor,
@@ -156,9 +161,9 @@ def dispatch(
         strategy: ``"auto"`` (see :func:`choose_strategy`), ``"grouped_mm"``, ``"padded_bmm"`` or
             ``"chunks"``. An explicit ``"grouped_mm"`` falls back to ``"padded_bmm"`` where grouped mm
             cannot run (same result).
-        capacity: bucket capacity of ``"padded_bmm"``; ``None`` chooses it by a cost model
-            (:func:`~modnets.routing._groups.best_capacity`) for banks that handle overflow rows, else the
-            largest count.
+        capacity: base capacity of ``"padded_bmm"`` (the picks beyond it run in further tiers); ``None``
+            chooses the whole bucket plan by a cost model (:func:`~modnets.routing._groups.plan_buckets`)
+            for banks that handle several tiers, else pads every module to the largest count.
 
     Returns:
         (B, d_out) for ``"sum"``, (B, k * d_out) for ``"concat"`` (for multi-dimensional outputs
@@ -180,7 +185,7 @@ def dispatch(
         raise ConfigError(
             f"strategy must be 'auto' or one of {bank.strategies} for {type(bank).__name__}, got {strategy!r}"
         )
-    batch, k = choice.shape
+    k = choice.shape[1]
     groups = make_groups(choice, bank.n_modules)
     if strategy == "auto":
         strategy = choose_strategy(bank, x, groups)
@@ -188,22 +193,23 @@ def dispatch(
         strategy = "padded_bmm"  # same result; grouped mm cannot run on this build / dtype / shape
 
     if strategy == "padded_bmm":
-        if not bank.overflow_ok:
-            capacity = None
-        elif capacity is None:
-            capacity = best_capacity(groups.counts_list)
-        groups = with_buckets(groups, k, capacity)
-        y = from_slots(bank.run_bucketed(to_slots(x, groups), groups), groups)  # (N, *out), pick order
-    else:
-        rows = groups.order if k == 1 else torch.div(groups.order, k, rounding_mode="floor")
-        y_sorted = bank.run_sorted(x.index_select(0, rows), groups, strategy)  # (N, *out), sorted order
-        # inverse permutation back to pick order; its backward is a gather
-        y = y_sorted.new_empty(y_sorted.shape).index_copy(0, groups.order, y_sorted)
-    return _aggregate(y, batch, k, weights, aggregate)
+        plan = plan_buckets(groups.counts_list, capacity) if bank.overflow_ok else None
+        groups = with_buckets(groups, k, plan)
+        y = bank.run_bucketed(to_slots(x, groups), groups)  # (S, d_out), bucket layout
+        if weights is not None:
+            weights = weights.to(y.dtype)
+        return combine(y, groups, weights, aggregate)
+    groups = with_sorted(groups, k)
+    y_sorted = bank.run_sorted(to_slots(x, groups), groups, strategy)  # (N, *out), sorted order
+    # back to pick order by the inverse permutation (its backward is a gather), then plain autograd, so that
+    # the sorted strategies stay differentiable twice (the bucketed chain and ``combine`` are once)
+    y = y_sorted.new_empty(y_sorted.shape).index_copy(0, groups.order, y_sorted)
+    return _aggregate(y, choice.shape[0], k, weights, aggregate)
 
 
 def _aggregate(y: Tensor, batch: int, k: int, weights: Tensor | None, aggregate: str) -> Tensor:
-    """(B * k, *out) outputs in pick order -> weighted sum (B, *out) or concatenation (B, k * out0, ...)."""
+    """(B * k, *out) outputs in pick order -> weighted sum (B, *out) or concatenation (B, k * out0, ...),
+    by autograd (the sorted strategies and the mask-loop baseline)."""
     out_shape = y.shape[1:]
     if weights is not None:
         y = y * weights.reshape(-1, *([1] * len(out_shape))).to(y.dtype)

@@ -9,8 +9,8 @@ arguments only and rejects a bad one with a :class:`~modnets.errors.ConfigError`
 
 Every bank answers the dispatch engine (``modnets.routing._dispatch``) with:
 
-- :meth:`ExpertBank.run_bucketed`: run module e on bucket e of the bucket layout (E buckets of P rows,
-  zero-padded, plus the rows that overflow them);
+- :meth:`ExpertBank.run_bucketed`: run each module on its buckets of the bucket layout (tiers of
+  m modules x P rows, zero-padded);
 - :meth:`ExpertBank.run_sorted`: run all modules on rows sorted by module id (grouped mm or chunks);
 - :meth:`ExpertBank.expert_fns`: one callable per module (for the chunk loop and the references);
 - :meth:`ExpertBank.run_all`: every module on every row (dense soft routing).
@@ -81,11 +81,11 @@ class ExpertBank(nn.Module, ABC):
         """
 
     def run_bucketed(self, x_slots: Tensor, groups: Groups) -> Tensor:
-        """Run module e on bucket e (and on its overflow rows) of the bucket layout (``"padded_bmm"``).
+        """Run each module on its buckets of the bucket layout (``"padded_bmm"``).
 
         Args:
-            x_slots: (S, d_in) rows in the bucket layout of ``groups``: E buckets of ``groups.capacity``
-                rows, zero-padded, then the overflow rows sorted by module.
+            x_slots: (S, d_in) rows in the bucket layout of ``groups``: tiers of m modules x P rows each,
+                zero-padded (``groups.tiers``).
             groups: the sort, with its bucket layout built.
 
         Returns:
@@ -93,7 +93,8 @@ class ExpertBank(nn.Module, ABC):
         """
         raise ConfigError(f"strategy='padded_bmm' is not supported by {type(self).__name__}")
 
-    #: Whether :meth:`run_bucketed` handles overflow rows (buckets smaller than the largest group).
+    #: Whether :meth:`run_bucketed` handles any bucket layout (several tiers), not only one tier of all
+    #: modules padded to the largest count.
     overflow_ok: bool = False
 
     @abstractmethod
@@ -272,9 +273,10 @@ class MLPExperts(ExpertBank):
     def run_bucketed(self, x_slots: Tensor, groups: Groups) -> Tensor:
         if _is_relu(self.activation):
             return bucketed_chain(x_slots, groups, self.w1, self.b1, self.w2, self.b2)
-        # any other activation: autograd through one bmm per layer (buckets hold every row: no overflow)
-        assert not groups.overflow, "buckets with overflow need a ReLU MLP"
-        e, p = groups.n_modules, groups.capacity
+        # any other activation: autograd through one bmm per layer (one tier of all modules holds every row)
+        (tier,) = groups.tiers
+        assert tier.span == (0, self.n_modules), "several tiers need a ReLU MLP"
+        e, p = tier.n_modules, tier.capacity
         h = self.activation(torch.baddbmm(self.b1.unsqueeze(1), x_slots.view(e, p, -1), self.w1))
         return torch.baddbmm(self.b2.unsqueeze(1), h, self.w2).view(e * p, -1)
 

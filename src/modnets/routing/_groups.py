@@ -6,9 +6,11 @@ any tensor work it needs to know which rows go to which module:
 - :func:`make_groups` sorts the picks by module id (stable) and counts them: the module ids of the
   sorted picks are non-decreasing, so module e's picks form one contiguous block (for grouped mm and the
   chunk loop);
-- :func:`with_buckets` adds the bucket layout: E buckets of a common capacity P, zero-padded, followed by
-  the overflow rows of the modules with more than P picks (for one ``bmm`` per layer);
-- :func:`best_capacity` chooses P by a cost model that trades padding against overflow.
+- :func:`plan_buckets` chooses how to pad: a base tier of all E modules at a common capacity P, and the
+  picks beyond P in a few more tiers, each a run of modules with similar excess padded to the largest
+  excess of its run (for one ``bmm`` per tier and layer); a cost model trades padding against tiers;
+- :func:`with_buckets` builds the bucket layout of a plan: which slot each pick takes, and
+  :func:`with_sorted` the sorted layout (slot = sorted position, no padding).
 
 This is integer work on B * k ids, done on the host in numpy; the index tensors are created on the
 device of ``choice``. The kernels that move rows into and out of the layout live in
@@ -26,22 +28,69 @@ from torch import Tensor
 
 from ..errors import ConfigError
 
-__all__ = ["Groups", "best_capacity", "make_groups", "with_buckets"]
+__all__ = ["BucketPlan", "Groups", "Tier", "make_groups", "plan_buckets", "with_buckets", "with_sorted"]
 
-# Cost model of the bucket capacity (best_capacity), in units of one bucket row (all layers, forward and
-# backward). Measured on 2 CPU cores (MLP 256 -> 256 -> 256, B = 4096): a bucket row costs about 5 us, an
-# overflowing module about 300 us (its small per-module matmuls, each split over the cores), an overflow
-# row about twice a bucket row. So overflow pays only for a few modules far above the rest.
-_OVERFLOW_MODULE_COST = 60.0
-_OVERFLOW_ROW_COST = 2.0
+# Cost model of the bucket layout (plan_buckets), in units of one slot row (all layers, forward and backward).
+# Measured (MLP 256 -> 256 -> 256, B = 4096, fresh-router loads at E = 8, 32, 128, k = 1, 2; CPU time of one
+# thread): a slot row costs 10-20 us; a tier beyond the base costs a dozen more calls (bmm, gathers,
+# index_add), and each module in it has its weights gathered in the forward and its weight gradients added
+# back in the backward, which costs the most when the stacked weights outgrow the cache (E = 128: plans
+# with 50-100 gathered modules ran 15-30 % slower than one tier with 75 % padding). With both costs at 32
+# rows the chosen plans ran 5-20 % faster than one tier padded to the largest count at E = 8 and 32, and
+# as fast at E = 128.
+_TIER_COST = 32.0
+_TIER_MODULE_COST = 32.0
+# Beyond this many modules the run boundaries are searched on a grid of about this many points.
+_PLAN_GRID = 32
+
+
+class Tier(NamedTuple):
+    """One batched matmul of the bucket layout: ``m`` modules of ``capacity`` rows each.
+
+    Attributes:
+        start: the tier's first slot; module ``ids[q]`` owns slots ``start + q * capacity`` onwards.
+        capacity: rows per module in this tier (> 0).
+        ids: (m,) long module ids of the tier, increasing, on the device of the picks.
+        span: ``(lo, hi)`` when the ids are exactly ``lo .. hi - 1`` (the tier reads a view of the stacked
+            weights), else ``None`` (it reads a gathered copy).
+    """
+
+    start: int
+    capacity: int
+    ids: Tensor
+    span: tuple[int, int] | None
+
+    @property
+    def n_modules(self) -> int:
+        """m."""
+        return self.ids.numel()
+
+    @property
+    def stop(self) -> int:
+        """One past the tier's last slot."""
+        return self.start + self.n_modules * self.capacity
+
+
+class BucketPlan(NamedTuple):
+    """How to pad: every module gets ``base`` slots in the base tier (no base tier when 0), and each run
+    of ``runs`` is one more tier holding those modules' picks beyond ``base``, padded to the largest.
+
+    Attributes:
+        base: P, the capacity of the base tier (all E modules; 0 for none).
+        runs: module ids of each further tier; every module with more than ``base`` picks is in exactly
+            one run, the others in none.
+    """
+
+    base: int
+    runs: tuple[tuple[int, ...], ...] = ()
 
 
 class Groups(NamedTuple):
     """Bookkeeping of one sort of the B * k picks by module id, and optionally their bucket layout.
 
-    Pick ``i = b * k + j`` is the j-th module chosen for example b. In the bucket layout, module e's
-    first ``min(n_e, P)`` picks (in sort order) take slots ``e * P ...`` and its remaining picks take
-    overflow slots after the E * P bucket slots, module after module.
+    Pick ``i = b * k + j`` is the j-th module chosen for example b. In the bucket layout (see
+    :class:`BucketPlan`), module e's first ``min(n_e, P)`` picks (in sort order) take slots ``e * P ...``
+    of the base tier and its remaining picks take its slots in the tier of its run.
 
     The bookkeeping is integer work on B * k ids and the engine needs the counts on the host anyway (to
     size the buckets and split the rows), so it runs in numpy (a radix sort for ids below 2**16) and the
@@ -56,12 +105,11 @@ class Groups(NamedTuple):
         offsets: (E,) int32 cumulative counts (end of each module's block), for grouped mm.
         max_count: the largest count.
         host: ``(order, module_ids, counts)`` as numpy arrays.
-        capacity: P, the bucket capacity (0 until the bucket layout is built).
-        n_slots: S = E * P + number of overflow rows.
-        overflow: ``(module, start, stop)`` per module with more than P picks; rows relative to E * P.
-        overflow_ids: (S - E * P,) long, module of each overflow slot.
-        slot_of_pick: (N,) long, slot of each pick.
+        tiers: the :class:`Tier` s of the bucket layout, in slot order (empty until it is built).
+        n_slots: S, the slots of all tiers.
+        slot_of_pick: (k, B) long, slot of pick j of example b at ``[j, b]``.
         src_of_slot: (S,) long, example row feeding each slot (0 at padding slots).
+        pick_of_slot: (S,) long, pick held by each slot (0 at padding slots).
         pad_slots: (n_pad,) long, the padding slots (to be zeroed).
     """
 
@@ -73,12 +121,11 @@ class Groups(NamedTuple):
     offsets: Tensor
     max_count: int
     host: tuple[np.ndarray, np.ndarray, np.ndarray]
-    capacity: int = 0
+    tiers: tuple[Tier, ...] = ()
     n_slots: int = 0
-    overflow: tuple[tuple[int, int, int], ...] = ()
-    overflow_ids: Tensor | None = None
     slot_of_pick: Tensor | None = None
     src_of_slot: Tensor | None = None
+    pick_of_slot: Tensor | None = None
     pad_slots: Tensor | None = None
 
     @property
@@ -133,73 +180,148 @@ def _to_tensor(array: np.ndarray, device: torch.device) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64)).to(device)
 
 
-def best_capacity(counts: Sequence[int]) -> int:
-    """The bucket capacity P minimising ``E * P + sum over n_e > P of (module cost + row cost * (n_e - P))``.
+# --------------------------------------------------------------------------- plan
+def plan_buckets(
+    counts: Sequence[int],
+    capacity: int | None = None,
+    *,
+    tier_cost: float = _TIER_COST,
+    module_cost: float = _TIER_MODULE_COST,
+) -> BucketPlan:
+    """The bucket plan of least modelled cost: slots + ``tier_cost`` per tier beyond the base + ``module_cost``
+    per module in such a tier.
 
-    The cost is piecewise linear in P with breaks at the counts, so only the counts are tried.
+    With the counts sorted in decreasing order c_0 >= c_1 >= ..., a plan with base P = c_i pads the
+    modules i.. to P (the base tier pads all E modules to P, but the slots of the modules 0..i-1 there
+    are real rows) and splits the modules 0..i-1 into runs of consecutive ranks, each padded to its
+    first (largest) excess. The slot count is then ``(E - i) * c_i`` plus the runs' slots with their
+    counts taken whole, so one dynamic programme over prefixes (the best runs of the i largest modules)
+    serves every base at once. For E above ``_PLAN_GRID`` the run boundaries are searched on a grid of
+    ranks; the plan stays exact, only its cost may be a little above the optimum.
 
     Args:
         counts: picks per module (``groups.counts_list``), at least one positive.
+        capacity: the base capacity P to use; ``None`` chooses it too.
+        tier_cost: the modelled cost of one tier beyond the base, in slot rows.
+        module_cost: the modelled cost of each module in such a tier, in slot rows.
 
     Returns:
-        P, one of the counts.
+        The :class:`BucketPlan`; ``BucketPlan(max(counts))`` (one tier, padded to the largest count)
+        when no run pays.
+
+    Example:
+        >>> plan_buckets([100, 100, 100, 100])
+        BucketPlan(base=100, runs=())
+        >>> plan_buckets([1000, 10, 10, 10])  # padding every module to 1000 would quadruple the work
+        BucketPlan(base=10, runs=((0,),))
     """
-    ordered = sorted(counts, reverse=True)
-    best_p, best_cost = ordered[0], float(len(ordered) * ordered[0])
-    above = 0  # sum of the counts larger than p
-    for i, p in enumerate(ordered):
-        if p < 1:
-            break
-        cost = len(ordered) * p + i * _OVERFLOW_MODULE_COST + _OVERFLOW_ROW_COST * (above - i * p)
-        if cost < best_cost:
-            best_p, best_cost = p, cost
-        above += p
-    return best_p
+    c_all = np.asarray(counts, dtype=np.int64)
+    ranked = np.argsort(-c_all, kind="stable")  # module ids by decreasing count
+    c = np.append(c_all[ranked], 0)  # c[E] = 0: a base below the smallest module (no base tier)
+    n = c_all.size
+    step = max(1, -(-n // _PLAN_GRID))
+    grid = [np.arange(0, n + 1, step), [n]]
+    if capacity is not None:
+        capacity = max(0, min(int(capacity), int(c[0])))
+        grid.append([np.count_nonzero(c_all > capacity)])  # the modules above a given base: a prefix of ranks
+    cuts = np.unique(np.concatenate(grid))  # candidate run boundaries (ranks), from 0 to E
+    # best[t]: least cost of runs covering the ranks before cuts[t] (counts taken whole), prev[t] its last cut
+    best = np.zeros(cuts.size)
+    prev = np.zeros(cuts.size, dtype=np.int64)
+    width = c[cuts] + module_cost  # a run from cuts[s] costs (its size) * width[s] + tier_cost
+    for t in range(1, cuts.size):
+        cost = best[:t] + (cuts[t] - cuts[:t]) * width[:t]
+        s = int(np.argmin(cost))
+        best[t], prev[t] = cost[s] + tier_cost, s
+    if capacity is None:
+        t = int(np.argmin(best + (n - cuts) * c[cuts]))  # the base c[cuts[t]] pads the modules from cuts[t] on
+        base = int(c[cuts[t]])
+    else:
+        base = capacity
+        t = int(np.searchsorted(cuts, np.count_nonzero(c_all > base)))
+    runs = []
+    while t > 0:
+        s = int(prev[t])
+        run = ranked[cuts[s] : cuts[t]]
+        run = run[c_all[run] > base]  # ties with the base need no slots beyond it
+        if run.size:
+            runs.append(tuple(sorted(run.tolist())))
+        t = s
+    return BucketPlan(base, tuple(reversed(runs)))
 
 
-def with_buckets(groups: Groups, k: int, capacity: int | None = None) -> Groups:
-    """``groups`` with the bucket layout built.
+def with_buckets(groups: Groups, k: int, plan: BucketPlan | None = None) -> Groups:
+    """``groups`` with the bucket layout of ``plan`` built.
 
     Args:
         groups: the sort.
         k: picks per example.
-        capacity: bucket capacity P; ``None`` for the largest count (no overflow).
+        plan: how to pad (see :class:`BucketPlan`); ``None`` for one tier padded to the largest count.
 
     Returns:
-        ``groups`` with ``capacity``, ``n_slots``, ``overflow``, ``overflow_ids``, ``slot_of_pick``,
-        ``src_of_slot`` and ``pad_slots`` filled in, on the device of ``groups.order``.
+        ``groups`` with ``tiers``, ``n_slots``, ``slot_of_pick``, ``src_of_slot``, ``pick_of_slot`` and
+        ``pad_slots`` filled in, on the device of ``groups.order``.
     """
     order, ids, counts = groups.host
     e, n = groups.n_modules, order.size
-    p = groups.max_count if capacity is None else max(1, min(capacity, groups.max_count))
+    if plan is None:
+        plan = BucketPlan(groups.max_count)
+    base = plan.base
     starts = np.cumsum(counts) - counts
     rank = np.arange(n) - starts[ids]  # rank of each sorted pick within its module
-    slot_sorted = ids * p + rank
-    overflow: tuple[tuple[int, int, int], ...] = ()
-    over_ids = ids[:0]
-    if p < groups.max_count:
-        extra = np.maximum(counts - p, 0)  # overflow rows per module
-        over_start = np.cumsum(extra) - extra
-        beyond = rank >= p
-        over_ids = ids[beyond]
-        slot_sorted[beyond] = e * p + over_start[over_ids] + rank[beyond] - p
-        modules = np.nonzero(extra)[0]
-        overflow = tuple(
-            zip(modules.tolist(), over_start[modules].tolist(), (over_start + extra)[modules].tolist(), strict=True)
-        )
-    n_slots = e * p + over_ids.size
+    device = groups.order.device
+    tiers = [Tier(0, base, torch.arange(e, device=device), (0, e))] if base else []
+    pads = [np.flatnonzero(np.arange(base) >= counts[:, None])] if base else []
+    n_slots = e * base
+    # where each module's picks beyond the base go: its tier's first slot + its position there * the capacity
+    first = np.full(e, -1, dtype=np.int64)
+    for run in plan.runs:
+        members = np.sort(np.asarray(run, dtype=np.int64))
+        excess = counts[members] - base
+        assert excess.size and excess.min() > 0, "every module of a run has picks beyond the base"
+        cap = int(excess.max())
+        first[members] = n_slots + np.arange(members.size) * cap
+        pads.append(n_slots + np.flatnonzero(np.arange(cap) >= excess[:, None]))
+        lo, hi = int(members[0]), int(members[-1]) + 1
+        tiers.append(Tier(n_slots, cap, _to_tensor(members, device), (lo, hi) if hi - lo == members.size else None))
+        n_slots += members.size * cap
+    assert (first[counts > base] >= 0).all(), "every module with picks beyond the base belongs to a run"
+    beyond = rank >= base
+    slot_sorted = np.where(beyond, first[ids] + rank - base, ids * base + rank)
     slot_of_pick = np.empty(n, dtype=np.int64)
     slot_of_pick[order] = slot_sorted
-    src_of_slot = np.zeros(n_slots, dtype=np.int64)
-    src_of_slot[slot_sorted] = order // k
-    pad_slots = np.flatnonzero(np.arange(p) >= counts[:, None])
+    pick_of_slot = np.zeros(n_slots, dtype=np.int64)
+    pick_of_slot[slot_sorted] = order
+    return groups._replace(
+        tiers=tuple(tiers),
+        n_slots=n_slots,
+        slot_of_pick=_to_tensor(slot_of_pick.reshape(-1, k).T, device),
+        src_of_slot=_to_tensor(pick_of_slot // k, device),
+        pick_of_slot=_to_tensor(pick_of_slot, device),
+        pad_slots=_to_tensor(np.concatenate(pads) if pads else np.zeros(0, dtype=np.int64), device),
+    )
+
+
+def with_sorted(groups: Groups, k: int) -> Groups:
+    """``groups`` with the sorted layout as its slot layout: slot s holds the s-th pick in sort order, no
+    padding (for grouped mm and the chunk loop).
+
+    Args:
+        groups: the sort.
+        k: picks per example.
+
+    Returns:
+        ``groups`` with ``n_slots``, ``slot_of_pick``, ``src_of_slot``, ``pick_of_slot`` and ``pad_slots``
+        filled in (no tiers), on the device of ``groups.order``.
+    """
+    order = groups.host[0]
+    slot_of_pick = np.empty(order.size, dtype=np.int64)
+    slot_of_pick[order] = np.arange(order.size)
     device = groups.order.device
     return groups._replace(
-        capacity=p,
-        n_slots=n_slots,
-        overflow=overflow,
-        overflow_ids=_to_tensor(over_ids, device),
-        slot_of_pick=_to_tensor(slot_of_pick, device),
-        src_of_slot=_to_tensor(src_of_slot, device),
-        pad_slots=_to_tensor(pad_slots, device),
+        n_slots=order.size,
+        slot_of_pick=_to_tensor(slot_of_pick.reshape(-1, k).T, device),
+        src_of_slot=groups.order if k == 1 else _to_tensor(order // k, device),
+        pick_of_slot=groups.order,
+        pad_slots=_to_tensor(np.zeros(0, dtype=np.int64), device),
     )
