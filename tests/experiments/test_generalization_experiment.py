@@ -19,7 +19,7 @@ def test_generalization_experiment_smoke(tmp_path):
     report = exp.run(with_overrides(exp.Config.for_mode(True), TINY), tmp_path, progress=False)
     text = report.write(tmp_path).read_text()
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert set(metrics["compositions"]) == set(exp.METHODS)
+    assert set(metrics["compositions"]) == set(exp.Config().methods)
     for name in ("cogent", "closure"):
         assert set(metrics[name]) == {*exp.VQA_MODELS, "majority"}
     assert set(metrics["scan/addprim_jump"]) == {"gru", "executor"}

@@ -194,7 +194,7 @@ class Config(ConfigBase):
     seed: int = 0
     seeds: int = 3
     splits: tuple[str, ...] = SPLITS
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = ("em", "topk", "reinforce", "soft", "gumbel", "dense")
     models: tuple[str, ...] = VQA_MODELS
     samples: int = 4
     buffer_size: int = 4

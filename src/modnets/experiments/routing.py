@@ -48,9 +48,11 @@ __all__ = ["Config", "run"]
 #: trains with ``fit``, so ``modnets run NAME --nproc N`` trains it data-parallel
 DATA_PARALLEL = True
 
-METHODS = ("em", "topk", "reinforce", "soft", "gumbel", "dense")
+METHODS = ("em", "em_best_sample", "em_every4", "topk", "reinforce", "soft", "gumbel", "dense")
 LABELS = {
     "em": "generalised EM (K=1)",
+    "em_best_sample": "EM, incumbents from the first E-step's best sample",
+    "em_every4": "EM, one E-step every 4 M-steps",
     "topk": "top-K buffer",
     "reinforce": "REINFORCE",
     "soft": "soft routing",
@@ -137,9 +139,10 @@ class Config(ConfigBase):
 def _objective(
     method: str, net: torch.nn.Module, config: Config, n: int, ll: LogLikelihood | None
 ) -> RoutingObjective:
-    if method == "em":
-        return generalized_em(net, dataset_size=n, config=TopKBufferConfig.em(samples=config.samples),
-                              likelihood=ll)
+    if method.startswith("em"):
+        em = TopKBufferConfig.em(samples=config.samples, init="best_sample" if method == "em_best_sample" else "random",
+                                 e_step_every=4 if method == "em_every4" else 1)
+        return generalized_em(net, dataset_size=n, config=em, likelihood=ll)
     if method == "topk":
         buffer = TopKBufferConfig(buffer_size=config.buffer_size, samples=config.samples)
         return TopKBuffer(net, dataset_size=n, config=buffer, likelihood=ll)
