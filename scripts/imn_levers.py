@@ -21,26 +21,30 @@ from pathlib import Path
 from modnets._config import with_overrides
 from modnets.experiments import imn
 
+#: the paper's eq. 9 / 10: beta = 1, L_ind in the score
+PAPER: dict[str, object] = {"objective.beta": 1.0, "objective.score_independence": True}
 #: lever name -> config overrides (dotted paths, as ``modnets run imn --set``)
 LEVERS: dict[str, dict[str, object]] = {
-    # the paper's eq. 9 / 10: beta = 1, L_ind in the score
-    "paper": {"objective.beta": 1.0, "objective.score_independence": True},
+    "paper": PAPER,
     # the presets before this study: beta = 0.1, L_ind in the loss only
     "beta0.1": {"objective.beta": 0.1, "objective.score_independence": False},
-    "score_id": {"objective.beta": 1.0, "objective.score_id": True},
-    "warmup": {"objective.beta": 1.0, "objective.warmup_steps": 300},
-    "warmup+score_id": {"objective.beta": 1.0, "objective.warmup_steps": 300, "objective.score_id": True},
-    "kl_anneal": {"objective.beta": 1.0, "objective.beta_warmup_steps": 600},
-    "spread2": {"objective.beta": 1.0, "identity_spread": 2.0},
-    "spread0.1": {"objective.beta": 1.0, "identity_spread": 0.1},
-    "batch128": {"objective.beta": 1.0, "fit.batch_size": 128},
-    "deconv": {"objective.beta": 1.0, "decoder": "deconv"},
-    "64px": {"objective.beta": 1.0, "image_size": 64},
-    "zoom1.5": {"objective.beta": 1.0, "zoom": 1.5},
-    "zoom1.5+score_id": {"objective.beta": 1.0, "zoom": 1.5, "objective.score_id": True},
-    "n3": {"objective.beta": 1.0, "n": 3},
-    "n3+score_id": {"objective.beta": 1.0, "n": 3, "objective.score_id": True},
-    "n3+warmup": {"objective.beta": 1.0, "n": 3, "objective.warmup_steps": 300},
+    "score_id": {**PAPER, "objective.score_id": True},
+    "warmup": {**PAPER, "objective.warmup_steps": 300},
+    "warmup+score_id": {**PAPER, "objective.warmup_steps": 300, "objective.score_id": True},
+    "kl_anneal": {**PAPER, "objective.beta_warmup_steps": 600},
+    "spread2": {**PAPER, "identity_spread": 2.0},
+    "spread0.1": {**PAPER, "identity_spread": 0.1},
+    "batch128": {**PAPER, "fit.batch_size": 128},
+    "deconv": {**PAPER, "decoder": "deconv"},
+    "64px": {**PAPER, "image_size": 64},
+    "zoom1.5": {**PAPER, "zoom": 1.5},
+    "zoom1.5+score_id": {**PAPER, "zoom": 1.5, "objective.score_id": True},
+    "zoom1.5+warmup+score_id": {**PAPER, "zoom": 1.5, "objective.warmup_steps": 300,
+                                "objective.score_id": True},
+    "beta0.1+zoom1.5": {"objective.beta": 0.1, "objective.score_independence": False, "zoom": 1.5},
+    "n3": {**PAPER, "n": 3},
+    "n3+score_id": {**PAPER, "n": 3, "objective.score_id": True},
+    "n3+warmup": {**PAPER, "n": 3, "objective.warmup_steps": 300},
 }
 
 PROBLEMS = ("reduced", "whole")

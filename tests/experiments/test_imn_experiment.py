@@ -89,3 +89,13 @@ def test_a_run_on_the_real_3dshapes_file_format(tmp_path):
     assert "real 3dshapes set" in report.summary
     with pytest.raises(ConfigError, match="'3dshapes:PATH'"):
         imn.Config(data="clevr:/somewhere")
+
+
+@pytest.mark.slow
+def test_seeds_in_worker_processes_give_the_same_tables_as_one_after_another(tmp_path):
+    imn = get_experiment("imn")
+    settings = dict(quick=True, seeds=2, image_size=16, n_train=48, n_test=40, m=2, n=3, latent_dim=2, matrix_size=4,
+                    hidden=16, channels=4, fit=FitConfig(epochs=1, batch_size=24))
+    apart = imn.run(imn.Config(workers=2, **settings), tmp_path / "apart", progress=False).metrics
+    here = imn.run(imn.Config(workers=1, **settings), tmp_path / "here", progress=False).metrics
+    assert apart["table1"] == here["table1"] and apart["shape_nmi"] == here["shape_nmi"]
