@@ -157,7 +157,7 @@ def reinforce_episode_loss(logits: Tensor, actions: Tensor, advantages: Tensor, 
     Example:
         >>> logits = torch.zeros(1, 2, 2, requires_grad=True)
         >>> terms = reinforce_episode_loss(logits, torch.tensor([[0, -1]]), torch.tensor([[1.0, 0.0]]))
-        >>> round(float(terms.loss_policy), 4)  # -(1 * log 1/2)
+        >>> round(float(terms.loss_policy.detach()), 4)  # -(1 * log 1/2)
         0.6931
     """
     if logits.dim() != 3 or actions.shape != logits.shape[:2] or advantages.shape != actions.shape:
