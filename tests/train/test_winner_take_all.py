@@ -91,6 +91,9 @@ def test_shared_identity_warmup_uses_identity_0_then_restarts_every_identity_fro
     assert (after - before).abs().max() < 1.0  # every identity near identity 0
     state = objective.state_dict()
     assert int(state["steps"]) == 3
+    with torch.no_grad():  # a validation loss is not a training step
+        objective.loss({"x": x, "shape": shape})
+    assert int(objective.steps) == 3
 
 
 def test_kl_weight_is_annealed_linearly_over_its_warmup():

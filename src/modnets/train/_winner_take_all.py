@@ -273,7 +273,8 @@ class WinnerTakeAll(nn.Module):
         if self.config.score_id and model.id_classifier is None:
             raise ConfigError("WinnerTakeAllConfig.score_id=True scores the ID classifier's terms, but the model "
                               "has no ID classifier (build it with id_classifier=True)")
-        # training steps taken (the warm-up schedules count them); saved with the objective's state
+        # training steps taken (loss calls with gradients; the warm-up schedules count them); saved with the
+        # objective's state
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         if self.config.scorer == "fast":
             head = getattr(model.decoder, "head", None)
@@ -312,7 +313,8 @@ class WinnerTakeAll(nn.Module):
             out = self.terms(x, noise=noise, directions=directions, shape=batch.get("shape"))
         if cfg.beta_warmup_steps:
             out["beta"] = torch.tensor(self.beta)
-        self.steps += 1
+        if torch.is_grad_enabled():  # a training step (validation losses run without gradients)
+            self.steps += 1
         return out
 
     @property
