@@ -81,7 +81,7 @@ def test_shared_identity_warmup_uses_identity_0_then_restarts_every_identity_fro
     net, x, _, _, shape = _setup(m=2, n=3, batch=8)
     objective = WinnerTakeAll(net, config=WinnerTakeAllConfig(warmup_steps=2, warmup_spread=0.1))
     for _ in range(2):
-        terms = objective.loss({"x": x.float().double(), "shape": shape})
+        terms = objective.loss({"x": x, "shape": shape})
         assert terms["usage_0"] == 1
     before = net.identities.algebra[0].detach().clone()
     objective.loss({"x": x, "shape": shape})
