@@ -4,9 +4,8 @@ import pytest
 import torch
 
 from modnets.agents import EpisodeRecorder
-from modnets.data import OPERATIONS, SortingEnvironment, SortingInterface
+from modnets.data import OPERATIONS, SortingEnvironment, SortingInterface, sorting_episodes, sorting_potential
 from modnets.errors import ConfigError, ShapeError
-from modnets.experiments.sorting import sorting_episodes, sorting_potential
 from modnets.models import sorting_agent, sorting_control, sorting_operators
 from modnets.train import (
     AgentTrainingConfig,

@@ -94,6 +94,8 @@ Public names:
 - ``sample_lists``: random lists of digits 0-9 with lengths uniform in a range.
 - ``selection_sort_policy``: the next selection-sort action of each example, from its state and previous action.
 - ``selection_sort_trace``: the operations selection sort performs on one list.
+- ``sorting_episodes``: fresh random lists in a reset sorting environment, behind its interface.
+- ``sorting_potential``: minus a sorting state's inversions, as a share of the most possible (a shaping potential).
 - ``sorting_step_bound``: the step bound of a sorting agent on R(0).
 - ``sorting_traces``: selection-sort traces of fresh random lists, every R(t) recorded.
 """
@@ -180,5 +182,7 @@ from ._sorting import max_trace_length as max_trace_length
 from ._sorting import sample_lists as sample_lists
 from ._sorting import selection_sort_policy as selection_sort_policy
 from ._sorting import selection_sort_trace as selection_sort_trace
+from ._sorting import sorting_episodes as sorting_episodes
+from ._sorting import sorting_potential as sorting_potential
 from ._sorting import sorting_step_bound as sorting_step_bound
 from ._sorting import sorting_traces as sorting_traces

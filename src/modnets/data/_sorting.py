@@ -37,6 +37,8 @@ __all__ = [
     "sample_lists",
     "selection_sort_policy",
     "selection_sort_trace",
+    "sorting_episodes",
+    "sorting_potential",
     "sorting_step_bound",
     "sorting_traces",
 ]
@@ -435,3 +437,40 @@ def augment_sorting(
         a=pointer.augment(rep["a"], level, generator=generator),
         b=pointer.augment(rep["b"], level, generator=generator),
     )
+
+
+def sorting_episodes(batch_size: int, max_size: int, generator: torch.Generator) -> Interface:
+    """Fresh random lists of lengths 2 to ``max_size`` in a reset environment, behind its interface (the
+    :class:`~modnets.train.EpisodeSource` of training by reward)."""
+    lists = sample_lists(batch_size, max_length=max_size, generator=generator)
+    env = SortingEnvironment()
+    env.reset(lists.values, lists.lengths)
+    return SortingInterface(env)
+
+
+def sorting_potential(state: SortingState) -> torch.Tensor:
+    """The shaping potential of a sorting state: minus its inversions, as a share of the most a list of its
+    length can have, ``L (L - 1) / 2``; ``(batch,)``.
+
+    An inversion is a pair of positions ``i < j`` of the list with digit ``i`` > digit ``j``. A digit the
+    operators lost (a position that decodes to no digit) counts ``L`` inversions, more than it can take part
+    in, so that losing a digit never pays. Selection sort only swaps inverted pairs, so along its trace the
+    potential never falls: each swap earns (under shaping weight 1) the share of the inversions it removes,
+    and a sorted list has potential 0.
+
+    Example:
+        >>> state = SortingState(torch.tensor([[3, 1, 2], [1, 2, 3], [1, -1, 2]]), torch.tensor([3, 3, 3]),
+        ...                      torch.zeros(3, dtype=torch.long), torch.ones(3, dtype=torch.long))
+        >>> sorting_potential(state)  # 2 inversions of 3; none; one lost digit
+        tensor([-0.6667, -0.0000, -1.0000])
+    """
+    values, lengths = state.values, state.lengths
+    width = values.shape[1]
+    pos = torch.arange(width, device=values.device)
+    inside = pos < lengths[:, None]  # (B, L)
+    digit = inside & (values >= 0)
+    pairs = digit[:, :, None] & digit[:, None, :] & (pos[:, None] < pos[None, :])  # (B, L, L): i < j
+    inversions = ((values[:, :, None] > values[:, None, :]) & pairs).sum((1, 2))
+    lost = (inside & (values < 0)).sum(1)
+    most = (lengths * (lengths - 1) / 2).clamp_min(1)
+    return -(inversions + lengths * lost).float() / most

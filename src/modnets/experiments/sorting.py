@@ -28,7 +28,6 @@ import torch
 from .._checks import check_ints
 from .._config import Config as ConfigBase
 from ..agents import Agent
-from ..agents import Interface as AgentInterface
 from ..analysis import (
     Spread,
     accuracy_by,
@@ -41,9 +40,10 @@ from ..analysis import (
 from ..data import (
     SortingEnvironment,
     SortingInterface,
-    SortingState,
     augment_sorting,
     sample_lists,
+    sorting_episodes,
+    sorting_potential,
     sorting_traces,
 )
 from ..errors import ConfigError
@@ -67,7 +67,7 @@ from ..train import (
 from ._report import Report, markdown_table, percent
 from ._report import spread_text as _s
 
-__all__ = ["Config", "SeedRun", "run", "sorting_episodes", "sorting_potential"]
+__all__ = ["Config", "SeedRun", "run"]
 
 #: Thesis 3.2.3: modular training reached its criterion about one order of magnitude faster in wall time.
 PAPER_SPEEDUP = 10.0
@@ -206,43 +206,6 @@ def modular_jobs(agent: Agent, config: Config, seed: int, *, run: RunDir | None 
         train_control, traces=sorting_traces, noise=noise,
         config=config.training(config.module_seconds, seed + len(jobs) + 1), run=run)))
     return jobs
-
-
-def sorting_episodes(batch_size: int, max_size: int, generator: torch.Generator) -> AgentInterface:
-    """Fresh random lists of lengths 2 to ``max_size`` in a reset environment, behind its interface (the
-    :class:`~modnets.train.EpisodeSource` of training by reward)."""
-    lists = sample_lists(batch_size, max_length=max_size, generator=generator)
-    env = SortingEnvironment()
-    env.reset(lists.values, lists.lengths)
-    return SortingInterface(env)
-
-
-def sorting_potential(state: SortingState) -> torch.Tensor:
-    """The shaping potential of a sorting state: minus its inversions, as a share of the most a list of its
-    length can have, ``L (L - 1) / 2``; ``(batch,)``.
-
-    An inversion is a pair of positions ``i < j`` of the list with digit ``i`` > digit ``j``. A digit the
-    operators lost (a position that decodes to no digit) counts ``L`` inversions, more than it can take part
-    in, so that losing a digit never pays. Selection sort only swaps inverted pairs, so along its trace the
-    potential never falls: each swap earns (under shaping weight 1) the share of the inversions it removes,
-    and a sorted list has potential 0.
-
-    Example:
-        >>> state = SortingState(torch.tensor([[3, 1, 2], [1, 2, 3], [1, -1, 2]]), torch.tensor([3, 3, 3]),
-        ...                      torch.zeros(3, dtype=torch.long), torch.ones(3, dtype=torch.long))
-        >>> sorting_potential(state)  # 2 inversions of 3; none; one lost digit
-        tensor([-0.6667, -0.0000, -1.0000])
-    """
-    values, lengths = state.values, state.lengths
-    width = values.shape[1]
-    pos = torch.arange(width, device=values.device)
-    inside = pos < lengths[:, None]  # (B, L)
-    digit = inside & (values >= 0)
-    pairs = digit[:, :, None] & digit[:, None, :] & (pos[:, None] < pos[None, :])  # (B, L, L): i < j
-    inversions = ((values[:, :, None] > values[:, None, :]) & pairs).sum((1, 2))
-    lost = (inside & (values < 0)).sum(1)
-    most = (lengths * (lengths - 1) / 2).clamp_min(1)
-    return -(inversions + lengths * lost).float() / most
 
 
 def train_by_reward(modular: Agent, config: Config, seed: int, reward: str, run: RunDir) -> tuple[Agent, TrainResult]:
