@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import torch
 
-from .._checks import check_ints
+from .._checks import check_image_size, check_ints
 from .._config import Config as ConfigBase
 from ..analysis import (
     decomposition_table,
@@ -117,8 +117,7 @@ class Config(ConfigBase):
                    "channels")
         if self.decoder not in ("mlp", "deconv"):
             raise ConfigError(f"Config.decoder must be 'mlp' or 'deconv', got {self.decoder!r}")
-        if self.image_size < 8 or self.image_size & (self.image_size - 1):
-            raise ConfigError(f"Config.image_size must be a power of two >= 8, got {self.image_size!r}")
+        check_image_size(self.image_size, owner="Config.")
         if self.data is not None and (not isinstance(self.data, str) or not self.data.startswith("3dshapes:")
                                       or len(self.data) == len("3dshapes:")):
             raise ConfigError(f"Config.data must be None (generated images) or '3dshapes:PATH' (the 3dshapes.h5 "

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_image_size
 from ..errors import ConfigError, ShapeError
 from ..types import Transform
 
@@ -57,8 +58,7 @@ class CompositionalModule(nn.Module):
 
     def __init__(self, *, image_size: int, latent_dim: int, matrix_size: int, channels: int = 32):
         super().__init__()
-        if image_size < 8 or image_size & (image_size - 1):
-            raise ConfigError(f"image_size must be a power of two >= 8, got {image_size!r}")
+        check_image_size(image_size)
         layers: list[nn.Module] = []
         c_in, size = 3, image_size
         while size > 4:
@@ -141,8 +141,7 @@ class DeconvDecoder(nn.Module):
 
     def __init__(self, *, matrix_size: int, image_size: int, hidden: int = 256, channels: int = 32):
         super().__init__()
-        if image_size < 8 or image_size & (image_size - 1):
-            raise ConfigError(f"image_size must be a power of two >= 8, got {image_size!r}")
+        check_image_size(image_size)
         layers: list[nn.Module] = [nn.Linear(matrix_size * matrix_size, hidden), nn.ReLU(),
                                    nn.Linear(hidden, channels * 16), nn.ReLU(), nn.Unflatten(-1, (channels, 4, 4))]
         size = 4
