@@ -1,5 +1,7 @@
 """Training the control module by reward: the REINFORCE estimator, the rewards of hand-made episodes, learning."""
 
+import io
+
 import pytest
 import torch
 
@@ -11,6 +13,7 @@ from modnets.train import (
     AgentTrainingConfig,
     ControlReinforceConfig,
     Criterion,
+    EpisodeBuffer,
     RunDir,
     episode_rewards,
     reinforce_episode_loss,
@@ -190,3 +193,131 @@ def test_neural_operators_stay_fixed_and_trainable_afterwards():
     assert all(torch.equal(a, b) for a, b in zip(operators, agent.operators.parameters(), strict=True))
     assert not all(torch.equal(a, b) for a, b in zip(control, agent.control.parameters(), strict=True))
     assert all(p.requires_grad for p in agent.parameters())  # the operators were frozen during training only
+
+
+# ----------------------------------------------------------------------------- the episode buffer
+
+
+def sampled_run(agent, lists, seed=0):
+    env = SortingEnvironment()
+    env.reset(lists)
+    recorder = EpisodeRecorder(SortingInterface(env))
+    gen = torch.Generator().manual_seed(seed)
+
+    def sample(scores):
+        return torch.multinomial(scores.softmax(-1), 1, generator=gen).squeeze(1)
+
+    return recorder, agent.solve(recorder, select=sample, reread=True, record=True)
+
+
+def test_the_buffer_keeps_the_best_positive_episodes_ties_to_the_newer():
+    torch.manual_seed(0)
+    agent = sorting_agent(operators=sorting_operators(reference=True), control=sorting_control(hidden=8))
+    _, trace = sampled_run(agent, torch.tensor([[2, 1, 3], [1, 2, 3], [3, 2, 1], [1, 3, 2]]))
+    buffer = EpisodeBuffer(capacity=2)
+    assert buffer.offer(trace, torch.tensor([0.5, 0.0, 2.0, -1.0])) == 2
+    assert buffer.scores == [2.0, 0.5]
+    assert buffer.offer(trace, torch.tensor([0.0, 0.5, 0.0, 0.0])) == 1  # ties with the kept 0.5: newer wins
+    assert buffer.scores == [2.0, 0.5]
+    [(_, actions)] = buffer.replay()
+    assert torch.equal(actions[1, : int(trace.steps[1])], trace.actions[1, : int(trace.steps[1])])
+    assert buffer.offer(trace, torch.tensor([0.1, 0.0, 0.0, 0.0])) == 0  # not among the two best
+
+
+def test_replaying_an_episode_gives_the_logits_the_policy_had_when_it_acted():
+    torch.manual_seed(0)
+    agent = sorting_agent(operators=sorting_operators(reference=True), control=sorting_control(hidden=8))
+    _, trace = sampled_run(agent, torch.tensor([[2, 1, 3], [3, 1, 2], [1, 2, 0]]))
+    buffer = EpisodeBuffer(capacity=8)
+    assert buffer.offer(trace, torch.tensor([1.0, 3.0, 2.0])) == 3
+    [(reps, actions)] = buffer.replay()
+    order = [1, 2, 0]  # best first
+    assert torch.equal(actions, trace.actions[order][:, : actions.shape[1]])
+    previous = torch.cat([torch.full_like(actions[:, :1], -1), actions[:, :-1]], dim=1)
+    with torch.no_grad():
+        logits = agent.control.sequence(reps, previous, mask=actions >= 0)
+    active = actions >= 0
+    torch.testing.assert_close(logits[active], trace.logits[order][:, : actions.shape[1]][active])
+
+
+def test_the_buffer_state_round_trips_through_a_state_dict():
+    torch.manual_seed(0)
+    agent = sorting_agent(operators=sorting_operators(reference=True), control=sorting_control(hidden=8))
+    _, trace = sampled_run(agent, torch.tensor([[2, 1], [1, 2], [2, 2]]))
+    buffer = EpisodeBuffer(capacity=3)
+    buffer.offer(trace, torch.tensor([1.0, 2.0, 0.5]))
+    saved = io.BytesIO()
+    torch.save(buffer.state_dict(), saved)  # as checkpoints are written and read
+    saved.seek(0)
+    restored = EpisodeBuffer(capacity=3)
+    restored.load_state_dict(torch.load(saved, weights_only=True))
+    assert restored.scores == buffer.scores
+    [(reps, actions)], [(reps_back, actions_back)] = buffer.replay(), restored.replay()
+    assert torch.equal(actions, actions_back) and all(torch.equal(reps[k], reps_back[k]) for k in reps)
+
+
+def test_the_buffer_refuses_bad_input():
+    with pytest.raises(ConfigError, match="capacity"):
+        EpisodeBuffer(capacity=0)
+    with pytest.raises(ConfigError, match="empty"):
+        EpisodeBuffer(capacity=2).replay()
+    agent = reference_agent()
+    env = SortingEnvironment()
+    env.reset(torch.tensor([[2, 1]]))
+    trace = agent.solve(SortingInterface(env))  # representations not recorded
+    with pytest.raises(ShapeError, match="record=True"):
+        EpisodeBuffer(capacity=2).offer(trace, torch.ones(1))
+    _, recorded = sampled_run(agent, torch.tensor([[2, 1]]))
+    with pytest.raises(ShapeError, match="one per episode"):
+        EpisodeBuffer(capacity=2).offer(recorded, torch.ones(2))
+
+
+def test_episodes_on_tapes_of_different_widths_replay_in_separate_batches():
+    torch.manual_seed(0)
+    agent = sorting_agent(operators=sorting_operators(reference=True), control=sorting_control(hidden=8))
+    buffer = EpisodeBuffer(capacity=8)
+    _, narrow = sampled_run(agent, torch.tensor([[2, 1], [1, 2]]))
+    _, wide = sampled_run(agent, torch.tensor([[2, 1, 3]]))
+    buffer.offer(narrow, torch.tensor([1.0, 1.0]))
+    buffer.offer(wide, torch.tensor([1.0]))
+    batches = buffer.replay()
+    assert sorted(actions.shape[0] for _, actions in batches) == [1, 2]
+    assert {reps["digits"].shape[2] for reps, _ in batches} == {2, 3}
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("buffer", -1, "buffer must be an int >= 0"),
+    ("buffer_weight", -1.0, "buffer_weight must be a number >= 0"),
+    ("criterion_episodes", "best", "criterion_episodes must be"),
+])
+def test_buffer_and_criterion_settings_name_the_bad_field(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        ControlReinforceConfig(**{field: value})
+
+
+def test_the_criterion_watches_greedy_episodes_on_the_steps_own_problems():
+    torch.manual_seed(0)
+    agent = sorting_agent(operators=sorting_operators(reference=True), control=sorting_control(hidden=8))
+    before = sorting_agent(operators=sorting_operators(reference=True), control=sorting_control(hidden=8))
+    before.control.load_state_dict(agent.control.state_dict())
+    training = AgentTrainingConfig(batch_size=32, max_size=3, max_steps=1, log_every=1, seed=5,
+                                   criterion=Criterion(max_saturation=None, patience=None))
+    result = train_control_by_reward(agent, episodes=sorting_episodes, config=ControlReinforceConfig(training=training),
+                                     run=RunDir(progress=False))
+    recorder = EpisodeRecorder(sorting_episodes(32, training.min_size, torch.Generator().manual_seed(5)))
+    greedy = before.solve(recorder, reread=True)
+    expected = 1.0 - float((greedy.stopped & recorder.environment.is_target()).float().mean())
+    assert result.history[0]["error"] == pytest.approx(expected)
+
+
+def test_priority_queue_training_learns_lists_of_length_two():
+    torch.manual_seed(0)
+    agent = reference_agent(sorting_control(hidden=16))
+    config = ControlReinforceConfig(
+        training=AgentTrainingConfig(batch_size=64, lr=3e-3, max_size=2, max_steps=150, log_every=5,
+                                     criterion=Criterion(max_saturation=None, patience=None)),
+        entropy=0.05, buffer=32)
+    result = train_control_by_reward(agent, episodes=sorting_episodes, config=config, run=RunDir(progress=False))
+    solved = [row["solved"] for row in result.history]
+    assert sum(solved[:4]) / 4 < 0.2 and sum(solved[-4:]) / 4 > sum(solved[:4]) / 4 + 0.3, solved
+    assert result.history[-1]["buffer_size"] == 32 and result.history[-1]["buffer_nll"] >= 0

@@ -28,8 +28,9 @@ def test_sorting_experiment_smoke(tmp_path):
         modules = seed["modular_sequential"].values()
         assert seed["train_seconds_modular_sequential"] == sum(r["seconds"] for r in modules)
         assert seed["parallel_workers"] == 2 and seed["parallel_start_method"] in ("fork", "spawn")
-        assert set(seed["accuracy_by_length"]) == {"monolithic", "modular", "reward_terminal", "reward_shaped"}
-        for arm in ("terminal", "shaped"):  # the controllers trained by reward stopped on the same step limit
+        assert set(seed["accuracy_by_length"]) == {"monolithic", "modular", "reward_terminal", "reward_shaped",
+                                                   "reward_terminal+buffer"}
+        for arm in ("terminal", "shaped", "terminal+buffer"):  # every controller trained by reward: the same limit
             assert seed["reward"][arm]["steps"] == 4 and seed["reward"][arm]["stop_reason"] == "step limit"
         assert set(seed["accuracy_by_length"]["modular"]) == {str(n) for n in range(2, 6)}
         assert set(seed["modular_sequential"]) == {"mova", "movb", "retb", "swap", "control"}
@@ -50,7 +51,10 @@ def test_sorting_experiment_smoke(tmp_path):
     assert (tmp_path / "tensorboard" / "seed1" / "modular" / "control" / "scalars.jsonl").read_text().strip()
     assert (tmp_path / "checkpoints" / "seed0" / "modular_parallel" / "control").is_dir()
     assert (tmp_path / "tensorboard" / "seed1" / "reward" / "control_shaped" / "scalars.jsonl").read_text().strip()
-    assert set(metrics["reward"]) == {"terminal", "shaped"} and metrics["reward"]["shaped"]["steps"]["mean"] == 4
+    assert (tmp_path / "tensorboard" / "seed0" / "reward" / "control_terminal_buffer" / "scalars.jsonl").read_text()
+    assert "by reward (terminal+buffer)" in text and "best episodes replayed" in text
+    assert set(metrics["reward"]) == {"terminal", "shaped", "terminal+buffer"}
+    assert metrics["reward"]["shaped"]["steps"]["mean"] == 4
 
 
 def test_sorting_config_refuses_zero_seeds():
@@ -59,7 +63,7 @@ def test_sorting_config_refuses_zero_seeds():
 
 
 
-@pytest.mark.parametrize("arms", [("sorted",), ("terminal", "terminal")])
+@pytest.mark.parametrize("arms", [("sorted",), ("terminal", "terminal"), ("buffer",)])
 def test_sorting_config_refuses_unknown_or_repeated_reward_arms(arms):
     with pytest.raises(ConfigError, match="reward_arms"):
         get_experiment("sorting").Config(reward_arms=arms)
@@ -67,6 +71,6 @@ def test_sorting_config_refuses_unknown_or_repeated_reward_arms(arms):
 
 def test_sorting_config_without_reward_arms_round_trips():
     config = get_experiment("sorting").Config.for_mode(True)
-    assert config.reward_arms == ("terminal", "shaped") and config.reward_seconds == 25.0
+    assert config.reward_arms == ("terminal", "shaped", "terminal+buffer") and config.reward_seconds == 25.0
     exp = get_experiment("sorting")
     assert exp.Config.from_dict({**config.to_dict(), "reward_arms": []}).reward_arms == ()

@@ -21,6 +21,7 @@ Public names:
 - ``train_operator``: train one operator's functional alone, from the trace's applications of its action.
 - ``EPISODE_REWARDS``: the rewards ``ControlReinforceConfig`` accepts: ``"terminal"``, ``"shaped"``.
 - ``ControlReinforceConfig``: settings of ``train_control_by_reward``.
+- ``EpisodeBuffer``: the K highest-return episodes so far, replayed by teacher forcing (priority-queue training).
 - ``EpisodeLoss``: the REINFORCE terms of a batch of episodes: loss, policy term, entropy.
 - ``EpisodeSource``: fresh problems, as an interface to a reset environment.
 - ``Potential``: a potential of an environment's state, for reward shaping.
@@ -163,6 +164,7 @@ from ._distributed import init_from_env as init_from_env
 from ._distributed import world as world
 from ._end_to_end import EndToEnd as EndToEnd
 from ._end_to_end import EndToEndConfig as EndToEndConfig
+from ._episode_buffer import EpisodeBuffer as EpisodeBuffer
 from ._exact_marginal import ExactMarginal as ExactMarginal
 from ._exact_marginal import ExactMarginalConfig as ExactMarginalConfig
 from ._likelihood import GaussianLikelihood as GaussianLikelihood

@@ -19,11 +19,18 @@ and policy) learns, from rewards the environment gives, with no expert trace. A 
 
    over the steps each example took, with the return-to-go ``G_bt = sum_{t' >= t} discount^(t'-t) r_bt'``
    and a moving-average baseline b of the returns (:class:`~modnets.train.Baseline`).
+4. **Replay the best episodes** (``buffer=K > 0``, priority-queue training): the K highest-return episodes
+   found so far (:class:`EpisodeBuffer`) are replayed by teacher forcing and their mean negative
+   log-likelihood, ``-(1/K) sum_k sum_t log pi(a_kt | h_kt)``, weighted by ``buffer_weight``, joins the loss;
+   then this step's episodes are offered to the buffer. ``buffer=0`` is plain REINFORCE.
 
 Training follows the curriculum loop of the trace-based regimes (:func:`~modnets.train.train_control`):
-levels of problem size, the thesis criterion on the error rate of the sampled episodes (an episode is
-wrong when it does not end solved), a step or time limit; the criterion's tiny / stagnant tests watch the
-error rate, since the REINFORCE loss has no fixed scale.
+levels of problem size, the thesis criterion on an error rate (an episode is wrong when it does not end
+solved), a step or time limit; the criterion's tiny / stagnant tests watch the error rate, since the
+REINFORCE loss has no fixed scale. By default the error is that of greedy (argmax) episodes on the step's
+own problems, as the trace-trained controller's criterion counts its argmax selections: the sampled
+episodes keep failing at the rate of the policy's exploration (its entropy bonus), so a criterion of 1 %
+on them can hold a controller at a level it has mastered (``criterion_episodes="sampled"`` counts them).
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from ..agents import Agent, Environment, EpisodeRecorder, Interface, Trace
 from ..errors import ConfigError, ShapeError
 from ._agents import AgentTrainingConfig, TrainResult, _Terms, _train
 from ._device import resolve_device
+from ._episode_buffer import EpisodeBuffer
 from ._routing_objective import Baseline
 from ._run_dir import RunDir
 
@@ -82,8 +90,9 @@ class ControlReinforceConfig(Config):
     """Settings of :func:`train_control_by_reward`.
 
     Attributes:
-        training: batch size (episodes per step), learning rate, curriculum, limits, criterion, seed, device
-            (the criterion's error is the fraction of sampled episodes that did not end solved).
+        training: batch size (episodes per step), learning rate, curriculum, limits, criterion, seed, device.
+        criterion_episodes: the episodes whose error the criterion watches: ``"greedy"`` (argmax actions on
+            the step's problems, one more rollout without gradient) or ``"sampled"`` (the training episodes).
         reward: ``"terminal"`` (1 when an episode stops on the target state, else 0) or ``"shaped"`` (the
             terminal reward plus potential-based shaping; needs a potential).
         shaping: weight of the shaping rewards.
@@ -93,9 +102,12 @@ class ControlReinforceConfig(Config):
         discount: discount of the returns-to-go, in (0, 1].
         reread: read R(t) back from the environment after every step (the loop continues from the decoded
             state, as the environment holds it, rather than the operators' soft outputs).
+        buffer: K, the number of best episodes kept and replayed every step (0: none, plain REINFORCE).
+        buffer_weight: weight of the replayed episodes' negative log-likelihood.
     """
 
     training: AgentTrainingConfig = field(default_factory=AgentTrainingConfig)
+    criterion_episodes: str = "greedy"
     reward: str = "terminal"
     shaping: float = 1.0
     entropy: float = 0.01
@@ -103,6 +115,8 @@ class ControlReinforceConfig(Config):
     baseline_decay: float = 0.9
     discount: float = 1.0
     reread: bool = True
+    buffer: int = 0
+    buffer_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if isinstance(self.training, dict):
@@ -112,9 +126,14 @@ class ControlReinforceConfig(Config):
                               f"{type(self.training).__name__}")
         if self.reward not in EPISODE_REWARDS:
             raise ConfigError(f"ControlReinforceConfig.reward must be one of {EPISODE_REWARDS}, got {self.reward!r}")
+        if self.criterion_episodes not in ("greedy", "sampled"):
+            raise ConfigError(f"ControlReinforceConfig.criterion_episodes must be 'greedy' or 'sampled', got "
+                              f"{self.criterion_episodes!r}")
         if self.baseline not in _BASELINES:
             raise ConfigError(f"ControlReinforceConfig.baseline must be one of {_BASELINES}, got {self.baseline!r}")
-        for name in ("shaping", "entropy"):
+        if isinstance(self.buffer, bool) or not isinstance(self.buffer, int) or self.buffer < 0:
+            raise ConfigError(f"ControlReinforceConfig.buffer must be an int >= 0, got {self.buffer!r}")
+        for name in ("shaping", "entropy", "buffer_weight"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ConfigError(f"ControlReinforceConfig.{name} must be a number >= 0, got {value!r}")
@@ -266,12 +285,24 @@ def _frozen(modules: Sequence[nn.Module]) -> Iterator[None]:
 
 
 class _Learner(nn.Module):
-    """What the loop trains and checkpoints: the control module and the baseline's state."""
+    """What the loop trains and checkpoints: the control module, the baseline's state and the buffer."""
 
-    def __init__(self, control: nn.Module, baseline: Baseline) -> None:
+    def __init__(self, control: nn.Module, baseline: Baseline, buffer: EpisodeBuffer | None) -> None:
         super().__init__()
         self.control = control
         self.baseline = baseline
+        self.buffer = buffer
+
+
+def _replay_loss(control: nn.Module, buffer: EpisodeBuffer, device: torch.device) -> Tensor:
+    """``-(1/K) sum_k sum_t log pi(a_kt | h_kt)`` over the buffer's episodes, teacher-forced."""
+    total = torch.zeros((), device=device)
+    for reps, actions in buffer.replay(device):
+        active = actions >= 0
+        previous = torch.cat([torch.full_like(actions[:, :1], -1), actions[:, :-1]], dim=1)
+        logits = control.sequence(reps, previous, mask=active)  # (n, T, A)
+        total = total + F.cross_entropy(logits[active], actions[active], reduction="sum")
+    return total / len(buffer)
 
 
 def train_control_by_reward(
@@ -287,8 +318,10 @@ def train_control_by_reward(
 
     Each step rolls out ``config.training.batch_size`` fresh problems through the agent's loop with sampled
     actions, rewards every step (:func:`episode_rewards`) and takes one Adam step on the control module
-    (see the module docstring). The history logs ``loss``, ``error`` (episodes not solved), ``solved``,
-    ``reward`` (mean episode return), ``entropy`` (per step), ``episode_steps`` and ``grad_abs``.
+    (see the module docstring). The history logs ``loss``, ``error`` (the criterion's: greedy or sampled
+    episodes not solved), ``solved`` (sampled episodes solved), ``reward`` (mean episode return), ``entropy``
+    (per step), ``episode_steps`` and ``grad_abs``; with a buffer also ``buffer_nll`` (the replayed episodes'
+    mean negative log-likelihood) and ``buffer_size``.
 
     Args:
         agent: the agent; its control module is trained in place, its operators are not.
@@ -307,12 +340,17 @@ def train_control_by_reward(
     training = config.training
     device = resolve_device(training.device)
     agent.to(device)
-    learner = _Learner(agent.control, Baseline(config.baseline, decay=config.baseline_decay))
+    buffer = EpisodeBuffer(config.buffer) if config.buffer else None
+    learner = _Learner(agent.control, Baseline(config.baseline, decay=config.baseline_decay), buffer)
     shaped = potential if config.reward == "shaped" else None
 
+    def unsolved(recorder: EpisodeRecorder, trace: Trace) -> float:
+        return 1.0 - float((trace.stopped & recorder.environment.is_target().to(trace.stopped.device)).float().mean())
+
     def step(size: int, gen: torch.Generator, device: torch.device) -> _Terms:
+        problems = gen.get_state()
         recorder = EpisodeRecorder(episodes(training.batch_size, size, gen), device=device)
-        trace = agent.solve(recorder, select=_sampler(gen), reread=config.reread)
+        trace = agent.solve(recorder, select=_sampler(gen), reread=config.reread, record=buffer is not None)
         rewards = episode_rewards(recorder.states, trace, recorder.environment, potential=shaped,
                                   shaping=config.shaping)
         returns = returns_to_go(rewards, config.discount)
@@ -321,14 +359,26 @@ def train_control_by_reward(
         advantage, _ = learner.baseline.advantage(flat, flat)  # x is read by a learned baseline only
         advantages = torch.zeros_like(returns).masked_scatter(active, advantage)
         terms = reinforce_episode_loss(trace.logits, trace.actions, advantages, entropy=config.entropy)
+        loss, replayed = terms.loss, {}
+        if buffer is not None:
+            if len(buffer):
+                nll = _replay_loss(agent.control, buffer, device)
+                loss = loss + config.buffer_weight * nll
+                replayed["buffer_nll"] = float(nll.detach())
+            buffer.offer(trace, rewards.sum(1))
+            replayed["buffer_size"] = float(len(buffer))
         with torch.no_grad():
-            solved = trace.stopped & recorder.environment.is_target().to(trace.stopped.device)
-            error = 1.0 - float(solved.float().mean())
+            sampled_error = unsolved(recorder, trace)
+            error = sampled_error
+            if config.criterion_episodes == "greedy":
+                again = EpisodeRecorder(episodes(training.batch_size, size, torch.Generator().set_state(problems)),
+                                        device=device)
+                error = unsolved(again, agent.solve(again, reread=config.reread))
             steps = float(trace.steps.float().mean())
-            measures = {"solved": 1.0 - error, "reward": float(rewards.sum(1).mean()),
+            measures = {"solved": 1.0 - sampled_error, "reward": float(rewards.sum(1).mean()),
                         "entropy": float(terms.entropy) * training.batch_size / max(1.0, float(active.sum())),
-                        "episode_steps": steps}
-        return _Terms(terms.loss, error, None, measures, monitored=error)
+                        "episode_steps": steps, **replayed}
+        return _Terms(loss, error, None, measures, monitored=error)
 
     with _frozen(list(agent.operators)):
         return _train(name, learner, step, training, saturation=False, run=run)

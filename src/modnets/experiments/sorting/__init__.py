@@ -11,7 +11,9 @@ averages five runs) and reported as mean and spread.
 A third regime trains the controller by reward (thesis 5.3): a fresh control module, with the modular agent's
 operators (trained from traces) fixed, learns by REINFORCE from the sorted-or-not reward at the end of each
 episode (``"terminal"``), or with potential-based shaping by the number of inversions (``"shaped"``), under the
-same curriculum; it sits in the report beside the trace-trained controller, which drives the same operators.
+same curriculum, alone or with the top-K buffer of the best episodes found so far (``"terminal+buffer"``:
+priority-queue training); it sits in the report beside the trace-trained controller, which drives the same
+operators.
 """
 
 from __future__ import annotations
@@ -37,10 +39,12 @@ from ...analysis import (
     spread,
 )
 from ...data import (
+    OPERATIONS,
     SortingEnvironment,
     SortingInterface,
     augment_sorting,
     sample_lists,
+    selection_sort_trace,
     sorting_episodes,
     sorting_potential,
     sorting_traces,
@@ -66,7 +70,10 @@ from ...train import (
 from .._report import Report
 from ._text import PAPER_SEEDS, regimes, report, solved_by_length
 
-__all__ = ["Config", "SeedRun", "run"]
+__all__ = ["REWARD_ARMS", "Config", "SeedRun", "run"]
+
+#: The controllers trained by reward the study can run: a reward alone (REINFORCE) or with the episode buffer.
+REWARD_ARMS = (*EPISODE_REWARDS, *(f"{reward}+buffer" for reward in EPISODE_REWARDS))
 
 @dataclass
 class Config(ConfigBase):
@@ -88,7 +95,10 @@ class Config(ConfigBase):
         max_steps: step limit of every training run.
         workers: processes for the parallel modular training (``None``: one per core).
         criterion: the thesis criteria.
-        reward_arms: rewards of the controllers trained by reward (``"terminal"``, ``"shaped"``; empty: none).
+        reward_arms: the controllers trained by reward, from :data:`REWARD_ARMS` (empty: none): a reward
+            (``"terminal"``, ``"shaped"``), alone (REINFORCE) or with ``"+buffer"`` (REINFORCE plus the top-K
+            buffer of the best episodes, priority-queue training).
+        reward_buffer: K, the episodes the ``"+buffer"`` arms keep and replay.
         reward_seconds: time budget of each controller trained by reward (``None``: until the criterion).
         reward_entropy: weight of their entropy bonus.
         reward_shaping: weight of the shaping rewards of the ``"shaped"`` arm.
@@ -108,7 +118,8 @@ class Config(ConfigBase):
     max_steps: int = 200_000
     workers: int | None = None
     criterion: Criterion = field(default_factory=Criterion)
-    reward_arms: tuple[str, ...] = EPISODE_REWARDS
+    reward_arms: tuple[str, ...] = ("terminal", "shaped", "terminal+buffer")
+    reward_buffer: int = 64
     reward_seconds: float | None = 1800.0
     reward_entropy: float = 0.05
     reward_shaping: float = 1.0
@@ -117,8 +128,8 @@ class Config(ConfigBase):
         if isinstance(self.criterion, dict):
             self.criterion = Criterion.from_dict(self.criterion)
         self.reward_arms = tuple(self.reward_arms)
-        if len(set(self.reward_arms)) != len(self.reward_arms) or set(self.reward_arms) - set(EPISODE_REWARDS):
-            raise ConfigError(f"reward_arms must be distinct rewards from {EPISODE_REWARDS}, got {self.reward_arms!r}")
+        if len(set(self.reward_arms)) != len(self.reward_arms) or set(self.reward_arms) - set(REWARD_ARMS):
+            raise ConfigError(f"reward_arms must be distinct arms from {REWARD_ARMS}, got {self.reward_arms!r}")
         for name in ("reward_entropy", "reward_shaping"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
@@ -130,7 +141,7 @@ class Config(ConfigBase):
             raise ConfigError(
                 f"max_test_length must be >= max_train_length ({self.max_train_length}), got {self.max_test_length}"
             )
-        check_ints(self, "seeds", "hidden", "batch_size", "n_test_per_length", "max_steps")
+        check_ints(self, "seeds", "hidden", "batch_size", "n_test_per_length", "max_steps", "reward_buffer")
         if self.workers is not None:
             check_ints(self, "workers")
         if not 0 <= self.noise < 1:
@@ -158,10 +169,12 @@ class Config(ConfigBase):
         return AgentTrainingConfig(batch_size=self.batch_size, max_size=self.max_train_length, max_steps=self.max_steps,
                                    max_seconds=seconds, seed=seed, criterion=self.criterion)
 
-    def by_reward(self, reward: str, seed: int) -> ControlReinforceConfig:
-        """The settings of a controller trained by reward (the curriculum, criterion and limits of the others)."""
+    def by_reward(self, arm: str, seed: int) -> ControlReinforceConfig:
+        """The settings of the controller of one reward arm (the curriculum, criterion and limits of the others)."""
+        reward, _, buffered = arm.partition("+")
         return ControlReinforceConfig(training=self.training(self.reward_seconds, seed), reward=reward,
-                                      entropy=self.reward_entropy, shaping=self.reward_shaping)
+                                      entropy=self.reward_entropy, shaping=self.reward_shaping,
+                                      buffer=self.reward_buffer if buffered else 0)
 
 
 class SeedRun(NamedTuple):
@@ -173,8 +186,9 @@ class SeedRun(NamedTuple):
         sequential: the modules trained one after another.
         parallel: the same trainings in worker processes (timing only; these modules are not evaluated).
         accuracy: regime (``"monolithic"``, ``"modular"``, ``"reward_terminal"``, ...) -> ``"solved"`` /
-            ``"sorted"`` -> length -> accuracy.
-        reward: reward (``"terminal"``, ``"shaped"``) -> the training of a controller by that reward.
+            ``"sorted"`` / ``"selection_sort"`` -> length -> accuracy (the last: the selection-sort trace's actions).
+        reward: reward arm (``"terminal"``, ``"shaped"``, ``"terminal+buffer"``, ...) -> the training of its
+            controller.
     """
 
     seed: int
@@ -201,25 +215,26 @@ def modular_jobs(agent: Agent, config: Config, seed: int, *, run: RunDir | None 
     return jobs
 
 
-def train_by_reward(modular: Agent, config: Config, seed: int, reward: str, run: RunDir) -> tuple[Agent, TrainResult]:
-    """A fresh control module trained by ``reward`` with the operators of ``modular`` (trained from traces)
-    fixed; returns the agent that drives them with it, and its training."""
+def train_by_reward(modular: Agent, config: Config, seed: int, arm: str, run: RunDir) -> tuple[Agent, TrainResult]:
+    """A fresh control module trained as reward ``arm`` says, with the operators of ``modular`` (trained from
+    traces) fixed; returns the agent that drives them with it, and its training."""
     torch.manual_seed(seed)
     agent = sorting_agent(operators=list(modular.operators), control=sorting_control(hidden=config.hidden))
-    result = train_control_by_reward(agent, episodes=sorting_episodes, config=config.by_reward(reward, seed + 100),
-                                     potential=sorting_potential, run=run, name=f"control_{reward}")
+    result = train_control_by_reward(agent, episodes=sorting_episodes, config=config.by_reward(arm, seed + 100),
+                                     potential=sorting_potential, run=run, name=f"control_{arm.replace('+', '_')}")
     return agent, result
 
 
 @torch.no_grad()
 def evaluate(agent: Agent, config: Config, seed: int) -> dict[str, dict[int, float]]:
     """Free-running success by list length on fresh lists: the agent stopped with ``eop`` on the target
-    state (sorted list, both pointers on the last digit); also how often the list alone ended sorted.
+    state (sorted list, both pointers on the last digit); also how often the list alone ended sorted, and how
+    often the agent took exactly the selection-sort trace's actions (the program its traces teach).
 
     Lists of length ``L`` sit on a tape of ``max(L, max_train_length)`` positions: in training a batch's tape
     is as wide as its longest list, so shorter lists were seen followed by null positions."""
     gen = torch.Generator().manual_seed(seed + 10_000)
-    correct, sorted_, lengths = [], [], []
+    correct, sorted_, selection, lengths = [], [], [], []
     for length in range(2, config.max_test_length + 1):
         lists = sample_lists(config.n_test_per_length, min_length=length, max_length=length,
                              width=max(length, config.max_train_length), generator=gen)
@@ -228,9 +243,13 @@ def evaluate(agent: Agent, config: Config, seed: int) -> dict[str, dict[int, flo
         trace = agent.solve(SortingInterface(env))
         correct.append(trace.stopped & env.is_target())
         sorted_.append(env.is_sorted())
+        selection.append(torch.tensor([
+            [a for a in taken if a >= 0] == [OPERATIONS.index(op) for op in selection_sort_trace(values[:length])]
+            for taken, values in zip(trace.actions.tolist(), lists.values.tolist(), strict=True)]))
         lengths.append(lists.lengths)
     groups = torch.cat(lengths)
-    return {"solved": accuracy_by(torch.cat(correct), groups), "sorted": accuracy_by(torch.cat(sorted_), groups)}
+    return {"solved": accuracy_by(torch.cat(correct), groups), "sorted": accuracy_by(torch.cat(sorted_), groups),
+            "selection_sort": accuracy_by(torch.cat(selection), groups)}
 
 
 def run_seed(config: Config, seed: int, run: RunDir) -> SeedRun:
@@ -361,6 +380,7 @@ def _seed_metrics(config: Config, r: SeedRun) -> dict:
                                                                           config.criterion.max_error),
         "solved_trained_lengths": {k: _span(v["solved"], 2, lt) for k, v in r.accuracy.items()},
         "solved_longer_lengths": {k: _span(v["solved"], lt + 1, lmax) for k, v in r.accuracy.items()},
+        "selection_sort_trained_lengths": {k: _span(v["selection_sort"], 2, lt) for k, v in r.accuracy.items()},
         "reward": {k: {**_run_metrics(m), "level_end_steps": _level_end_steps(m)} for k, m in r.reward.items()},
         "accuracy_by_length": {k: {str(n): a for n, a in v["solved"].items()} for k, v in r.accuracy.items()},
         "sorted_by_length": {k: {str(n): a for n, a in v["sorted"].items()} for k, v in r.accuracy.items()},
@@ -418,6 +438,8 @@ def _metrics(config: Config, runs: list[SeedRun], wall: float) -> dict:
                                    for k in regimes(runs)},
         "solved_longer_lengths": {k: over(lambda m, k=k: m["solved_longer_lengths"][k]).to_dict()
                                   for k in regimes(runs)},
+        "selection_sort_trained_lengths": {k: over(lambda m, k=k: m["selection_sort_trained_lengths"][k]).to_dict()
+                                           for k in regimes(runs)},
         "solved_by_length": {k: {str(n): s.to_dict() for n, s in solved_by_length(runs, k).items()}
                              for k in regimes(runs)},
         "experiment_seconds": wall,

@@ -173,17 +173,22 @@ def _reward_section(config: Config, metrics: dict, runs: list[SeedRun]) -> str:
              _s(ctrl["seconds"], "{:.1f}", unit=" s"), _s(ctrl["steps"], "{:.0f}"), f"{ctrl['met_criterion']} of {n}",
              ", ".join(sorted({r.sequential.results["control"].stop_reason for r in runs})),
              _s(metrics["solved_trained_lengths"]["modular"], percent=True),
-             _s(metrics["solved_longer_lengths"]["modular"], percent=True))]
+             _s(metrics["solved_longer_lengths"]["modular"], percent=True),
+             _s(metrics["selection_sort_trained_lengths"]["modular"], percent=True))]
     for arm in config.reward_arms:
         m, key = metrics["reward"][arm], f"reward_{arm}"
-        source = ("sorted-or-not at the episode's end" if arm == "terminal"
+        reward, _, buffered = arm.partition("+")
+        source = ("sorted-or-not at the episode's end" if reward == "terminal"
                   else f"sorted-or-not + {config.reward_shaping:g} x inversions removed per step")
-        rows.append((f"by reward ({arm})", f"REINFORCE: {source}", _s(m["seconds"], "{:.1f}", unit=" s"),
+        method = f"REINFORCE + its {config.reward_buffer} best episodes replayed" if buffered else "REINFORCE"
+        rows.append((f"by reward ({arm})", f"{method}: {source}", _s(m["seconds"], "{:.1f}", unit=" s"),
                      _s(m["steps"], "{:.0f}"), f"{m['met_criterion']} of {n}", ", ".join(m["stop_reasons"]),
                      _s(metrics["solved_trained_lengths"][key], percent=True),
-                     _s(metrics["solved_longer_lengths"][key], percent=True)))
+                     _s(metrics["solved_longer_lengths"][key], percent=True),
+                     _s(metrics["selection_sort_trained_lengths"][key], percent=True)))
     table = markdown_table(["controller", "learns from", "training time", "steps", "seeds that met the criterion",
-                            "how training ended", f"solved, lengths 2-{lt}", f"solved, lengths {lt + 1}-{lmax}"], rows)
+                            "how training ended", f"solved, lengths 2-{lt}", f"solved, lengths {lt + 1}-{lmax}",
+                            f"selection sort's actions, lengths 2-{lt}"], rows)
     levels = markdown_table(
         ["controller", "curriculum level reached (mean)", "level -> last step trained at it (first seed)",
          "solved, sampled training episodes (last log)", "policy entropy per step (last log, nats)"],
@@ -201,9 +206,15 @@ def _reward_section(config: Config, metrics: dict, runs: list[SeedRun]) -> str:
         f"{config.reward_shaping:g} x the change of minus the normalised inversion count (a potential, so the "
         f"shaping sums to the inversions removed over the episode). Return-to-go minus a moving-average baseline "
         f"(decay 0.9), entropy bonus {config.reward_entropy:g}, Adam {1e-3}, gradient norm clipped at 1.0, the "
-        f"curriculum and criterion of the other runs with the error rate of the sampled episodes (not solved), a "
-        f"budget of {_budget(config.reward_seconds)} and at most {config.max_steps} steps. Evaluated like the "
-        f"other agents: greedy (argmax) selections on fresh lists.")
+        f"curriculum and criterion of the other runs, with the error rate of greedy (argmax) episodes on each "
+        f"step's lists (the sampled episodes fail at the rate of the policy's exploration, so a 1 % criterion on "
+        f"them could hold a controller at a level it has mastered), a budget of {_budget(config.reward_seconds)} "
+        f"and at most {config.max_steps} steps. The `+buffer` arms keep the {config.reward_buffer} highest-return "
+        f"episodes found so far (priority-queue training, Abolafia et al. 2018; the research note's top-K buffer "
+        f"over episodes, since every step brings fresh lists and no list has an incumbent of its own; ties go to "
+        f"the newer episode) and add their teacher-forced negative log-likelihood to the REINFORCE loss: the "
+        f"controller imitates its own successes. Evaluated like the other agents: greedy (argmax) selections on "
+        f"fresh lists.")
     return "\n\n".join([table, levels, _reward_verdict(config, metrics), setup])
 
 
@@ -220,10 +231,20 @@ def _reward_verdict(config: Config, metrics: dict) -> str:
         else:
             how = (f"did not meet the criterion within its budget: it reached curriculum level {reached:.0f} of "
                    f"{lt} ({', '.join(m['stop_reasons'])})")
-        parts.append(f"Trained by the {arm} reward, the controller {how}; it solved "
+        parts.append(f"Trained by reward ({arm}), the controller {how}; it solved "
                      f"{percent(m['last_solved_sampled']['mean'])} of its last logged batch of sampled training "
                      f"episodes, and {percent(solved)} of the test lists of lengths 2-{lt} (greedy), against "
                      f"{percent(trace)} for the trace-trained controller on the same operators.")
+    follows = metrics["selection_sort_trained_lengths"]
+    parts.append(f"The trace-trained controller took exactly selection sort's actions on "
+                 f"{percent(follows['modular']['mean'])} of the test lists of lengths 2-{lt}; the controllers "
+                 f"trained by reward on " + ", ".join(f"{percent(follows[f'reward_{arm}']['mean'])} ({arm})"
+                                                    for arm in config.reward_arms) + ".")
+    if any(follows[f"reward_{arm}"]["mean"] < follows["modular"]["mean"] for arm in config.reward_arms):
+        parts.append("Nothing rewards selection sort itself: a controller trained by reward keeps whatever action "
+                     "sequence ends on the target state, including ones that apply the operators (trained on "
+                     "selection-sort transitions only) to states their training never showed them, which pay "
+                     "only where those operators happen to produce the right state.")
     if any(metrics["reward"][arm]["reached_length"]["mean"] < lt for arm in config.reward_arms):
         parts.append(f"A controller that never left a level below {lt} trained only on tapes as wide as its lists; "
                      f"the test puts a list of length L on a tape of max(L, {lt}) positions, so it meets the null "
