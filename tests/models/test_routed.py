@@ -3,6 +3,7 @@ import torch
 
 from modnets.errors import ConfigError
 from modnets.models import dense_mlp, modular_mlp
+from modnets.train import EndToEnd
 
 SIZES = {"d_in": 12, "d_model": 8, "d_hidden": 16, "n_out": 3, "n_layers": 3}
 
@@ -68,3 +69,19 @@ def test_the_dense_baseline_sees_the_task_and_the_modular_one_can_route_by_it():
 def test_task_options_need_the_number_of_tasks(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         modular_mlp(n_modules=4, **SIZES, **kwargs)
+
+
+def test_a_gated_modular_mlp_trains_its_routers_by_backpropagation():
+    torch.manual_seed(0)
+    net = modular_mlp(d_in=6, d_model=8, n_modules=4, n_out=3, mode="topk", gate="softmax_topk")
+    EndToEnd(net).loss({"x": torch.randn(16, 6), "y": torch.randint(0, 3, (16,))})["loss"].backward()
+    for layer in net.layers:
+        grads = [p.grad for p in layer.router.parameters()]
+        assert all(g is not None for g in grads) and any(bool(g.abs().sum() > 0) for g in grads)
+
+
+def test_an_ungated_top1_modular_mlp_leaves_its_routers_to_a_router_objective():
+    torch.manual_seed(0)
+    net = modular_mlp(d_in=6, d_model=8, n_modules=4, n_out=3, mode="topk")
+    EndToEnd(net).loss({"x": torch.randn(16, 6), "y": torch.randint(0, 3, (16,))})["loss"].backward()
+    assert all(p.grad is None for layer in net.layers for p in layer.router.parameters())

@@ -68,7 +68,7 @@ from ._report import spread_text as _s
 from ._scan_study import SCAN_KINDS, ScanResult, ScanTrainConfig, train_scan_model
 from .nmn import _film, _fit, _parameters, _seeded
 from .routing import LABELS as METHOD_LABELS
-from .routing import METHODS, _mode, _objective, _train_and_test
+from .routing import METHODS, _objective, _router, _train_and_test
 
 __all__ = ["SCAN_KINDS", "Config", "ScanPart", "ScanResult", "ScanTrainConfig", "run", "scan_results",
            "train_scan_model"]
@@ -194,7 +194,7 @@ class Config(ConfigBase):
     seed: int = 0
     seeds: int = 3
     splits: tuple[str, ...] = SPLITS
-    methods: tuple[str, ...] = ("em", "topk", "reinforce", "soft", "gumbel", "dense")
+    methods: tuple[str, ...] = ("em", "topk", "reinforce", "soft", "gumbel", "moe", "dense")
     models: tuple[str, ...] = VQA_MODELS
     samples: int = 4
     buffer_size: int = 4
@@ -256,13 +256,13 @@ def _composition_net(method: str, part: CompositionsPart, data: CompositionTask)
     if part.router_input == "task":  # the routing experiment's networks
         if method == "dense":
             return dense_mlp(d_model=d, d_hidden=part.d_hidden, n_tasks=data.n_tasks)
-        return modular_mlp(d_model=d, d_hidden=part.d_hidden, n_modules=part.n_modules, mode=_mode(method),
+        return modular_mlp(d_model=d, d_hidden=part.d_hidden, n_modules=part.n_modules, **_router(method),
                            static=True, n_tasks=data.n_tasks)
     d_in = d + data.description.shape[1]
     if method == "dense":
         return dense_mlp(d_in=d_in, d_model=part.d_model, d_hidden=part.d_hidden, n_out=d)
     return modular_mlp(d_in=d_in, d_model=part.d_model, d_hidden=part.d_hidden, n_modules=part.n_modules,
-                       n_out=d, mode=_mode(method))
+                       n_out=d, **_router(method))
 
 
 def _ami(truth: Tensor, route, soft: bool) -> list[float]:

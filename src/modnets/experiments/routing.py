@@ -1,7 +1,11 @@
 """Experiment ``routing``: learning modules and routing together (research note seed 000, Kirsch et al.).
 
-Two parts, the same six methods each: generalised EM, the top-K buffer, REINFORCE, soft routing,
-straight-through Gumbel, and a dense network of equal per-example compute.
+Two parts, the same methods each: generalised EM (and two variants of its initialisation and schedule), the
+top-K buffer, REINFORCE, soft routing, straight-through Gumbel, a gated top-1 mixture-of-experts layer (its
+router trained by backpropagation through a sigmoid gate, DeepSeek-V3's, with the Switch load-balancing
+loss), and a dense network of equal per-example compute. The layers have no residual connection, so a
+Switch-style softmax gate would scale each layer's output by about 1/M at initialisation; a sigmoid gate
+starts at 1/2.
 
 - **compositions**: a synthetic multi-task problem whose tasks are compositions of hidden primitive
   functions (``modnets.data.make_composition_task``); the routers see the task only, so the chosen modules
@@ -28,12 +32,14 @@ from ..errors import ConfigError
 from ..models import dense_mlp, modular_mlp
 from ..train import (
     EndToEnd,
+    EndToEndConfig,
     FitConfig,
     GaussianLikelihood,
     LogLikelihood,
     Reinforce,
     ReinforceConfig,
     RoutingObjective,
+    RoutingRegularizers,
     RunDir,
     TopKBuffer,
     TopKBufferConfig,
@@ -48,7 +54,7 @@ __all__ = ["Config", "run"]
 #: trains with ``fit``, so ``modnets run NAME --nproc N`` trains it data-parallel
 DATA_PARALLEL = True
 
-METHODS = ("em", "em_best_sample", "em_every4", "topk", "reinforce", "soft", "gumbel", "dense")
+METHODS = ("em", "em_best_sample", "em_every4", "topk", "reinforce", "soft", "gumbel", "moe", "dense")
 LABELS = {
     "em": "generalised EM (K=1)",
     "em_best_sample": "EM, incumbents from the first E-step's best sample",
@@ -57,6 +63,7 @@ LABELS = {
     "reinforce": "REINFORCE",
     "soft": "soft routing",
     "gumbel": "straight-through Gumbel",
+    "moe": "gated top-1 MoE (sigmoid gate, load balancing)",
     "dense": "dense, equal compute",
 }
 
@@ -148,11 +155,16 @@ def _objective(
         return TopKBuffer(net, dataset_size=n, config=buffer, likelihood=ll)
     if method == "reinforce":
         return Reinforce(net, ReinforceConfig(), likelihood=ll)
+    if method == "moe":  # the Switch Transformer's auxiliary load-balancing loss, weight 0.01
+        return EndToEnd(net, EndToEndConfig(regularizers=RoutingRegularizers(load_balance=0.01)), likelihood=ll)
     return EndToEnd(net, likelihood=ll)
 
 
-def _mode(method: str) -> str:
-    return {"soft": "soft", "gumbel": "gumbel"}.get(method, "sample")
+def _router(method: str) -> dict[str, Any]:
+    """The routers' mode, gate and k for ``method`` (keyword arguments of :func:`~modnets.models.modular_mlp`)."""
+    if method == "moe":  # sigmoid: a softmax weight ~1/M per layer would shrink the signal (no residual path)
+        return {"mode": "topk", "gate": "sigmoid", "k": 1}
+    return {"mode": {"soft": "soft", "gumbel": "gumbel"}.get(method, "sample"), "gate": None, "k": 1}
 
 
 def _train_and_test(
@@ -188,7 +200,7 @@ def _run_compositions(config: Config, rundir: RunDir) -> tuple[dict, dict]:
         if method == "dense":
             net = dense_mlp(d_model=d, d_hidden=part.d_hidden, n_tasks=train.n_tasks)
         else:
-            net = modular_mlp(d_model=d, d_hidden=part.d_hidden, n_modules=part.n_modules, mode=_mode(method),
+            net = modular_mlp(d_model=d, d_hidden=part.d_hidden, n_modules=part.n_modules, **_router(method),
                               static=True, n_tasks=train.n_tasks)
         objective = _objective(method, net, config, len(train), ll)
         m, routed, histories[method] = _train_and_test(
@@ -221,7 +233,7 @@ def _run_images(config: Config, rundir: RunDir) -> tuple[dict, dict]:
             net = dense_mlp(d_in=d_in, d_model=part.d_model, d_hidden=part.d_hidden, n_out=n_out)
         else:
             net = modular_mlp(d_in=d_in, d_model=part.d_model, d_hidden=part.d_hidden, n_modules=part.n_modules,
-                              n_out=n_out, mode=_mode(method))
+                              n_out=n_out, **_router(method))
         objective = _objective(method, net, config, len(train), None)
         m, routed, histories[method] = _train_and_test(
             method, net, objective, train, test, part="images", fit_config=part.fit, collate=collate_images,

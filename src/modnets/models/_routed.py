@@ -21,6 +21,7 @@ def modular_mlp(
     n_layers: int = 2,
     k: int = 1,
     mode: str = "sample",
+    gate: str | None = None,
     static: bool = False,
     n_tasks: int | None = None,
     router_hidden: int | None = None,
@@ -39,6 +40,8 @@ def modular_mlp(
         n_layers: L, routed layers.
         k: modules per example and layer.
         mode: router mode (``"sample"``, ``"argmax"``, ``"topk"``, ``"soft"``, ``"gumbel"``).
+        gate: the routers' gate (:data:`~modnets.routing.GATES`, e.g. ``"softmax_topk"`` with ``mode="topk"``:
+            the mixture-of-experts layer whose router learns by backpropagation); ``None``: unweighted picks.
         static: routers see the task id only (per-task logits tables; needs ``n_tasks``), not the input.
         n_tasks: number of task ids (static routers: one table per task; dynamic: a per-task bias).
         router_hidden: hidden width of dynamic routers (``None``: linear).
@@ -60,8 +63,8 @@ def modular_mlp(
     layers = [
         ModularLayer(
             modules=MLPExperts(n_modules=n_modules, d_in=d_model, d_hidden=d_hidden, d_out=d_model),
-            router=Router(n_modules=n_modules, d_in=None if static else d_model, mode=mode, k=k, static=static,
-                          n_tasks=n_tasks, hidden=router_hidden),
+            router=Router(n_modules=n_modules, d_in=None if static else d_model, mode=mode, k=k, gate=gate,
+                          static=static, n_tasks=n_tasks, hidden=router_hidden),
             k=k,
         )
         for _ in range(n_layers)
