@@ -81,15 +81,16 @@ def data_text(config: Config, metrics: dict) -> str:
             f"{config.max_test_depth}. Drawing the questions took {data_seconds:.1f} s per seed. Checkpoints: "
             "`checkpoints/`; TensorBoard logs: `tensorboard/`."
         )
+    depth_n = config.depth_n_train or config.n_train
     return (
         f"Procedurally generated CLEVR-like data (`modnets.data.make_clevr_like`): {config.image_size}x"
         f"{config.image_size} renders of 2-10 objects, programs with their question text, answers balanced per "
         f"question type. Table 4.2 and the SGM study: the `sets` family (find / relate / and / or / exist / count / "
         f"describe); for seed s: train {config.n_train:,} (data seed s), validation {config.n_valid:,} "
         f"(s + 20000), test {config.n_test_per_depth} per depth (s + 10000). The depth study: the "
-        f"`{config.depth_programs}` family, train {config.n_train:,} of depth 2-{config.max_train_depth} (s + 1000), "
+        f"`{config.depth_programs}` family, train {depth_n:,} of depth 2-{config.max_train_depth} (s + 1000), "
         f"test {config.n_test_per_depth} per depth 2-{config.max_test_depth} (s + 11000), and "
-        f"{config.n_train:,} of every depth for the reference (s + 31000). Data generation took "
+        f"{depth_n:,} of every depth for the reference (s + 31000). Data generation took "
         f"{data_seconds:.1f} s per seed (Table 4.2 data). Checkpoints: `checkpoints/`; TensorBoard logs: "
         "`tensorboard/`."
     )
