@@ -117,9 +117,12 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one_with_a_warning
 def test_a_fresh_run_replaces_older_checkpoints(tmp_path):
     old = Checkpointer(tmp_path / "checkpoints" / "train")
     old.save({"steps": 900}, 900)
+    stale = old.directory / ".step-00000901.pt.123-abcdef12.tmp"  # what a killed write leaves behind
+    stale.write_bytes(b"partial")
     fit(Regressor(), dataset(), config=FitConfig(epochs=1, batch_size=8, checkpoint_every=4), collate=collate,
         run=RunDir(tmp_path, progress=False))
     assert [p.name for p in old.paths()] == ["step-00000008.pt", "step-00000004.pt"]
+    assert not stale.exists()
 
 
 def test_nan_loss_stops_with_the_step_and_quantity_and_keeps_the_last_checkpoint(tmp_path):

@@ -65,10 +65,11 @@ from ..models import QuestionVocabulary, dense_mlp, modular_mlp, nmn
 from ..train import FitConfig, GaussianLikelihood, RunDir, predict, predict_routed
 from ._report import Report, markdown_table, percent
 from ._report import spread_text as _s
+from ._routing_methods import LABELS as METHOD_LABELS
+from ._routing_methods import METHODS, router_settings, train_and_test
+from ._routing_methods import objective as make_objective
 from ._scan_study import SCAN_KINDS, ScanResult, ScanTrainConfig, train_scan_model
 from .nmn import _film, _fit, _parameters, _seeded
-from .routing import LABELS as METHOD_LABELS
-from .routing import METHODS, _objective, _router, _train_and_test
 
 __all__ = ["SCAN_KINDS", "Config", "ScanPart", "ScanResult", "ScanTrainConfig", "run", "scan_results",
            "train_scan_model"]
@@ -256,13 +257,13 @@ def _composition_net(method: str, part: CompositionsPart, data: CompositionTask)
     if part.router_input == "task":  # the routing experiment's networks
         if method == "dense":
             return dense_mlp(d_model=d, d_hidden=part.d_hidden, n_tasks=data.n_tasks)
-        return modular_mlp(d_model=d, d_hidden=part.d_hidden, n_modules=part.n_modules, **_router(method),
+        return modular_mlp(d_model=d, d_hidden=part.d_hidden, n_modules=part.n_modules, **router_settings(method),
                            static=True, n_tasks=data.n_tasks)
     d_in = d + data.description.shape[1]
     if method == "dense":
         return dense_mlp(d_in=d_in, d_model=part.d_model, d_hidden=part.d_hidden, n_out=d)
     return modular_mlp(d_in=d_in, d_model=part.d_model, d_hidden=part.d_hidden, n_modules=part.n_modules,
-                       n_out=d, **_router(method))
+                       n_out=d, **router_settings(method))
 
 
 def _ami(truth: Tensor, route, soft: bool) -> list[float]:
@@ -281,8 +282,9 @@ def _compositions(config: Config, seed: int, rundir: RunDir) -> dict[str, dict[s
     for method in config.methods:
         torch.manual_seed(seed)
         net = _composition_net(method, part, split.train)
-        objective = _objective(method, net, config, len(train), likelihood)
-        metrics, routed, _ = _train_and_test(method, net, objective, train, test, part="compositions",
+        objective = make_objective(method, net, samples=config.samples, buffer_size=config.buffer_size,
+                                   n=len(train), ll=likelihood)
+        metrics, routed, _ = train_and_test(method, net, objective, train, test, part="compositions",
                                              fit_config=_seeded(part.fit, seed), collate=default_collate,
                                              rundir=rundir)
         on_held = predict_routed(net, held, collate=default_collate, mode=objective.eval_mode)

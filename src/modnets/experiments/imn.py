@@ -37,7 +37,7 @@ from ..data import (
     make_shapes3d,
 )
 from ..errors import ConfigError
-from ..models import imn
+from ..models import IMN_DECODERS, imn
 from ..train import FitConfig, RunDir, WinnerTakeAll, WinnerTakeAllConfig, fit
 from ._report import Report, markdown_table, percent
 from ._report import spread_text as _s
@@ -115,8 +115,8 @@ class Config(ConfigBase):
     def __post_init__(self) -> None:
         check_ints(self, "seeds", "workers", "n_train", "n_test", "m", "n", "latent_dim", "matrix_size", "hidden",
                    "channels")
-        if self.decoder not in ("mlp", "deconv"):
-            raise ConfigError(f"Config.decoder must be 'mlp' or 'deconv', got {self.decoder!r}")
+        if self.decoder not in IMN_DECODERS:
+            raise ConfigError(f"Config.decoder must be one of {IMN_DECODERS}, got {self.decoder!r}")
         check_image_size(self.image_size, owner="Config.")
         if self.data is not None and (not isinstance(self.data, str) or not self.data.startswith("3dshapes:")
                                       or len(self.data) == len("3dshapes:")):

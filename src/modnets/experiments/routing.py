@@ -18,55 +18,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import default_collate
 
 from .._checks import check_ints
 from .._config import Config as ConfigBase
 from .._threads import num_threads
-from ..analysis import plot_routing_curves, recovery_scores, routing_stats, save_figure
+from ..analysis import plot_routing_curves, recovery_scores, save_figure
 from ..data import CompositionConfig, collate_images, load_image_classification, make_composition_task
 from ..errors import ConfigError
 from ..models import dense_mlp, modular_mlp
 from ..train import (
-    EndToEnd,
-    EndToEndConfig,
     FitConfig,
     GaussianLikelihood,
-    LogLikelihood,
-    Reinforce,
-    ReinforceConfig,
-    RoutingObjective,
-    RoutingRegularizers,
     RunDir,
-    TopKBuffer,
-    TopKBufferConfig,
-    fit,
-    generalized_em,
-    predict_routed,
 )
 from ._report import Report, markdown_table, percent
+from ._routing_methods import LABELS, METHODS, router_settings, train_and_test
+from ._routing_methods import objective as make_objective
 
 __all__ = ["Config", "run"]
 
 #: trains with ``fit``, so ``modnets run NAME --nproc N`` trains it data-parallel
 DATA_PARALLEL = True
-
-METHODS = ("em", "em_best_sample", "em_every4", "topk", "reinforce", "soft", "gumbel", "moe", "dense")
-LABELS = {
-    "em": "generalised EM (K=1)",
-    "em_best_sample": "EM, incumbents from the first E-step's best sample",
-    "em_every4": "EM, one E-step every 4 M-steps",
-    "topk": "top-K buffer",
-    "reinforce": "REINFORCE",
-    "soft": "soft routing",
-    "gumbel": "straight-through Gumbel",
-    "moe": "gated top-1 MoE (sigmoid gate, load balancing)",
-    "dense": "dense, equal compute",
-}
-
 
 @dataclass
 class CompositionPart(ConfigBase):
@@ -143,52 +118,6 @@ class Config(ConfigBase):
         )
 
 
-def _objective(
-    method: str, net: torch.nn.Module, config: Config, n: int, ll: LogLikelihood | None
-) -> RoutingObjective:
-    if method.startswith("em"):
-        em = TopKBufferConfig.em(samples=config.samples, init="best_sample" if method == "em_best_sample" else "random",
-                                 e_step_every=4 if method == "em_every4" else 1)
-        return generalized_em(net, dataset_size=n, config=em, likelihood=ll)
-    if method == "topk":
-        buffer = TopKBufferConfig(buffer_size=config.buffer_size, samples=config.samples)
-        return TopKBuffer(net, dataset_size=n, config=buffer, likelihood=ll)
-    if method == "reinforce":
-        return Reinforce(net, ReinforceConfig(), likelihood=ll)
-    if method == "moe":  # the Switch Transformer's auxiliary load-balancing loss, weight 0.01
-        return EndToEnd(net, EndToEndConfig(regularizers=RoutingRegularizers(load_balance=0.01)), likelihood=ll)
-    return EndToEnd(net, likelihood=ll)
-
-
-def _router(method: str) -> dict[str, Any]:
-    """The routers' mode, gate and k for ``method`` (keyword arguments of :func:`~modnets.models.modular_mlp`)."""
-    if method == "moe":  # sigmoid: a softmax weight ~1/M per layer would shrink the signal (no residual path)
-        return {"mode": "topk", "gate": "sigmoid", "k": 1}
-    return {"mode": {"soft": "soft", "gumbel": "gumbel"}.get(method, "sample"), "gate": None, "k": 1}
-
-
-def _train_and_test(
-    method: str, net: torch.nn.Module, objective: RoutingObjective, train: Dataset, test: Dataset, *, part: str,
-    fit_config: FitConfig, collate: Any, rundir: RunDir,
-) -> tuple[dict[str, Any], Any, list[dict[str, float]]]:
-    """Train one method; returns its test metrics, its test routing and its training history."""
-    result = fit(objective, train, config=fit_config, collate=collate, run=rundir, name=f"{part}/{method}")
-    routed = predict_routed(net, test, collate=collate, mode=objective.eval_mode)
-    metrics: dict[str, Any] = {"train_seconds": result.seconds, "steps": result.steps}
-    if method != "dense":
-        soft = objective.eval_mode == "soft"
-        stats = routing_stats(routed.route.probs, choice=None if soft else routed.route.choice)
-        metrics.update(
-            mutual_information=stats.mutual_information,
-            entropy=stats.entropy,
-            conditional_entropy=stats.conditional_entropy,
-            modules_used=(stats.usage >= 0.01).sum(1).tolist(),
-            usage=stats.usage.tolist(),
-            collapsed=stats.collapsed,
-        )
-    return metrics, routed, result.history
-
-
 def _run_compositions(config: Config, rundir: RunDir) -> tuple[dict, dict]:
     part = config.compositions
     train, test = make_composition_task(part.data)
@@ -200,10 +129,11 @@ def _run_compositions(config: Config, rundir: RunDir) -> tuple[dict, dict]:
         if method == "dense":
             net = dense_mlp(d_model=d, d_hidden=part.d_hidden, n_tasks=train.n_tasks)
         else:
-            net = modular_mlp(d_model=d, d_hidden=part.d_hidden, n_modules=part.n_modules, **_router(method),
+            net = modular_mlp(d_model=d, d_hidden=part.d_hidden, n_modules=part.n_modules, **router_settings(method),
                               static=True, n_tasks=train.n_tasks)
-        objective = _objective(method, net, config, len(train), ll)
-        m, routed, histories[method] = _train_and_test(
+        objective = make_objective(method, net, samples=config.samples, buffer_size=config.buffer_size,
+                                   n=len(train), ll=ll)
+        m, routed, histories[method] = train_and_test(
             method, net, objective, train, test, part="compositions", fit_config=part.fit, collate=default_collate,
             rundir=rundir,
         )
@@ -233,9 +163,10 @@ def _run_images(config: Config, rundir: RunDir) -> tuple[dict, dict]:
             net = dense_mlp(d_in=d_in, d_model=part.d_model, d_hidden=part.d_hidden, n_out=n_out)
         else:
             net = modular_mlp(d_in=d_in, d_model=part.d_model, d_hidden=part.d_hidden, n_modules=part.n_modules,
-                              n_out=n_out, **_router(method))
-        objective = _objective(method, net, config, len(train), None)
-        m, routed, histories[method] = _train_and_test(
+                              n_out=n_out, **router_settings(method))
+        objective = make_objective(method, net, samples=config.samples, buffer_size=config.buffer_size,
+                                   n=len(train), ll=None)
+        m, routed, histories[method] = train_and_test(
             method, net, objective, train, test, part="images", fit_config=part.fit, collate=collate_images,
             rundir=rundir,
         )

@@ -22,6 +22,7 @@ Public names:
 - ``LieEncoding``: the posterior of the compositional modules' latents.
 - ``TransformDecoder``: decodes a transform to an image: an MLP on the flattened matrix.
 - ``imn``: the IMN preset of the paper (``m = n = 5`` by default).
+- ``IMN_DECODERS``: the decoders ``imn`` builds: ``"mlp"``, ``"deconv"``.
 - ``NMN``: a Neural Module Network: an image stem and a module library run by one program per example.
 - ``PRIOR_KEY``: the batch key of cached question-prior logits ``(batch, n_answers)``.
 - ``PRIOR_MERGES``: how ``NMN`` may merge the question prior with the root module's answer.
@@ -81,6 +82,7 @@ from ._film import FiLM as FiLM
 from ._film import FiLMBlock as FiLMBlock
 from ._film import film as film
 from ._imn import IMN as IMN
+from ._imn import IMN_DECODERS as IMN_DECODERS
 from ._imn import CompositionalModule as CompositionalModule
 from ._imn import DeconvDecoder as DeconvDecoder
 from ._imn import IdClassifier as IdClassifier

@@ -21,6 +21,7 @@ from ..types import Transform
 
 __all__ = [
     "IMN",
+    "IMN_DECODERS",
     "CompositionalModule",
     "DeconvDecoder",
     "IdClassifier",
@@ -31,7 +32,7 @@ __all__ = [
 ]
 
 #: the decoders :func:`imn` can build
-DECODERS = ("mlp", "deconv")
+IMN_DECODERS = ("mlp", "deconv")
 
 
 class LieEncoding(NamedTuple):
@@ -276,8 +277,8 @@ def imn(
     for name, value in (("m", m), ("n", n), ("latent_dim", latent_dim), ("matrix_size", matrix_size)):
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"imn: {name} must be an int >= 1, got {value!r}")
-    if decoder not in DECODERS:
-        raise ConfigError(f"imn: decoder must be one of {DECODERS}, got {decoder!r}")
+    if decoder not in IMN_DECODERS:
+        raise ConfigError(f"imn: decoder must be one of {IMN_DECODERS}, got {decoder!r}")
     return IMN(
         compositional=[CompositionalModule(image_size=image_size, latent_dim=latent_dim, matrix_size=matrix_size,
                                            channels=channels) for _ in range(m)],

@@ -79,8 +79,11 @@ class Checkpointer:
         return [p for _, p in sorted(found, reverse=True)]
 
     def clear(self) -> None:
-        """Delete every checkpoint in the folder (a fresh run starting over)."""
+        """Delete every checkpoint in the folder (a fresh run starting over), and the temporary files of
+        writes that a killed process never finished."""
         for path in self.paths():
+            path.unlink(missing_ok=True)
+        for path in self.directory.glob(".step-*.tmp"):
             path.unlink(missing_ok=True)
 
     def save(self, state: dict[str, Any], step: int) -> Path:
