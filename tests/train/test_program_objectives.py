@@ -177,6 +177,28 @@ def test_k1_without_the_samples_gradient_is_generalised_em():
                     p.add_(0.05 * torch.randn_like(p))
 
 
+def test_modules_fit_only_the_buffer_when_told_while_the_samples_still_train_the_policy():
+    data = _rows(planted_data(8), torch.arange(8))
+    buffer_only = make(config=ProgramSearchConfig(buffer_size=1, samples=4, module_programs="buffer"),
+                       trainable=True, dataset_size=8)
+    em = make(config=ProgramSearchConfig.em(samples=4), trainable=True, dataset_size=8)
+    for step in range(2):
+        torch.manual_seed(20 + step)
+        a = buffer_only.loss(data)
+        torch.manual_seed(20 + step)
+        b = em.loss(data)
+        # the same incumbents, and the modules fit them alone, as EM's M-step does
+        assert torch.equal(buffer_only.buffer.tokens, em.buffer.tokens)
+        assert float(a["loss_task"].detach()) == pytest.approx(float(b["loss_task"].detach()), rel=1e-5)
+        modules = [p for p in buffer_only.library.parameters() if p.requires_grad]
+        for g_a, g_b in zip(torch.autograd.grad(a["loss_task"], modules, retain_graph=True),
+                            torch.autograd.grad(b["loss_task"], [p for p in em.library.parameters() if p.requires_grad],
+                                                retain_graph=True), strict=True):
+            assert torch.allclose(g_a, g_b, atol=1e-5)
+        # while the fresh samples' REINFORCE terms still reach the policy
+        assert float(a["loss_policy"].detach()) != pytest.approx(float(b["loss_policy"].detach()), rel=1e-3)
+
+
 def test_the_buffer_keeps_the_k_best_distinct_programs_sorted():
     data = _rows(planted_data(8), torch.arange(8))
     objective = make(config=ProgramSearchConfig(buffer_size=3, samples=6), dataset_size=8)
@@ -306,6 +328,10 @@ def test_bad_settings_and_batches_raise_typed_errors():
         ProgramSearchConfig(score="router")
     with pytest.raises(ConfigError, match="entropy must be a number >= 0"):
         ProgramSearchConfig(entropy=-1.0)
+    with pytest.raises(ConfigError, match="module_programs must be one of"):
+        ProgramSearchConfig(module_programs="best")
+    with pytest.raises(ConfigError, match="needs a buffer"):
+        ProgramSearchConfig(buffer_size=0, module_programs="buffer")
     objective = make(config=ProgramSearchConfig(buffer_size=1), dataset_size=8)
     data = _rows(planted_data(8), torch.arange(8))
     with pytest.raises(ShapeError, match="batch\\['index'\\] must have shape"):

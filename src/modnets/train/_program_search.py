@@ -15,7 +15,8 @@ minibatch:
 4. **M-step**: with A_n = A*_n (plus Ã_n when ``sample_gradient``), minimise
    ``(1/|B|) sum_n (1/|A_n|) [ sum_{a in A*_n} -(log p(y|x,a) + log p(a|x))
    + sum_{a in Ã_n} -(log p(y|x,a) + (R(a) - b) log p(a|x)) ]``:
-   the modules fit every program of A_n by maximum likelihood, the policy fits the buffer's programs by
+   the modules fit every program of A_n by maximum likelihood (``module_programs="buffer"``: those of
+   A*_n only, as EM's M-step), the policy fits the buffer's programs by
    maximum likelihood (behaviour cloning of its own best finds) and the fresh samples by REINFORCE with the
    reward R = log p(y|x,a) (or p(y|x,a)) and a moving-average baseline b; an entropy bonus
    ``-entropy * H`` (the per-step entropies summed along the samples) keeps the policy exploring.
@@ -50,10 +51,12 @@ from ._objective import Batch
 from ._program_objective import ProgramObjective
 from ._routing_objective import BASELINES, REWARDS, Baseline, make_reward
 
-__all__ = ["PROGRAM_SCORES", "ProgramSearch", "ProgramSearchConfig"]
+__all__ = ["MODULE_PROGRAMS", "PROGRAM_SCORES", "ProgramSearch", "ProgramSearchConfig"]
 
 #: What the E-step ranks programs by (``ProgramSearchConfig.score``).
 PROGRAM_SCORES = ("joint", "likelihood")
+#: The programs the modules fit (``ProgramSearchConfig.module_programs``).
+MODULE_PROGRAMS = ("all", "buffer")
 
 
 @dataclass
@@ -71,6 +74,9 @@ class ProgramSearchConfig(Config):
         baseline: ``"moving_average"``, ``"learned"`` (linear in the policy's context) or ``"none"``.
         baseline_decay: decay of the moving-average baseline.
         entropy: weight of the entropy bonus on the fresh samples (0: none).
+        module_programs: the programs the modules fit: ``"all"`` (the buffer's and, with ``sample_gradient``,
+            the fresh samples, as the note's top-K buffer) or ``"buffer"`` (the buffer's only, as EM's M-step:
+            the modules never fit the fresh samples' mostly wrong programs, which still train the policy).
     """
 
     buffer_size: int = 4
@@ -81,9 +87,15 @@ class ProgramSearchConfig(Config):
     baseline: str = "moving_average"
     baseline_decay: float = 0.9
     entropy: float = 0.0
+    module_programs: str = "all"
 
     def __post_init__(self) -> None:
         check_ints(self, "buffer_size", minimum=0)
+        if self.module_programs not in MODULE_PROGRAMS:
+            raise ConfigError(f"ProgramSearchConfig.module_programs must be one of {MODULE_PROGRAMS}, got "
+                              f"{self.module_programs!r}")
+        if self.module_programs == "buffer" and self.buffer_size == 0:
+            raise ConfigError("module_programs='buffer' needs a buffer (buffer_size >= 1)")
         check_ints(self, "samples")
         if not isinstance(self.sample_gradient, bool):
             raise ConfigError(f"ProgramSearchConfig.sample_gradient must be True or False, got "
@@ -253,8 +265,10 @@ class ProgramSearch(ProgramObjective):
         ll, gold_ll = ll[:n_searched], ll[n_searched:]
         fresh_ll = ll[: s * b]
         terms: dict[str, Tensor] = {}
-        task_rows, policy_rows, example_rows = [], [], []
+        task_rows, task_examples, policy_rows, example_rows = [], [], [], []
         per_example = torch.full((b,), float(s if cfg.sample_gradient else 0), device=device)
+        fit_samples = cfg.sample_gradient and cfg.module_programs == "all"
+        per_example_task = torch.full((b,), float(s if fit_samples else 0), device=device)
         trained_nll = -fresh_ll.mean()
         if self.buffer is not None:
             stored_lp = None
@@ -267,7 +281,9 @@ class ProgramSearch(ProgramObjective):
             entry_ll, entry_lp = cand_ll.gather(1, pick), cand_lp.gather(1, pick)  # (B, K)
             mask = ok.to(entry_ll.dtype)
             per_example = per_example + ok.sum(1)
+            per_example_task = per_example_task + ok.sum(1)
             task_rows.append((entry_ll * mask).flatten())
+            task_examples.append(arange.repeat_interleave(k))
             policy_rows.append((entry_lp * mask).flatten())
             example_rows.append(arange.repeat_interleave(k))
             terms["buffer_score"] = self.buffer.score[index, 0].mean().detach()
@@ -277,11 +293,14 @@ class ProgramSearch(ProgramObjective):
             reward = make_reward(fresh_ll, cfg.reward)
             advantage, baseline_terms = self.baseline.advantage(reward, context.detach())
             terms.update(baseline_terms)
-            task_rows.append(fresh_ll)
+            if fit_samples:
+                task_rows.append(fresh_ll)
+                task_examples.append(arange.repeat(s))
             policy_rows.append(advantage * fresh.log_prob)
             example_rows.append(arange.repeat(s))
         weight = 1.0 / (per_example.clamp_min(1)[torch.cat(example_rows)] * b)  # each example's programs: 1/|A_n|
-        terms["loss_task"] = -(torch.cat(task_rows) * weight).sum()
+        task_weight = 1.0 / (per_example_task.clamp_min(1)[torch.cat(task_examples)] * b)
+        terms["loss_task"] = -(torch.cat(task_rows) * task_weight).sum()
         terms["loss_policy"] = -(torch.cat(policy_rows) * weight).sum()
         if self.gold_key is not None:
             zero = fresh_ll.new_zeros(())
