@@ -32,6 +32,9 @@ def test_generalization_experiment_smoke(tmp_path):
     for model, m in metrics["scan/addprim_jump"].items():
         assert m["steps"]["mean"] >= 1 and m["n_held_out"]["mean"] == 16 and m["train_seconds"]["mean"] < 10, model
     assert len(metrics["compositions"]["em"]["ami_held_out"]) == 2
+    verdict = text.split("**compositions**, held-out")[1].split("\n")[0]
+    for method in metrics["compositions"]:  # the verdict judges every routed method against the dense network
+        assert exp.MODEL_LABELS[method] in verdict, method
     for phrase in ("**compositions**, held-out", "**cogent**, held-out", "**closure**, held-out", "answer prior",
                    "do unseen combinations reuse the right modules", "75.6 %", "**scan/addprim_jump**, held-out",
                    "on tiny budgets", "trained every model for 100,000 steps", "seq2seq, best: 1.2 %",

@@ -96,7 +96,7 @@ PUBLISHED: dict[str, list[tuple[str, float | None, float, str]]] = {
     "scan/addprim_jump": [("seq2seq, best", None, 0.012, "Lake & Baroni 2018 (overall-best: 0.08 %)")],
     "scan/addprim_turn_left": [("seq2seq, best", None, 0.90, "Lake & Baroni 2018, about 90 %")],
 }
-_MODULAR = {"compositions": ("em", "topk", "reinforce", "soft", "gumbel"), "vqa": ("typed_nmn", "untyped_nmn")}
+_MODULAR = {"compositions": tuple(m for m in METHODS if m != "dense"), "vqa": ("typed_nmn", "untyped_nmn")}
 _BASELINE = {"compositions": "dense", "vqa": "film"}
 
 
