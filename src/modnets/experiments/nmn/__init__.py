@@ -92,10 +92,9 @@ class Config(ConfigBase):
 
     ``seeds`` repetitions of Table 4.2 and the depth study use seeds ``seed, seed + 1, ...``; Table 4.2 and the
     SGM study run on the ``"sets"`` program family, the depth study on ``depth_programs`` (``"chains"``: every
-    level of depth is a step of reasoning);
-    The depth study trains on ``depth_n_train`` questions with ``depth_fit`` (``None``: ``n_train`` and ``fit``):
-    error can only grow with depth once the models answer the shallow questions well, which takes more
-    training than Table 4.2's comparison of regimes.
+    level of depth is a step of reasoning). The depth study trains on ``depth_n_train`` questions with
+    ``depth_fit`` (``None``: ``n_train`` and ``fit``): error can only grow with depth once the models answer
+    the shallow questions well, which takes more training than Table 4.2's comparison of regimes.
     ``film_width=None`` sizes the FiLM baseline to the typed NMN's parameter count. The SGM study trains
     ``sgm_candidates`` find units through their SGM, keeps the ``sgm_selected`` nearest the Pareto front and
     trains the answering modules around each for ``sgm_full_fit``.
@@ -193,6 +192,11 @@ class Config(ConfigBase):
     def seed_list(self) -> list[int]:
         """The seeds of the repetitions."""
         return [self.seed + i for i in range(self.seeds)]
+
+    @property
+    def depth_training(self) -> tuple[int, FitConfig]:
+        """The depth study's number of training questions and its training settings."""
+        return self.depth_n_train or self.n_train, self.depth_fit or self.fit
 
 
 def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: bool = False) -> Report:
@@ -311,8 +315,8 @@ def _depth_study(config: Config, seed: int, rundir: RunDir, pools=None) -> dict:
     """Figs 4.12-4.13 on the ``config.depth_programs`` family (or real CLEVR, ``pools``): typed and untyped NMNs
     and a FiLM of the typed NMN's size, trained end to end on depth <= ``max_train_depth`` with the same
     settings, tested to ``max_test_depth``; and the typed NMN trained on every depth (the reference curve)."""
-    config = replace(config, n_train=config.depth_n_train or config.n_train)
-    fit_config = _seeded(config.depth_fit or config.fit, seed)
+    n_train, fit_config = config.depth_training
+    config, fit_config = replace(config, n_train=n_train), _seeded(fit_config, seed)
     seen = range(2, config.max_train_depth + 1)
     every = range(2, config.max_test_depth + 1)
     train, _, test = study_data(config, seed + 1_000, config.depth_programs, seen, every, valid=False, pools=pools)
@@ -455,9 +459,8 @@ def _find_verdict(accuracies: list[float], prior_only: float) -> str:
 
 
 def _budget_text(config: Config) -> str:
-    fit_config = config.depth_fit or config.fit
-    return (f"{fit_config.epochs} epochs of {config.depth_n_train or config.n_train:,} questions, batch "
-            f"{fit_config.batch_size}, Adam {fit_config.lr:g}")
+    n_train, fit_config = config.depth_training
+    return f"{fit_config.epochs} epochs of {n_train:,} questions, batch {fit_config.batch_size}, Adam {fit_config.lr:g}"
 
 
 def _report(config: Config, metrics: dict, plan, n_train: int, n_test: int, curves: dict) -> Report:

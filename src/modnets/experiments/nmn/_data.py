@@ -81,7 +81,7 @@ def data_text(config: Config, metrics: dict) -> str:
             f"{config.max_test_depth}. Drawing the questions took {data_seconds:.1f} s per seed. Checkpoints: "
             "`checkpoints/`; TensorBoard logs: `tensorboard/`."
         )
-    depth_n = config.depth_n_train or config.n_train
+    depth_n = config.depth_training[0]
     return (
         f"Procedurally generated CLEVR-like data (`modnets.data.make_clevr_like`): {config.image_size}x"
         f"{config.image_size} renders of 2-10 objects, programs with their question text, answers balanced per "

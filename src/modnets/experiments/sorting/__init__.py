@@ -75,6 +75,7 @@ __all__ = ["REWARD_ARMS", "Config", "SeedRun", "run"]
 #: The controllers trained by reward the study can run: a reward alone (REINFORCE) or with the episode buffer.
 REWARD_ARMS = (*EPISODE_REWARDS, *(f"{reward}+buffer" for reward in EPISODE_REWARDS))
 
+
 @dataclass
 class Config(ConfigBase):
     """Settings of the ``sorting`` experiment (``Config.for_mode(quick)`` gives the two presets).
