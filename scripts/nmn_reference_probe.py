@@ -1,0 +1,51 @@
+"""Probe of the nmn depth study's reference curve: a typed NMN trained on every depth, under one lever.
+
+The full run's reference (every depth 2-20, uniform, 20,000 questions, 15 epochs, Adam 3e-3) stayed flat
+after depth 5 and failed in one seed. Each invocation trains one such model with one setting changed and
+prints its error by depth on the test questions of the full run's depth study (seed s: data seed s + 11000).
+
+    python scripts/nmn_reference_probe.py --seed 0 --lr 1e-3
+    python scripts/nmn_reference_probe.py --seed 0 --max-depth 12
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from modnets.analysis import accuracy_by
+from modnets.data import ClevrLikeConfig, collate_clevr_like, make_clevr_like
+from modnets.models import QuestionVocabulary, nmn
+from modnets.train import Classification, FitConfig, RunDir, fit, predict
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--max-depth", type=int, default=20, help="deepest training programs (tests go to 20)")
+    parser.add_argument("--n-train", type=int, default=20000)
+    parser.add_argument("--epochs", type=int, default=15)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    s = args.seed
+    train = make_clevr_like(ClevrLikeConfig(n_examples=args.n_train, depths=tuple(range(2, args.max_depth + 1)),
+                                            image_size=32, programs="chains", seed=s + 31_000))
+    test = make_clevr_like(ClevrLikeConfig(n_examples=300 * 19, depths=tuple(range(2, 21)), image_size=32,
+                                           programs="chains", seed=s + 1_000 + 10_000))
+    vocab = QuestionVocabulary.build(train.questions)
+    torch.manual_seed(s)
+    model = nmn(True, image_size=32, hidden=64, prior="logits", questions=vocab, question_hidden=64)
+    start = time.perf_counter()
+    fit(Classification(model, target="answer"), train, collate=collate_clevr_like, run=RunDir(progress=False),
+        config=FitConfig(epochs=args.epochs, batch_size=64, lr=args.lr, seed=s))
+    error = {d: round(1 - a, 3) for d, a in accuracy_by(predict(model, test, collate=collate_clevr_like)
+                                                         == test.answers, test.depths).items()}
+    print(json.dumps({**vars(args), "seconds": round(time.perf_counter() - start), "error_by_depth": error}))
+
+
+if __name__ == "__main__":
+    main()
