@@ -169,17 +169,22 @@ def test_select_must_return_one_action_per_example():
 # ----------------------------------------------------------------------------- learning
 
 
-def test_reinforce_on_lists_of_length_two_raises_the_solved_fraction():
+@pytest.mark.parametrize("buffer", [0, 32], ids=["reinforce", "priority_queue"])
+def test_training_by_reward_on_lists_of_length_two_raises_the_solved_fraction(buffer):
     torch.manual_seed(0)
     agent = reference_agent(sorting_control(hidden=16))
     config = ControlReinforceConfig(
         training=AgentTrainingConfig(batch_size=64, lr=3e-3, max_size=2, max_steps=150, log_every=5,
                                      criterion=Criterion(max_saturation=None, patience=None)),
-        entropy=0.05)
+        entropy=0.05, buffer=buffer)
     result = train_control_by_reward(agent, episodes=sorting_episodes, config=config, run=RunDir(progress=False))
     solved = [row["solved"] for row in result.history]
     start, end = sum(solved[:4]) / 4, sum(solved[-4:]) / 4
     assert start < 0.2 and end > start + 0.3, solved
+    if buffer:
+        assert result.history[-1]["buffer_size"] == buffer and result.history[-1]["buffer_nll"] >= 0
+    else:
+        assert "buffer_size" not in result.history[-1]
 
 
 def test_neural_operators_stay_fixed_and_trainable_afterwards():
@@ -219,8 +224,8 @@ def test_the_buffer_keeps_the_best_positive_episodes_ties_to_the_newer():
     assert buffer.scores == [2.0, 0.5]
     assert buffer.offer(trace, torch.tensor([0.0, 0.5, 0.0, 0.0])) == 1  # ties with the kept 0.5: newer wins
     assert buffer.scores == [2.0, 0.5]
-    [(_, actions)] = buffer.replay()
-    assert torch.equal(actions[1, : int(trace.steps[1])], trace.actions[1, : int(trace.steps[1])])
+    [replayed] = buffer.replay()
+    assert torch.equal(replayed.actions[1, : int(trace.steps[1])], trace.actions[1, : int(trace.steps[1])])
     assert buffer.offer(trace, torch.tensor([0.1, 0.0, 0.0, 0.0])) == 0  # not among the two best
 
 
@@ -230,14 +235,15 @@ def test_replaying_an_episode_gives_the_logits_the_policy_had_when_it_acted():
     _, trace = sampled_run(agent, torch.tensor([[2, 1, 3], [3, 1, 2], [1, 2, 0]]))
     buffer = EpisodeBuffer(capacity=8)
     assert buffer.offer(trace, torch.tensor([1.0, 3.0, 2.0])) == 3
-    [(reps, actions)] = buffer.replay()
-    order = [1, 2, 0]  # best first
-    assert torch.equal(actions, trace.actions[order][:, : actions.shape[1]])
-    previous = torch.cat([torch.full_like(actions[:, :1], -1), actions[:, :-1]], dim=1)
+    [replayed] = buffer.replay()
+    order, steps = [1, 2, 0], replayed.actions.shape[1]  # best first
+    assert torch.equal(replayed.actions, trace.actions[order][:, :steps])
+    assert torch.equal(replayed.steps, trace.steps[order])
+    reps = replayed.representations.map(lambda x: x[:, :steps])
+    active = replayed.active
     with torch.no_grad():
-        logits = agent.control.sequence(reps, previous, mask=actions >= 0)
-    active = actions >= 0
-    torch.testing.assert_close(logits[active], trace.logits[order][:, : actions.shape[1]][active])
+        logits = agent.control.sequence(reps, replayed.previous, mask=active)
+    torch.testing.assert_close(logits[active], trace.logits[order][:, :steps][active])
 
 
 def test_the_buffer_state_round_trips_through_a_state_dict():
@@ -252,8 +258,9 @@ def test_the_buffer_state_round_trips_through_a_state_dict():
     restored = EpisodeBuffer(capacity=3)
     restored.load_state_dict(torch.load(saved, weights_only=True))
     assert restored.scores == buffer.scores
-    [(reps, actions)], [(reps_back, actions_back)] = buffer.replay(), restored.replay()
-    assert torch.equal(actions, actions_back) and all(torch.equal(reps[k], reps_back[k]) for k in reps)
+    [kept], [back] = buffer.replay(), restored.replay()
+    assert torch.equal(kept.actions, back.actions) and torch.equal(kept.steps, back.steps)
+    assert all(torch.equal(kept.representations[k], back.representations[k]) for k in kept.representations)
 
 
 def test_the_buffer_refuses_bad_input():
@@ -281,8 +288,8 @@ def test_episodes_on_tapes_of_different_widths_replay_in_separate_batches():
     buffer.offer(narrow, torch.tensor([1.0, 1.0]))
     buffer.offer(wide, torch.tensor([1.0]))
     batches = buffer.replay()
-    assert sorted(actions.shape[0] for _, actions in batches) == [1, 2]
-    assert {reps["digits"].shape[2] for reps, _ in batches} == {2, 3}
+    assert sorted(t.actions.shape[0] for t in batches) == [1, 2]
+    assert {t.representations["digits"].shape[2] for t in batches} == {2, 3}
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -308,16 +315,3 @@ def test_the_criterion_watches_greedy_episodes_on_the_steps_own_problems():
     greedy = before.solve(recorder, reread=True)
     expected = 1.0 - float((greedy.stopped & recorder.environment.is_target()).float().mean())
     assert result.history[0]["error"] == pytest.approx(expected)
-
-
-def test_priority_queue_training_learns_lists_of_length_two():
-    torch.manual_seed(0)
-    agent = reference_agent(sorting_control(hidden=16))
-    config = ControlReinforceConfig(
-        training=AgentTrainingConfig(batch_size=64, lr=3e-3, max_size=2, max_steps=150, log_every=5,
-                                     criterion=Criterion(max_saturation=None, patience=None)),
-        entropy=0.05, buffer=32)
-    result = train_control_by_reward(agent, episodes=sorting_episodes, config=config, run=RunDir(progress=False))
-    solved = [row["solved"] for row in result.history]
-    assert sum(solved[:4]) / 4 < 0.2 and sum(solved[-4:]) / 4 > sum(solved[:4]) / 4 + 0.3, solved
-    assert result.history[-1]["buffer_size"] == 32 and result.history[-1]["buffer_nll"] >= 0

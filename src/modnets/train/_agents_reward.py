@@ -297,11 +297,11 @@ class _Learner(nn.Module):
 def _replay_loss(control: nn.Module, buffer: EpisodeBuffer, device: torch.device) -> Tensor:
     """``-(1/K) sum_k sum_t log pi(a_kt | h_kt)`` over the buffer's episodes, teacher-forced."""
     total = torch.zeros((), device=device)
-    for reps, actions in buffer.replay(device):
-        active = actions >= 0
-        previous = torch.cat([torch.full_like(actions[:, :1], -1), actions[:, :-1]], dim=1)
-        logits = control.sequence(reps, previous, mask=active)  # (n, T, A)
-        total = total + F.cross_entropy(logits[active], actions[active], reduction="sum")
+    for trace in buffer.replay(device):
+        steps, active = trace.actions.shape[1], trace.active
+        reps = trace.representations.map(lambda x, steps=steps: x[:, :steps])  # R(0) ... R(T-1)
+        logits = control.sequence(reps, trace.previous, mask=active)  # (n, T, A)
+        total = total + F.cross_entropy(logits[active], trace.actions[active], reduction="sum")
     return total / len(buffer)
 
 

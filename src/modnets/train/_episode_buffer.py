@@ -7,10 +7,10 @@ highest-return episodes found so far, across problems, and adds their log-likeli
 policy to the REINFORCE loss: the controller learns to repeat the action sequences that solved problems,
 as it would from expert traces, but from its own successes.
 
-An episode is stored as the representations the controller read, R(0) ... R(T-1), and the T actions it
-took; replaying it is teacher forcing (:meth:`~modnets.agents.ControlModule.sequence`). Only episodes with a
-positive return enter; ties in the return go to the newer episode, so the buffer follows the curriculum to
-longer problems.
+An episode is stored as its representations R(0) ... R(T) and the T actions taken; the buffer replays its
+episodes as :class:`~modnets.agents.Trace` batches, for teacher forcing
+(:meth:`~modnets.agents.ControlModule.sequence`). Only episodes with a positive return enter; ties in the
+return go to the newer episode, so the buffer follows the curriculum to longer problems.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class _Episode:
     score: float
     order: int
     actions: Tensor  # (T,) long
-    fields: dict[str, Tensor]  # name -> (T, ...) R(0) ... R(T-1)
+    fields: dict[str, Tensor]  # name -> (T + 1, ...) R(0) ... R(T)
 
 
 class EpisodeBuffer(nn.Module):
@@ -53,9 +53,9 @@ class EpisodeBuffer(nn.Module):
         >>> buffer = EpisodeBuffer(capacity=4)
         >>> buffer.offer(trace, torch.tensor([1.0, 0.0]))  # the second earned nothing
         1
-        >>> [(reps, actions)] = buffer.replay()  # one batch: every R(t) has one shape here
-        >>> actions, reps["x"].squeeze(-1)
-        (tensor([[0, 1]]), tensor([[0., 1.]]))
+        >>> [replayed] = buffer.replay()  # one batch: every R(t) has one shape here
+        >>> replayed.actions, replayed.representations["x"].squeeze(-1)
+        (tensor([[0, 1]]), tensor([[0., 1., 2.]]))
     """
 
     def __init__(self, capacity: int) -> None:
@@ -97,7 +97,7 @@ class EpisodeBuffer(nn.Module):
         fresh = []
         for i in (returns > 0).nonzero().squeeze(1).tolist():
             t = int(trace.steps[i])
-            fields = {k: v[i, :t].detach().cpu().clone() for k, v in trace.representations.items()}
+            fields = {k: v[i, : t + 1].detach().cpu().clone() for k, v in trace.representations.items()}
             fresh.append(_Episode(float(returns[i]), self._offered, trace.actions[i, :t].detach().cpu().clone(),
                                   fields))
             self._offered += 1
@@ -105,13 +105,13 @@ class EpisodeBuffer(nn.Module):
         self._episodes = self._episodes[: self.capacity]
         return sum(e.order >= self._offered - len(fresh) for e in self._episodes)
 
-    def replay(self, device: torch.device | str = "cpu") -> list[tuple[Representation, Tensor]]:
-        """The kept episodes as padded batches for teacher forcing, one batch per shape of R(t) (episodes of
+    def replay(self, device: torch.device | str = "cpu") -> list[Trace]:
+        """The kept episodes as padded traces for teacher forcing, one per shape of R(t) (episodes of
         different problem sizes, e.g. tapes of different widths, cannot share one), best episode first.
 
         Returns:
-            ``(reps, actions)`` per batch: the representations, fields ``(n, T_max, ...)`` (an episode's last one
-            repeated after its end), and the actions ``(n, T_max)`` long, ``-1`` after an episode's end.
+            traces with ``actions`` ``(n, T_max)`` (``-1`` after an episode's end), ``steps``, ``stopped`` (all
+            true), and ``representations`` ``(n, T_max + 1, ...)`` (an episode's last one repeated after its end).
 
         Raises:
             ConfigError: the buffer is empty.
@@ -137,15 +137,17 @@ class EpisodeBuffer(nn.Module):
         return f"capacity={self.capacity}, kept={len(self)}"
 
 
-def _batch(episodes: list[_Episode], device: torch.device | str) -> tuple[Representation, Tensor]:
-    """Episodes whose R(t) share their shapes as one batch, padded to the longest."""
-    longest = max(len(e.actions) for e in episodes)
+def _batch(episodes: list[_Episode], device: torch.device | str) -> Trace:
+    """Episodes whose R(t) share their shapes as one trace, padded to the longest."""
+    steps = torch.tensor([len(e.actions) for e in episodes])
+    longest = int(steps.max())
     actions = torch.full((len(episodes), longest), -1, dtype=torch.long)
     for i, e in enumerate(episodes):
         actions[i, : len(e.actions)] = e.actions
 
-    def padded(v: Tensor) -> Tensor:
-        return torch.cat([v, v[-1:].expand(longest - len(v), *v.shape[1:])]) if len(v) < longest else v
+    def padded(v: Tensor) -> Tensor:  # (T + 1, ...) -> (longest + 1, ...)
+        return torch.cat([v, v[-1:].expand(longest + 1 - len(v), *v.shape[1:])])
 
-    fields = {k: torch.stack([padded(e.fields[k]) for e in episodes]) for k in episodes[0].fields}
-    return Representation(fields).to(device), actions.to(device)
+    reps = Representation({k: torch.stack([padded(e.fields[k]) for e in episodes]) for k in episodes[0].fields})
+    return Trace(actions=actions, steps=steps, stopped=torch.ones(len(episodes), dtype=torch.bool),
+                 final=reps.map(lambda v: v[:, -1]), representations=reps).to(device)
