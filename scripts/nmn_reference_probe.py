@@ -6,6 +6,7 @@ prints its error by depth on the test questions of the full run's depth study (s
 
     python scripts/nmn_reference_probe.py --seed 0 --lr 1e-3
     python scripts/nmn_reference_probe.py --seed 0 --max-depth 12
+    python scripts/nmn_reference_probe.py --seed 0 --decay 0.85   # depth d drawn with weight 0.85 ** (d - 2)
 """
 
 from __future__ import annotations
@@ -27,12 +28,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--max-depth", type=int, default=20, help="deepest training programs (tests go to 20)")
+    parser.add_argument("--decay", type=float, default=1.0, help="training depth d has weight decay ** (d - 2)")
     parser.add_argument("--n-train", type=int, default=20000)
     parser.add_argument("--epochs", type=int, default=15)
     args = parser.parse_args()
     torch.set_num_threads(1)
     s = args.seed
-    train = make_clevr_like(ClevrLikeConfig(n_examples=args.n_train, depths=tuple(range(2, args.max_depth + 1)),
+    depths = tuple(range(2, args.max_depth + 1))
+    weights = None if args.decay == 1.0 else tuple(args.decay ** (d - 2) for d in depths)
+    train = make_clevr_like(ClevrLikeConfig(n_examples=args.n_train, depths=depths, depth_weights=weights,
                                             image_size=32, programs="chains", seed=s + 31_000))
     test = make_clevr_like(ClevrLikeConfig(n_examples=300 * 19, depths=tuple(range(2, 21)), image_size=32,
                                            programs="chains", seed=s + 1_000 + 10_000))

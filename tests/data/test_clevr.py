@@ -333,12 +333,28 @@ def test_scene_validation():
         ("balanced", "yes"),
         ("seed", -1),
         ("questions_per_scene", 0),
+        ("depth_weights", (1.0, 2.0)),
+        ("depth_weights", (1.0, 0.0, 1.0, 1.0)),
+        ("depth_weights", "1234"),
     ],
 )
 def test_bad_config_names_the_field(field, value):
     with pytest.raises(ConfigError, match=field) as info:
         ClevrLikeConfig(**{field: value})
     assert repr(value) in str(info.value)
+
+
+def test_depth_weights_set_the_share_of_each_depth():
+    data = make_clevr_like(ClevrLikeConfig(n_examples=600, depths=(2, 6), depth_weights=(3, 1), image_size=16,
+                                           programs="chains", seed=4))
+    share = (data.depths == 2).float().mean().item()
+    assert 0.68 < share < 0.82  # 0.75 expected; 600 draws give a standard error of 0.018
+    uniform = make_clevr_like(ClevrLikeConfig(n_examples=600, depths=(2, 6), image_size=16, programs="chains",
+                                              seed=4))
+    assert 0.42 < (uniform.depths == 2).float().mean().item() < 0.58
+    again = ClevrLikeConfig.from_dict(json.loads(json.dumps(ClevrLikeConfig(depths=(2, 3), depth_weights=(1, 2))
+                                                           .to_dict())))
+    assert again.depth_weights == (1.0, 2.0)
 
 
 def test_config_round_trip_and_min_max():

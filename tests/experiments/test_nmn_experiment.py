@@ -57,7 +57,7 @@ def test_nmn_experiment_smoke(tmp_path):
     assert abs(params["film"] - params["typed"]) < 0.1 * params["typed"], params
     assert set(metrics["error_by_depth"]) == {"typed", "untyped", "film", "typed_all_depths"}
     assert set(metrics["error_by_depth"]["film"]) == {str(d) for d in range(2, 8)}
-    assert "Trained on every depth (2-7)" in text
+    assert "Trained on every depth (2-7, drawn depth d with weight 0.85^(d - 2)" in text
     assert sum(metrics["answer_module_share"].values()) == pytest.approx(1.0)
     assert set(metrics["easy_vqa_accuracy"]) == {"end_to_end", "modular_typed"}
     # two epochs on 600 real easy-vqa questions: the NMN trained end to end beats the majority answer (measured
@@ -75,6 +75,14 @@ def test_nmn_experiment_smoke(tmp_path):
 def test_nmn_config_refuses_more_selected_than_candidates():
     with pytest.raises(ConfigError, match="sgm_selected"):
         get_experiment("nmn").Config(sgm_candidates=4, sgm_selected=5)
+
+
+def test_the_reference_draws_deep_programs_less_often():
+    config = get_experiment("nmn").Config(max_test_depth=5, reference_depth_decay=0.5)
+    assert config.reference_weights == (1.0, 0.5, 0.25, 0.125)
+    assert get_experiment("nmn").Config(reference_depth_decay=1).reference_weights is None
+    with pytest.raises(ConfigError, match="reference_depth_decay"):
+        get_experiment("nmn").Config(reference_depth_decay=0)
 
 
 def _clevr_writer():

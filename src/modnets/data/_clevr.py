@@ -41,7 +41,10 @@ class ClevrLikeConfig(Config):
 
     Attributes:
         n_examples: number of (image, program, answer) examples.
-        depths: allowed program depths (root included, each >= 2), drawn uniformly per example.
+        depths: allowed program depths (root included, each >= 2), drawn per example uniformly or, with
+            ``depth_weights``, in proportion to them.
+        depth_weights: ``None`` (uniform) or one relative frequency > 0 per entry of ``depths``, e.g. falling
+            with depth as in CLEVR, where deep programs are rarer.
         image_size: image side in pixels (>= 16).
         min_objects: fewest objects in a scene (1..10).
         max_objects: most objects in a scene (min_objects..10).
@@ -63,6 +66,7 @@ class ClevrLikeConfig(Config):
 
     n_examples: int = 1000
     depths: tuple[int, ...] = (2, 3, 4, 5)
+    depth_weights: tuple[float, ...] | None = None
     image_size: int = 48
     min_objects: int = 2
     max_objects: int = 10
@@ -89,6 +93,14 @@ class ClevrLikeConfig(Config):
                 "depths", "a non-empty tuple of integers >= 2 (the root counts: exist(find[red]) is 2)"
             )
         self.depths = tuple(int(d) for d in self.depths)
+        if self.depth_weights is not None:
+            weights = self.depth_weights
+            if (isinstance(weights, str | bytes) or not isinstance(weights, Sequence | np.ndarray)
+                    or len(weights) != len(self.depths)
+                    or not all(isinstance(w, int | float | np.number) and not isinstance(w, bool)
+                               and math.isfinite(w) and w > 0 for w in weights)):
+                raise fail("depth_weights", f"None or {len(self.depths)} finite numbers > 0, one per depth")
+            self.depth_weights = tuple(float(w) for w in weights)
         if not is_int(self.image_size) or self.image_size < 16:
             raise fail("image_size", "an integer >= 16 (e.g. 32, 48, 64)")
         if not is_int(self.min_objects) or not 1 <= self.min_objects <= 10:
@@ -259,7 +271,8 @@ def _plan(rng: np.random.Generator, config: ClevrLikeConfig) -> list[_Slot]:
     """
     n = config.n_examples
     roots = PROGRAM_FAMILIES[config.programs]
-    depths = rng.choice(np.asarray(config.depths), size=n).tolist()
+    weights = None if config.depth_weights is None else np.asarray(config.depth_weights) / sum(config.depth_weights)
+    depths = rng.choice(np.asarray(config.depths), size=n, p=weights).tolist()
 
     def spread(count: int, k: int) -> list[int]:  # count draws of 0..k-1
         if not config.balanced:
@@ -355,8 +368,9 @@ def _ask(
 def make_clevr_like(config: ClevrLikeConfig) -> ClevrLikeDataset:
     """Generate a CLEVR-like data set: random scenes, rendered images, random programs, their answers.
 
-    Each example's depth is drawn uniformly from ``config.depths`` and its root module uniformly from the
-    program family's (``config.programs``, see :data:`PROGRAM_FAMILIES`); a scene serves up to
+    Each example's depth is drawn from ``config.depths`` (uniformly, or by ``config.depth_weights``) and its
+    root module uniformly from the program family's (``config.programs``, see :data:`PROGRAM_FAMILIES`); a
+    scene serves up to
     ``config.questions_per_scene`` consecutive examples. With ``balanced=True``, the root modules and
     their arguments are split exactly evenly, the answers of each yes / no root (``exist``, ``equal``,
     ``compare``) are exactly half yes and half no, and within each (root module, argument, depth) group
