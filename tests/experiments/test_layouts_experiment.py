@@ -9,8 +9,9 @@ from modnets.train import FitConfig, ProgramSearchConfig
 
 def tiny(exp, **overrides):
     fit = FitConfig(epochs=1, batch_size=16)
-    settings = dict(quick=True, image_size=16, depths=(2, 3), n_train=48, n_test=24, hidden=8, stem_channels=(8,),
-                    policy_hidden=16, gold_fraction=0.25, search=ProgramSearchConfig(buffer_size=1, samples=2),
+    settings = dict(quick=True, seeds=1, libraries=("typed",), image_size=16, depths=(2, 3), n_train=48, n_test=24,
+                    hidden=8, stem_channels=(8,), policy_hidden=16, gold_fraction=0.25,
+                    search=ProgramSearchConfig(buffer_size=1, samples=2),
                     fit_gold=fit, fit_clone=fit, fit_search=fit)
     return exp.Config(**{**settings, **overrides})
 
@@ -21,19 +22,42 @@ def test_layouts_experiment_smoke(tmp_path):
     report = exp.run(tiny(exp), tmp_path / "run", progress=False)
     text = report.write(tmp_path / "run").read_text()
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    arms = metrics["arms"]
-    assert set(arms) == {"gold", "answers", "cloned"}
-    for arm in arms.values():
+    assert metrics["seeds"] == [0]
+    seed = metrics["per_seed"][0]
+    arms = seed["libraries"]["typed"]
+    assert set(seed["libraries"]) == {"typed"} and set(arms) == {"gold", "answers", "cloned"}
+    for name, arm in arms.items():
         for key in ("accuracy", "exact_match", "execution_equivalent", "entropy", "ms_per_step"):
             assert isinstance(arm[key], float) and arm[key] >= 0, key
-        assert 0 <= arm["exact_match"] <= arm["execution_equivalent"] <= 1 or arm["exact_match"] <= 1
+        assert 0 <= arm["exact_match"] <= 1 and 0 <= arm["execution_equivalent"] <= 1
+        assert set(arm["accuracy_by_depth"]) <= {"2", "3"}
+        assert metrics["accuracy"]["typed"][name]["values"] == [arm["accuracy"]]
     assert arms["gold"]["exact_match"] == 1.0 and arms["answers"]["steps"] == 3  # 48 questions, batches of 16
-    assert arms["cloned"]["clone"]["steps"] == 1 and metrics["n_gold"] == 12
-    assert metrics["max_size"] == metrics["gold_max_size"] >= 2
+    assert arms["cloned"]["clone"]["steps"] == 1 and seed["n_gold"] == 12
+    assert seed["max_size"] == seed["gold_max_size"] >= 2
     assert metrics["config"]["search"]["buffer_size"] == 1
+    if arms["gold"]["accuracy"] > 0:
+        assert metrics["share_of_gold"]["typed"]["cloned"]["mean"] == pytest.approx(
+            arms["cloned"]["accuracy"] / arms["gold"]["accuracy"])
+    assert (tmp_path / "run" / "accuracy_by_depth.png").stat().st_size > 1000
     for words in ("gold programs", "learned from answers alone", "cloned from gold", "exact match",
-                  "execution-equivalent", "H(A|X)", "Against the papers"):
+                  "execution-equivalent", "H(A|X)", "Against the papers", "share of gold", "Accuracy by program depth"):
         assert words in text
+
+
+def test_typed_and_untyped_libraries_over_two_seeds(tmp_path):
+    exp = get_experiment("layouts")
+    cloned = ProgramSearchConfig.em(samples=2, score="joint")
+    report = exp.run(tiny(exp, seeds=2, libraries=("typed", "untyped"), cloned_search=cloned), tmp_path,
+                     progress=False)
+    text = report.write(tmp_path).read_text()
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["seeds"] == [0, 1] and [s["seed"] for s in metrics["per_seed"]] == [0, 1]
+    for lib in ("typed", "untyped"):
+        for arm in ("gold", "answers", "cloned"):
+            assert metrics["accuracy"][lib][arm]["n"] == 2
+    assert "Typed vs untyped modules" in text and "generalised EM (joint score)" in text
+    assert metrics["config"]["cloned_search"]["buffer_size"] == 1
 
 
 def test_a_program_the_oracle_cannot_answer_counts_as_not_equivalent():
@@ -54,6 +78,9 @@ def test_a_program_the_oracle_cannot_answer_counts_as_not_equivalent():
         ({"depths": (1,)}, "depths must be"),
         ({"image_size": 20, "stem_channels": (8, 8, 8)}, "image_size must be"),
         ({"max_size": 0}, "max_size must be an int >= 1"),
+        ({"libraries": ("typed", "typed")}, "libraries must be"),
+        ({"libraries": ("film",)}, "libraries must be"),
+        ({"seeds": 0}, "seeds must be"),
     ],
 )
 def test_bad_settings_are_refused(overrides, message):

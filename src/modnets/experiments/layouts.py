@@ -14,7 +14,9 @@ A typed NMN answers generated CLEVR-like questions three ways, with the same mod
 On held-out questions the report gives the answer accuracy, how often the predicted program is the gold one
 (exact match) and how often it gives the gold answer when run by the symbolic oracle on the scene
 (execution-equivalent: :func:`modnets.data.execute`), the policy's entropy H(A|X) over whole programs and
-the training time per step.
+the training time per step, and the accuracy by program depth; each arm runs with the typed modules and,
+when ``libraries`` lists it, the untyped ones (the thesis's claim that types help composition), over
+``seeds`` seeds, reported as mean and spread.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .._checks import check_ints
 from .._config import Config as ConfigBase
-from ..analysis import majority_baseline
+from ..analysis import Spread, accuracy_by, majority_baseline, plot_error_curves, spread, spread_by
 from ..compose import ProgramPolicy, ProgramSpace
 from ..data import ANSWERS, ClevrLikeConfig, ClevrLikeDataset, execute, make_clevr_like
 from ..data import collate_clevr_like as collate
@@ -48,7 +50,7 @@ from ..train import (
     fit,
     predict,
 )
-from ..types import Probs
+from ..types import Logits, Probs
 from ._report import Report, markdown_table, percent
 
 __all__ = ["Config", "run"]
@@ -56,8 +58,14 @@ __all__ = ["Config", "run"]
 ARMS = ("gold", "answers", "cloned")
 LABELS = {"gold": "gold programs (given)", "answers": "learned from answers alone",
           "cloned": "cloned from gold, then answers"}
+#: The module libraries: neural data types (sigmoid masks, probabilities) or the original untyped interfaces.
+LIBRARIES = ("typed", "untyped")
 #: The modules of the default (``sets``) program family.
 MODULES = ("find", "relate", "and", "or", "exist", "count", "describe")
+#: The share of the gold-program accuracy the cloned arm is meant to reach.
+TARGET_SHARE = 0.9
+#: Measures of each arm on the test questions.
+MEASURES = ("accuracy", "exact_match", "execution_equivalent", "entropy")
 
 
 @dataclass
@@ -65,6 +73,9 @@ class Config(ConfigBase):
     """Settings of the ``layouts`` experiment (``Config.for_mode(quick)`` gives the two presets).
 
     Attributes:
+        seed: the first seed; seeds: repetitions with seeds ``seed, seed + 1, ...`` (each its own data and
+            weights).
+        libraries: the module libraries each arm runs with, from :data:`LIBRARIES`.
         depths: program depths of the generated questions.
         n_train: training questions; n_test: held-out questions, on other scenes.
         gold_fraction: the share of training questions whose gold program the cloned arm learns from.
@@ -72,13 +83,16 @@ class Config(ConfigBase):
         hidden: width of the NMN modules; stem_channels: the image stem's stages.
         policy_hidden: width of the question encoder and of the policy's GRU.
         max_size: most calls in a program the policy may write; ``None``: the largest gold program's.
-        search: the program search of both learned arms (buffer size, samples, entropy bonus ...).
+        search: the program search of the answers-alone arm, and of the cloned arm unless ``cloned_search``.
+        cloned_search: the cloned arm's search (``None``: ``search``).
         fit_gold: training of the gold-program NMN; fit_search: the program search (both learned arms);
         fit_clone: the cloning stage of the cloned arm (on its share of the training questions).
     """
 
     quick: bool = False
     seed: int = 0
+    seeds: int = 3
+    libraries: tuple[str, ...] = LIBRARIES
     image_size: int = 32
     depths: tuple[int, ...] = (2, 3, 4)
     n_train: int = 10000
@@ -91,12 +105,17 @@ class Config(ConfigBase):
     max_size: int | None = None
     search: ProgramSearchConfig = field(
         default_factory=lambda: ProgramSearchConfig(buffer_size=2, samples=4, score="likelihood", entropy=0.01))
+    cloned_search: ProgramSearchConfig | None = None
     fit_gold: FitConfig = field(default_factory=lambda: FitConfig(epochs=20, batch_size=64, lr=2e-3))
     fit_clone: FitConfig = field(default_factory=lambda: FitConfig(epochs=40, batch_size=32, lr=2e-3))
     fit_search: FitConfig = field(default_factory=lambda: FitConfig(epochs=20, batch_size=64, lr=2e-3))
 
     def __post_init__(self) -> None:
-        check_ints(self, "n_train", "n_test", "hidden", "policy_hidden")
+        check_ints(self, "seeds", "n_train", "n_test", "hidden", "policy_hidden")
+        self.libraries = tuple(self.libraries)
+        if not self.libraries or len(set(self.libraries)) < len(self.libraries) or not set(self.libraries) <= set(
+                LIBRARIES):
+            raise ConfigError(f"Config.libraries must be distinct names from {LIBRARIES}, got {self.libraries!r}")
         self.depths = tuple(self.depths)
         if not self.depths or not all(isinstance(d, int) and d >= 2 for d in self.depths):
             raise ConfigError(f"Config.depths must be a non-empty tuple of ints >= 2, got {self.depths!r}")
@@ -111,12 +130,14 @@ class Config(ConfigBase):
             raise ConfigError(f"Config.gold_fraction must be in (0, 1], got {self.gold_fraction!r}")
         if self.max_size is not None:
             check_ints(self, "max_size")
+        if isinstance(self.cloned_search, dict):
+            self.cloned_search = ProgramSearchConfig.from_dict(self.cloned_search)
 
     @classmethod
     def for_mode(cls, quick: bool, seed: int = 0) -> Config:
         if quick:
             return cls(
-                quick=True, seed=seed, n_train=3000, n_test=500,
+                quick=True, seed=seed, seeds=1, libraries=("typed",), n_train=3000, n_test=500,
                 fit_gold=FitConfig(epochs=15, batch_size=64, lr=3e-3, seed=seed),
                 fit_clone=FitConfig(epochs=30, batch_size=32, lr=3e-3, seed=seed),
                 fit_search=FitConfig(epochs=15, batch_size=64, lr=3e-3, seed=seed),
@@ -125,61 +146,107 @@ class Config(ConfigBase):
                    fit_clone=FitConfig(epochs=40, batch_size=32, lr=2e-3, seed=seed),
                    fit_search=FitConfig(epochs=20, batch_size=64, lr=2e-3, seed=seed))
 
+    @property
+    def seed_list(self) -> list[int]:
+        """The seeds of the repetitions."""
+        return [self.seed + i for i in range(self.seeds)]
+
 
 def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: bool = False) -> Report:
-    """Train the three arms and evaluate them on held-out questions; return the report (checkpoints go into
-    ``out_dir``; ``resume=True`` continues from them)."""
+    """Train the three arms per library and seed, evaluate them on held-out questions; return the report
+    (checkpoints and ``accuracy_by_depth.png`` go into ``out_dir``; ``resume=True`` continues from them)."""
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    rundir = RunDir(out, resume=resume, progress=progress)
+    per_seed = [_run_seed(config, seed, rundir.sub(f"seed{seed}")) for seed in config.seed_list]
+    metrics: dict = {"seeds": config.seed_list, "per_seed": per_seed,
+                     **{measure: {lib: {arm: spread([s["libraries"][lib][arm][measure] for s in per_seed]).to_dict()
+                                        for arm in ARMS} for lib in config.libraries} for measure in MEASURES},
+                     "share_of_gold": {lib: {arm: spread([_share(s["libraries"][lib], arm) for s in per_seed])
+                                             .to_dict() for arm in ARMS} for lib in config.libraries},
+                     "clone_after": {lib: {measure: spread([s["libraries"][lib]["cloned"]["clone"]["after"][measure]
+                                                            for s in per_seed]).to_dict() for measure in MEASURES}
+                                     for lib in config.libraries},
+                     "accuracy_majority_answer": spread([s["accuracy_majority_answer"] for s in per_seed]).to_dict()}
+    curves = {f"{lib}, {LABELS[arm]}": spread_by([s["libraries"][lib][arm]["accuracy_by_depth"] for s in per_seed])
+              for lib in config.libraries for arm in ARMS}
+    plot_error_curves(curves, out / "accuracy_by_depth.png", title="error by program depth (held-out questions)")
+    metrics["accuracy_by_depth"] = {label: {d: c.to_dict() for d, c in curve.items()}
+                                    for label, curve in curves.items()}
+    metrics["total_seconds"] = time.perf_counter() - t0
+    return _report(config, metrics)
+
+
+def _share(arms: dict, arm: str) -> float:
+    """An arm's accuracy as a share of the gold-program arm's (NaN when that is 0)."""
+    gold = arms["gold"]["accuracy"]
+    return arms[arm]["accuracy"] / gold if gold > 0 else math.nan
+
+
+def _run_seed(config: Config, seed: int, rundir: RunDir) -> dict:
+    """Every library's three arms on one seed's data."""
     t0 = time.perf_counter()
     data = {split: make_clevr_like(ClevrLikeConfig(n_examples=n, depths=config.depths, image_size=config.image_size,
-                                                   seed=config.seed * 100 + offset))
+                                                   seed=seed * 100 + offset))
             for split, n, offset in (("train", config.n_train, 1), ("test", config.n_test, 2))}
     train, test = data["train"], data["test"]
     gold_size = max(p.size for p in (*train.programs, *test.programs))
-    max_size = config.max_size or gold_size
-    metrics: dict = {"data_seconds": time.perf_counter() - t0, "max_size": max_size,
-                     "gold_max_size": gold_size, "arms": {}}
-    vocabulary = QuestionVocabulary.build(train.questions)
-    rundir = RunDir(out_dir, resume=resume, progress=progress)
-
-    # (a) gold programs: only the modules learn
-    torch.manual_seed(config.seed)
-    model = _nmn(config)
-    result = fit(Classification(model, target="answer"), train, config=config.fit_gold, collate=collate, run=rundir,
-                 name="gold")
-    correct = predict(Classification(model, target="answer"), test, collate=collate) == test.answers
-    metrics["arms"]["gold"] = {"accuracy": float(correct.float().mean()), "exact_match": 1.0,
-                               "execution_equivalent": 1.0, "entropy": 0.0, **_cost(result)}
-
-    # (b) from answers alone, and (c) cloned from a fraction of the gold programs, then answers
     n_gold = max(1, round(config.gold_fraction * len(train)))
-    metrics["n_gold"] = n_gold
+    kinds = [p.key if p.name == "describe" else p.name for p in train.programs]
+    test_kinds = [p.key if p.name == "describe" else p.name for p in test.programs]
+    measured = {"seed": seed, "data_seconds": time.perf_counter() - t0, "max_size": config.max_size or gold_size,
+                "gold_max_size": gold_size, "n_gold": n_gold, "n_train": len(train), "n_test": len(test),
+                "accuracy_majority_answer": float(majority_baseline(train.answers, kinds, test.answers,
+                                                                    test_kinds).float().mean())}
+    given = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n_gold]
+    measured["libraries"] = {lib: _arms(config, lib == "typed", seed, train, test, given, measured["max_size"],
+                                        rundir.sub(lib))
+                             for lib in config.libraries}
+    return measured
+
+
+def _arms(config: Config, typed: bool, seed: int, train: ClevrLikeDataset, test: ClevrLikeDataset,
+          given: torch.Tensor, max_size: int, rundir: RunDir) -> dict:
+    """The three arms with one library: (a) gold programs, (b) from answers alone, (c) cloned from the gold
+    programs of the ``given`` training questions, then answers."""
+    arms = {}
+    torch.manual_seed(seed)
+    model = _nmn(config, typed)
+    result = fit(Classification(model, target="answer"), train, config=_seeded(config.fit_gold, seed),
+                 collate=collate, run=rundir, name="gold")
+    correct = predict(Classification(model, target="answer"), test, collate=collate) == test.answers
+    arms["gold"] = {"accuracy": float(correct.float().mean()), "exact_match": 1.0, "execution_equivalent": 1.0,
+                    "entropy": 0.0, "accuracy_by_depth": accuracy_by(correct, test.depths), **_cost(result)}
+    vocabulary = QuestionVocabulary.build(train.questions)
     for arm in ("answers", "cloned"):
-        torch.manual_seed(config.seed + 1)
-        model = _nmn(config)
-        space = ProgramSpace.of(model.library, output=Probs(len(ANSWERS)), max_size=max_size,
-                                max_depth=max(config.depths), modules=MODULES)
+        torch.manual_seed(seed + 1)
+        model = _nmn(config, typed)
+        output = Probs(len(ANSWERS)) if typed else Logits(len(ANSWERS))
+        space = ProgramSpace.of(model.library, output=output, max_size=max_size, max_depth=max(config.depths),
+                                modules=MODULES)
         encoder = QuestionEncoder(vocabulary, embed=max(1, config.policy_hidden // 2), hidden=config.policy_hidden)
         policy = ProgramPolicy(space=space, d_context=config.policy_hidden, hidden=config.policy_hidden)
         parts = {"policy": policy, "library": model.library, "encoder": encoder,
                  "library_context": {"features": ("image", model.stem)}}
-        clone, searched, gold_key = None, train, None
+        clone, searched, gold_key, settings = None, train, None, config.search
         if arm == "cloned":
-            given = torch.randperm(len(train), generator=torch.Generator().manual_seed(config.seed))[:n_gold]
             cloning = ProgramCloning(**parts)
-            clone = {**_cost(fit(cloning, train.subset(given), config=config.fit_clone, collate=collate, run=rundir,
-                                 name="cloned-clone")), "after": _evaluate(cloning, test)}
+            clone = {**_cost(fit(cloning, train.subset(given), config=_seeded(config.fit_clone, seed),
+                                 collate=collate, run=rundir, name="cloned-clone")), "after": _evaluate(cloning, test)}
             if config.keep_gold:
                 searched, gold_key = _SomeGold(train, given.tolist()), "program"
-        search = ProgramSearch(**parts, dataset_size=len(train), config=config.search, gold_key=gold_key)
-        result = fit(search, searched, config=config.fit_search, collate=collate, run=rundir, name=f"{arm}-search")
-        metrics["arms"][arm] = {**_evaluate(search, test), **_cost(result)}
+            settings = config.cloned_search or config.search
+        search = ProgramSearch(**parts, dataset_size=len(train), config=settings, gold_key=gold_key)
+        result = fit(search, searched, config=_seeded(config.fit_search, seed), collate=collate, run=rundir,
+                     name=f"{arm}-search")
+        arms[arm] = {**_evaluate(search, test), **_cost(result)}
         if clone is not None:
-            metrics["arms"][arm]["clone"] = clone
-    kinds = [p.key if p.name == "describe" else p.name for p in train.programs]
-    test_kinds = [p.key if p.name == "describe" else p.name for p in test.programs]
-    metrics["accuracy_majority_answer"] = float(majority_baseline(train.answers, kinds, test.answers,
-                                                                  test_kinds).float().mean())
-    return _report(config, metrics, len(train), len(test))
+            arms[arm]["clone"] = clone
+    return arms
+
+
+def _seeded(fit_config: FitConfig, seed: int) -> FitConfig:
+    return FitConfig(**{**fit_config.to_dict(), "seed": seed})
 
 
 class _SomeGold(Dataset):
@@ -196,8 +263,8 @@ class _SomeGold(Dataset):
         return item if i in self.given else {**item, "program": None}
 
 
-def _nmn(config: Config):
-    return nmn(True, image_size=config.image_size, channels=config.stem_channels, hidden=config.hidden,
+def _nmn(config: Config, typed: bool):
+    return nmn(typed, image_size=config.image_size, channels=config.stem_channels, hidden=config.hidden,
                library=functools.partial(nmn_library, reasoning=()))
 
 
@@ -208,17 +275,18 @@ def _cost(result: FitResult) -> dict:
 
 @torch.no_grad()
 def _evaluate(objective: ProgramObjective, test: ClevrLikeDataset) -> dict:
-    """Answer accuracy of the greedy programs, their exact match and execution equivalence with the gold
-    programs, and the policy's entropy over whole programs (from one sampled program per question)."""
+    """Answer accuracy of the greedy programs (overall and by depth), their exact match and execution
+    equivalence with the gold programs, and the policy's entropy over whole programs (from one sampled
+    program per question)."""
     was_training = objective.training
     objective.eval()
-    correct = exact = equivalent = 0
+    correct, exact, equivalent = [], 0, 0
     entropy = 0.0
     try:
         for batch in DataLoader(test, batch_size=256, shuffle=False, collate_fn=collate):
             programs = objective.programs(batch, mode="greedy").programs
             answers = objective.predict(batch)
-            correct += int((answers == batch["answer"]).sum())
+            correct.append(answers == batch["answer"])
             entropy += float(objective.programs(batch, mode="sample").sequence_entropy().sum())
             for program, gold, index, answer in zip(programs, batch["program"], batch["index"].tolist(),
                                                     batch["answer"].tolist(), strict=True):
@@ -227,8 +295,9 @@ def _evaluate(objective: ProgramObjective, test: ClevrLikeDataset) -> dict:
     finally:
         objective.train(was_training)
     n = len(test)
-    return {"accuracy": correct / n, "exact_match": exact / n, "execution_equivalent": equivalent / n,
-            "entropy": entropy / n}
+    correct = torch.cat(correct)
+    return {"accuracy": float(correct.float().mean()), "exact_match": exact / n, "execution_equivalent": equivalent / n,
+            "entropy": entropy / n, "accuracy_by_depth": accuracy_by(correct, test.depths)}
 
 
 def _oracle(program, scene) -> str | None:
@@ -240,58 +309,89 @@ def _oracle(program, scene) -> str | None:
         return None
 
 
-def _report(config: Config, m: dict, n_train: int, n_test: int) -> Report:
-    arms = m["arms"]
+def _report(config: Config, m: dict) -> Report:
+    first = m["per_seed"][0]
+    n, n_train, n_test = len(m["seeds"]), first["n_train"], first["n_test"]
+
+    def get(measure: str, lib: str, arm: str) -> Spread:
+        return Spread.from_dict(m[measure][lib][arm])
+
+    def fmt(measure: str, lib: str, arm: str) -> str:
+        return get(measure, lib, arm).format("{:.2f}" if measure == "entropy" else "{:.3g}",
+                                             percent=measure != "entropy")
+
     rows = []
-    for arm in ARMS:
-        a = arms[arm]
-        steps = a["steps"] + a.get("clone", {}).get("steps", 0)
-        rows.append((LABELS[arm], percent(a["accuracy"]), percent(a["exact_match"]), percent(a["execution_equivalent"]),
-                     f"{a['entropy']:.2f}", f"{a['ms_per_step']:.0f}", steps))
-    rows.append(("majority answer per question type", percent(m["accuracy_majority_answer"]), "-", "-", "-", "-", "-"))
-    headline = markdown_table(["layouts", "test accuracy", "exact match", "execution-equivalent", "H(A|X) nats",
-                               "ms / step", "steps"], rows)
-    gold, answers, cloned = arms["gold"], arms["answers"], arms["cloned"]
-    majority = m["accuracy_majority_answer"]
-    clone_after = cloned["clone"]["after"]
+    for lib in config.libraries:
+        for arm in ARMS:
+            runs = [s["libraries"][lib][arm] for s in m["per_seed"]]
+            steps = runs[0]["steps"] + runs[0].get("clone", {}).get("steps", 0)
+            rows.append((lib, LABELS[arm], fmt("accuracy", lib, arm),
+                         " / ".join(f"{100 * r['accuracy']:.1f}" for r in runs),
+                         get("share_of_gold", lib, arm).format(percent=True), fmt("exact_match", lib, arm),
+                         fmt("execution_equivalent", lib, arm), fmt("entropy", lib, arm),
+                         f"{sum(r['ms_per_step'] for r in runs) / n:.0f}", steps))
+    majority = Spread.from_dict(m["accuracy_majority_answer"])
+    rows.append(("-", "majority answer per question type", majority.format(percent=True),
+                 " / ".join(f"{100 * v:.1f}" for v in majority.values), "-", "-", "-", "-", "-", "-"))
+    headline = markdown_table(["modules", "layouts", "test accuracy", "per seed (%)", "share of gold", "exact match",
+                               "execution-equivalent", "H(A|X) nats", "ms / step", "steps"], rows)
+    lib = config.libraries[0]
+    gold, answers, cloned = (get("accuracy", lib, arm) for arm in ARMS)
+    share = get("share_of_gold", lib, "cloned")
+    after = {k: Spread.from_dict(v) for k, v in m["clone_after"][lib].items()}
 
-    def versus(a: dict) -> str:
-        gap = a["accuracy"] - majority
+    def versus(a: Spread) -> str:
+        gap = a.mean - majority.mean
         if gap < 0.02:
-            return f"no better than the majority answer per question type ({percent(majority)})"
-        return f"{100 * gap:.1f} points above the majority answer per question type ({percent(majority)})"
+            return f"no better than the majority answer per question type ({majority.format(percent=True)})"
+        return (f"{100 * gap:.1f} points above the majority answer per question type "
+                f"({majority.format(percent=True)})")
 
+    target = (f"{'meets' if share.mean >= TARGET_SHARE else 'falls short of'} the {percent(TARGET_SHARE, 0)} aimed "
+              f"at{' in every seed' if share.low >= TARGET_SHARE else ''}")
     summary = (
-        f"A typed NMN answered {n_test:,} held-out CLEVR-like questions (depths {', '.join(map(str, config.depths))}) "
-        f"with {percent(gold['accuracy'])} accuracy when given the gold programs. With programs written by a "
-        f"ProgramPolicy from the question, learned from the answers alone, accuracy was {percent(answers['accuracy'])} "
-        f"({versus(answers)}); the greedy programs were the gold ones for {percent(answers['exact_match'])} of the "
-        f"questions and gave the gold answer under the symbolic oracle for {percent(answers['execution_equivalent'])}. "
-        f"Cloned from the gold programs of {m['n_gold']:,} questions ({percent(config.gold_fraction, 0)}), the policy "
-        f"wrote the gold program for {percent(clone_after['exact_match'])} of the test questions before the search on "
-        f"the answers ({'still cloning those programs' if config.keep_gold else 'answers only'}) and "
-        f"{percent(cloned['exact_match'])} after it, and the arm answered {percent(cloned['accuracy'])} "
-        f"({versus(cloned)}). {_reading(answers, majority)} {'Quick' if config.quick else 'Full'} mode, seed "
-        f"{config.seed}."
+        f"{'Over ' + str(n) + ' seeds (mean ± standard deviation), a' if n > 1 else 'A'} {lib} NMN answered "
+        f"{n_test:,} held-out CLEVR-like questions (depths {', '.join(map(str, config.depths))}) with "
+        f"{gold.format(percent=True)} accuracy when given the gold programs. With programs written by a "
+        f"ProgramPolicy from the question, learned from the answers alone, accuracy was "
+        f"{answers.format(percent=True)} ({versus(answers)}); the greedy programs were the gold ones for "
+        f"{fmt('exact_match', lib, 'answers')} of the questions and gave the gold answer under the symbolic oracle "
+        f"for {fmt('execution_equivalent', lib, 'answers')}. Cloned from the gold programs of {first['n_gold']:,} "
+        f"questions ({percent(config.gold_fraction, 0)}), the policy wrote the gold program for "
+        f"{after['exact_match'].format(percent=True)} of the test questions before the search on the answers "
+        f"({'still cloning those programs' if config.keep_gold else 'answers only'}) and "
+        f"{fmt('exact_match', lib, 'cloned')} after it, and the arm answered {cloned.format(percent=True)} "
+        f"({versus(cloned)}): {share.format(percent=True)} of the gold-program accuracy, which {target}. "
+        f"{_reading({k: get(k, lib, 'answers').mean for k in MEASURES}, majority.mean)} "
+        f"{_types_text(config, m)} {'Quick' if config.quick else 'Full'} mode, seeds "
+        f"{', '.join(map(str, m['seeds']))}; {m['total_seconds']:.0f} s in all."
     )
     clone_table = markdown_table(
-        ["cloned arm", "test accuracy", "exact match", "execution-equivalent", "H(A|X) nats", "steps", "seconds"],
-        [("after cloning only", percent(clone_after["accuracy"]), percent(clone_after["exact_match"]),
-          percent(clone_after["execution_equivalent"]), f"{clone_after['entropy']:.2f}", cloned["clone"]["steps"],
-          f"{cloned['clone']['train_seconds']:.0f}"),
-         ("after the search on answers", percent(cloned["accuracy"]), percent(cloned["exact_match"]),
-          percent(cloned["execution_equivalent"]), f"{cloned['entropy']:.2f}", cloned["steps"],
-          f"{cloned['train_seconds']:.0f}")],
+        ["modules", "cloned arm", "test accuracy", "exact match", "execution-equivalent", "H(A|X) nats", "steps"],
+        [row for lib in config.libraries for row in (
+            (lib, "after cloning only", *(Spread.from_dict(m["clone_after"][lib][k]).format(
+                "{:.2f}" if k == "entropy" else "{:.3g}", percent=k != "entropy") for k in MEASURES),
+             first["libraries"][lib]["cloned"]["clone"]["steps"]),
+            (lib, "after the search on answers", *(fmt(k, lib, "cloned") for k in MEASURES),
+             first["libraries"][lib]["cloned"]["steps"]))],
     )
+    curves = {label: {int(d): Spread.from_dict(v) for d, v in curve.items()}
+              for label, curve in m["accuracy_by_depth"].items()}
+    depth_table = markdown_table(
+        ["modules, layouts", *(f"depth {d}" for d in config.depths)],
+        [(label, *(curve[d].format(percent=True) if d in curve else "-" for d in config.depths))
+         for label, curve in curves.items()],
+    ) + ("\n\nTest accuracy by program depth (Fig. `accuracy_by_depth.png` draws the error). Every depth is "
+         "trained on; the thesis's depth study (`modnets run nmn`) tests beyond the training depths.")
     search = config.search
-    method = ("REINFORCE" if search.buffer_size == 0 else
-              "generalised EM" if search.buffer_size == 1 and not search.sample_gradient else
-              f"the top-K buffer (K = {search.buffer_size})")
     reading = (
-        f"Both learned arms search with {method}, S = {search.samples} sampled programs per question and step, "
-        f"E-step score {'log p(y|x,a)' if search.score == 'likelihood' else 'log p(y|x,a) + log p(a|x)'}, "
-        f"entropy bonus {search.entropy:g}, over a program space of {m['max_size']} calls at most and depth "
-        f"{max(config.depths)} (the largest gold program has {m['gold_max_size']} calls). Every sampled program "
+        f"The answers-alone arm searches with {_method(search)}"
+        + (f", the cloned arm with {_method(config.cloned_search)}" if config.cloned_search is not None else
+           " (both learned arms)")
+        + f". S = {search.samples} sampled programs per question and step, E-step score "
+        f"{'log p(y|x,a)' if search.score == 'likelihood' else 'log p(y|x,a) + log p(a|x)'}, "
+        f"entropy bonus {search.entropy:g}, over a program space of {first['max_size']} calls at most and depth "
+        f"{max(config.depths)} (the largest gold program has {first['gold_max_size']} calls). Every sampled program "
         f"type-checks by construction; the space still holds far more programs than the training set has "
         f"questions, and an answer rewards a program only as well as the modules it calls have learned, which "
         f"they learn at the same time. Exact match is strict: `and` and `or` are commutative and many programs "
@@ -300,10 +400,11 @@ def _report(config: Config, m: dict, n_train: int, n_test: int) -> Report:
         f"questions). H(A|X) is the policy's entropy over whole programs in nats, estimated from one sampled "
         f"program per test question (the sum of its per-step entropies). Times per step are wall-clock on this "
         f"machine and include the sampled programs' execution (S = {search.samples} programs per question) and, "
-        f"with a buffer, the buffer's programs. The library's default E-step score is the research note's joint "
-        f"score; this experiment ranks by log p(y|x,a) alone by default (`--set search.score=joint` runs the other): "
-        f"while the modules are weak, the policy's own log p(a|x) outweighs the answers' evidence in the joint "
-        f"score, and in trial runs the answers-alone arm then collapsed onto a few programs."
+        f"with a buffer, the buffer's programs. The share of gold is the arm's accuracy over the gold-program "
+        f"arm's with the same modules, per seed. The library's default E-step score is the research note's joint "
+        f"score; the answers-alone arm ranks by log p(y|x,a) alone by default (`--set search.score=joint` runs the "
+        f"other): while the modules are weak, the policy's own log p(a|x) outweighs the answers' evidence in the "
+        f"joint score, and in trial runs the answers-alone arm then collapsed onto a few programs."
     )
     paper = (
         "Hu et al. (2017, N2NMN) report on CLEVR 69.0 % for layouts learned without expert layouts, 78.9 % after "
@@ -316,24 +417,49 @@ def _report(config: Config, m: dict, n_train: int, n_test: int) -> Report:
     data = (
         f"Procedurally generated CLEVR-like data (`modnets.data.make_clevr_like`, the `sets` program family), "
         f"{config.image_size}x{config.image_size} images, {n_train:,} training and {n_test:,} test questions on "
-        f"other scenes; generation took {m['data_seconds']:.1f} s. Modules: "
-        f"{', '.join(MODULES)} (typed interfaces), width {config.hidden}; the policy reads the question through a "
-        f"GRU encoder of width {config.policy_hidden}. TensorBoard logs: `tensorboard/`."
+        f"other scenes per seed (data seeds 100 s + 1 and 100 s + 2); generation took {first['data_seconds']:.1f} s. "
+        f"Modules: {', '.join(MODULES)}, width {config.hidden}, typed (sigmoid masks, probabilities) or untyped "
+        f"(ReLU heat maps, logits; thesis Table 4.3); the policy reads the question through a GRU encoder of width "
+        f"{config.policy_hidden}. Per-seed results: `metrics.json` (`per_seed`). TensorBoard logs: `tensorboard/`."
     )
     return Report(
         name="layouts",
         title="Learned layouts: programs written by a policy vs gold programs",
         summary=summary,
         headline=headline,
-        sections=[("Cloning, then search", clone_table), ("How to read the numbers", reading),
-                  ("Against the papers", paper), ("Data", data)],
+        sections=[("Cloning, then search", clone_table), ("Accuracy by program depth", depth_table),
+                  ("How to read the numbers", reading), ("Against the papers", paper), ("Data", data)],
         metrics=_finite(m),
+        figures=["accuracy_by_depth.png"],
         config=config,
     )
 
 
+def _method(search: ProgramSearchConfig) -> str:
+    if search.buffer_size == 0:
+        return "REINFORCE"
+    if search.buffer_size == 1 and not search.sample_gradient:
+        return f"generalised EM ({'joint' if search.score == 'joint' else 'likelihood'} score)"
+    return f"the top-K buffer (K = {search.buffer_size})"
+
+
+def _types_text(config: Config, m: dict) -> str:
+    """Typed vs untyped modules under each kind of layout, judged against the seed spread."""
+    if set(config.libraries) != set(LIBRARIES):
+        return ""
+    parts = []
+    for arm in ARMS:
+        typed, untyped = (Spread.from_dict(m["accuracy"][lib][arm]) for lib in LIBRARIES)
+        gap, noise = typed.mean - untyped.mean, max(typed.std, untyped.std)
+        verdict = ("more than the seed spread" if abs(gap) > noise and typed.n > 1 else
+                   "one seed: no spread to judge it by" if typed.n == 1 else "within the seed spread: not a result")
+        parts.append(f"{LABELS[arm]} {typed.format(percent=True)} vs {untyped.format(percent=True)} "
+                     f"({'+' if gap >= 0 else ''}{100 * gap:.1f} points, {verdict})")
+    return "Typed vs untyped modules: " + "; ".join(parts) + "."
+
+
 def _reading(answers: dict, majority: float) -> str:
-    """What the answers-alone arm's numbers say about the layouts it learned."""
+    """What the answers-alone arm's numbers (means over seeds) say about the layouts it learned."""
     if answers["exact_match"] >= 0.5:
         return "From answers alone, the policy recovered most of the gold layouts."
     if answers["execution_equivalent"] >= 0.5:
