@@ -183,66 +183,87 @@ def _share(arms: dict, arm: str) -> float:
     return arms[arm]["accuracy"] / gold if gold > 0 else math.nan
 
 
+@dataclass
+class SeedData:
+    """One seed's questions: ``train`` and ``test``, the ``given`` training rows whose gold programs the cloned
+    arm sees, and the program-size bound ``max_size`` (the largest gold program's: ``gold_max_size``)."""
+
+    train: ClevrLikeDataset
+    test: ClevrLikeDataset
+    given: torch.Tensor
+    max_size: int
+    gold_max_size: int
+
+
+def seed_data(config: Config, seed: int) -> SeedData:
+    """The questions of one seed (data seeds ``100 seed + 1`` and ``+ 2``); also used by
+    ``scripts/layouts_probe.py``."""
+    train, test = (make_clevr_like(ClevrLikeConfig(n_examples=n, depths=config.depths, image_size=config.image_size,
+                                                   seed=seed * 100 + offset))
+                   for n, offset in ((config.n_train, 1), (config.n_test, 2)))
+    gold_size = max(p.size for p in (*train.programs, *test.programs))
+    n_gold = max(1, round(config.gold_fraction * len(train)))
+    given = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n_gold]
+    return SeedData(train, test, given, config.max_size or gold_size, gold_size)
+
+
 def _run_seed(config: Config, seed: int, rundir: RunDir) -> dict:
     """Every library's three arms on one seed's data."""
     t0 = time.perf_counter()
-    data = {split: make_clevr_like(ClevrLikeConfig(n_examples=n, depths=config.depths, image_size=config.image_size,
-                                                   seed=seed * 100 + offset))
-            for split, n, offset in (("train", config.n_train, 1), ("test", config.n_test, 2))}
-    train, test = data["train"], data["test"]
-    gold_size = max(p.size for p in (*train.programs, *test.programs))
-    n_gold = max(1, round(config.gold_fraction * len(train)))
+    data = seed_data(config, seed)
+    train, test = data.train, data.test
     kinds = [p.key if p.name == "describe" else p.name for p in train.programs]
     test_kinds = [p.key if p.name == "describe" else p.name for p in test.programs]
-    measured = {"seed": seed, "data_seconds": time.perf_counter() - t0, "max_size": config.max_size or gold_size,
-                "gold_max_size": gold_size, "n_gold": n_gold, "n_train": len(train), "n_test": len(test),
-                "accuracy_majority_answer": float(majority_baseline(train.answers, kinds, test.answers,
-                                                                    test_kinds).float().mean())}
-    given = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n_gold]
-    measured["libraries"] = {lib: _arms(config, lib == "typed", seed, train, test, given, measured["max_size"],
-                                        rundir.sub(lib))
+    measured = {"seed": seed, "data_seconds": time.perf_counter() - t0, "max_size": data.max_size,
+                "gold_max_size": data.gold_max_size, "n_gold": len(data.given), "n_train": len(train),
+                "n_test": len(test), "accuracy_majority_answer": float(majority_baseline(
+                    train.answers, kinds, test.answers, test_kinds).float().mean())}
+    measured["libraries"] = {lib: _arms(config, lib == "typed", seed, data, rundir.sub(lib))
                              for lib in config.libraries}
     return measured
 
 
-def _arms(config: Config, typed: bool, seed: int, train: ClevrLikeDataset, test: ClevrLikeDataset,
-          given: torch.Tensor, max_size: int, rundir: RunDir) -> dict:
+def _arms(config: Config, typed: bool, seed: int, data: SeedData, rundir: RunDir) -> dict:
     """The three arms with one library: (a) gold programs, (b) from answers alone, (c) cloned from the gold
-    programs of the ``given`` training questions, then answers."""
-    arms = {}
+    programs of the ``data.given`` training questions, then answers."""
+    train, test = data.train, data.test
     torch.manual_seed(seed)
     model = _nmn(config, typed)
     result = fit(Classification(model, target="answer"), train, config=_seeded(config.fit_gold, seed),
                  collate=collate, run=rundir, name="gold")
     correct = predict(Classification(model, target="answer"), test, collate=collate) == test.answers
-    arms["gold"] = {"accuracy": float(correct.float().mean()), "exact_match": 1.0, "execution_equivalent": 1.0,
-                    "entropy": 0.0, "accuracy_by_depth": accuracy_by(correct, test.depths), **_cost(result)}
+    gold = {"accuracy": float(correct.float().mean()), "exact_match": 1.0, "execution_equivalent": 1.0,
+            "entropy": 0.0, "accuracy_by_depth": accuracy_by(correct, test.depths), **_cost(result)}
+    return {"gold": gold, **{arm: learned_arm(config, arm, typed, seed, data, rundir) for arm in ("answers", "cloned")}}
+
+
+def learned_arm(config: Config, arm: str, typed: bool, seed: int, data: SeedData, rundir: RunDir) -> dict:
+    """One learned arm (``"answers"`` or ``"cloned"``) trained on ``data.train`` and measured on ``data.test``;
+    also used by ``scripts/layouts_probe.py``."""
+    train, test, max_size = data.train, data.test, data.max_size
+    torch.manual_seed(seed + 1)
+    model = _nmn(config, typed)
+    output = Probs(len(ANSWERS)) if typed else Logits(len(ANSWERS))
+    space = ProgramSpace.of(model.library, output=output, max_size=max_size, max_depth=max(config.depths),
+                            modules=MODULES)
     vocabulary = QuestionVocabulary.build(train.questions)
-    for arm in ("answers", "cloned"):
-        torch.manual_seed(seed + 1)
-        model = _nmn(config, typed)
-        output = Probs(len(ANSWERS)) if typed else Logits(len(ANSWERS))
-        space = ProgramSpace.of(model.library, output=output, max_size=max_size, max_depth=max(config.depths),
-                                modules=MODULES)
-        encoder = QuestionEncoder(vocabulary, embed=max(1, config.policy_hidden // 2), hidden=config.policy_hidden)
-        policy = ProgramPolicy(space=space, d_context=config.policy_hidden, hidden=config.policy_hidden)
-        parts = {"policy": policy, "library": model.library, "encoder": encoder,
-                 "library_context": {"features": ("image", model.stem)}}
-        clone, searched, gold_key, settings = None, train, None, config.search
-        if arm == "cloned":
-            cloning = ProgramCloning(**parts)
-            clone = {**_cost(fit(cloning, train.subset(given), config=_seeded(config.fit_clone, seed),
-                                 collate=collate, run=rundir, name="cloned-clone")), "after": _evaluate(cloning, test)}
-            if config.keep_gold:
-                searched, gold_key = _SomeGold(train, given.tolist()), "program"
-            settings = config.cloned_search or config.search
-        search = ProgramSearch(**parts, dataset_size=len(train), config=settings, gold_key=gold_key)
-        result = fit(search, searched, config=_seeded(config.fit_search, seed), collate=collate, run=rundir,
-                     name=f"{arm}-search")
-        arms[arm] = {**_evaluate(search, test), **_cost(result)}
-        if clone is not None:
-            arms[arm]["clone"] = clone
-    return arms
+    encoder = QuestionEncoder(vocabulary, embed=max(1, config.policy_hidden // 2), hidden=config.policy_hidden)
+    policy = ProgramPolicy(space=space, d_context=config.policy_hidden, hidden=config.policy_hidden)
+    parts = {"policy": policy, "library": model.library, "encoder": encoder,
+             "library_context": {"features": ("image", model.stem)}}
+    clone, searched, gold_key, settings = None, train, None, config.search
+    if arm == "cloned":
+        cloning = ProgramCloning(**parts)
+        clone = {**_cost(fit(cloning, train.subset(data.given), config=_seeded(config.fit_clone, seed), collate=collate,
+                             run=rundir, name="cloned-clone")), "after": _evaluate(cloning, test)}
+        if config.keep_gold:
+            searched, gold_key = _SomeGold(train, data.given.tolist()), "program"
+        settings = config.cloned_search or config.search
+    search = ProgramSearch(**parts, dataset_size=len(train), config=settings, gold_key=gold_key)
+    result = fit(search, searched, config=_seeded(config.fit_search, seed), collate=collate, run=rundir,
+                 name=f"{arm}-search")
+    measured = {**_evaluate(search, test), **_cost(result)}
+    return measured if clone is None else {**measured, "clone": clone}
 
 
 def _seeded(fit_config: FitConfig, seed: int) -> FitConfig:
