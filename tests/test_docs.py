@@ -91,3 +91,10 @@ def test_site_builds_strict(tmp_path):
     result = subprocess.run([mkdocs, "build", "--strict", "--site-dir", str(tmp_path / "site")],
                             cwd=DOCS.parent, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize("page", [DOCS.parent / "README.md", *sorted(DOCS.rglob("*.md"))], ids=lambda p: p.name)
+def test_no_section_is_written_twice(page):
+    headings = [line.strip() for line in page.read_text().splitlines() if re.match(r"#{2,4} ", line)]
+    twice = sorted({h for h in headings if headings.count(h) > 1})
+    assert not twice, f"{page.name} repeats the sections {twice}"
