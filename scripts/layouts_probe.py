@@ -7,6 +7,7 @@ prints what ``modnets run layouts`` would measure for it.
 
     python scripts/layouts_probe.py --seed 0 --search '{"buffer_size": 1, "sample_gradient": false, "score": "joint"}'
     python scripts/layouts_probe.py --seed 0 --arm answers --library untyped
+    python scripts/layouts_probe.py --seed 0 --clone-epochs 10
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 import torch
 
 from modnets.experiments import get_experiment
-from modnets.train import ProgramSearchConfig, RunDir
+from modnets.train import FitConfig, ProgramSearchConfig, RunDir
 
 
 def main() -> None:
@@ -27,6 +28,7 @@ def main() -> None:
     parser.add_argument("--arm", choices=("answers", "cloned"), default="cloned")
     parser.add_argument("--library", choices=("typed", "untyped"), default="typed")
     parser.add_argument("--search", default=None, help="ProgramSearchConfig fields as JSON (default: the preset's)")
+    parser.add_argument("--clone-epochs", type=int, default=None, help="epochs of the cloning stage (preset: 40)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     layouts = get_experiment("layouts")
@@ -35,6 +37,8 @@ def main() -> None:
         search = ProgramSearchConfig.from_dict({**config.search.to_dict(), **json.loads(args.search)})
         config = layouts.Config.from_dict({**config.to_dict(), "search": search.to_dict(),
                                            "cloned_search": search.to_dict()})
+    if args.clone_epochs is not None:
+        config.fit_clone = FitConfig(**{**config.fit_clone.to_dict(), "epochs": args.clone_epochs})
     start = time.perf_counter()
     measured = layouts.learned_arm(config, args.arm, args.library == "typed", args.seed,
                                    layouts.seed_data(config, args.seed), RunDir(progress=False))

@@ -84,7 +84,10 @@ class Config(ConfigBase):
         policy_hidden: width of the question encoder and of the policy's GRU.
         max_size: most calls in a program the policy may write; ``None``: the largest gold program's.
         search: the program search of the answers-alone arm, and of the cloned arm unless ``cloned_search``.
-        cloned_search: the cloned arm's search (``None``: ``search``).
+        cloned_search: the cloned arm's search (``None``: ``search``). Generalised EM with the joint score by
+            default: the cloned policy's own log p(a|x) keeps its programs near the gold ones while the modules
+            are still weak (ranked by log p(y|x,a) alone, or with a buffer of 2, the programs drifted from the
+            gold ones and the arm answered less well; ``scripts/layouts_probe.py``).
         fit_gold: training of the gold-program NMN; fit_search: the program search (both learned arms);
         fit_clone: the cloning stage of the cloned arm (on its share of the training questions).
     """
@@ -105,7 +108,8 @@ class Config(ConfigBase):
     max_size: int | None = None
     search: ProgramSearchConfig = field(
         default_factory=lambda: ProgramSearchConfig(buffer_size=2, samples=4, score="likelihood", entropy=0.01))
-    cloned_search: ProgramSearchConfig | None = None
+    cloned_search: ProgramSearchConfig | None = field(
+        default_factory=lambda: ProgramSearchConfig.em(samples=4, score="joint"))
     fit_gold: FitConfig = field(default_factory=lambda: FitConfig(epochs=20, batch_size=64, lr=2e-3))
     fit_clone: FitConfig = field(default_factory=lambda: FitConfig(epochs=40, batch_size=32, lr=2e-3))
     fit_search: FitConfig = field(default_factory=lambda: FitConfig(epochs=20, batch_size=64, lr=2e-3))
