@@ -10,6 +10,7 @@ from modnets.errors import ConfigError, ShapeError
 from modnets.models import sorting_agent
 from modnets.train import (
     AgentTrainingConfig,
+    Checkpointer,
     Criterion,
     CriterionMonitor,
     ModuleJob,
@@ -210,6 +211,10 @@ def test_an_interrupted_agent_training_resumes_to_the_same_weights(tmp_path):
     again, finished = train(sorting_traces, run=RunDir(tmp_path, resume=True, progress=False))
     assert finished.steps == 25 and all(torch.equal(a, b) for a, b in
                                          zip(resumed.state_dict().values(), again.state_dict().values(), strict=True))
+    assert finished.history == result.history
+    # the history is stored once per checkpoint, in the loop's state
+    saved = Checkpointer(tmp_path / "checkpoints" / result.name).load_latest()
+    assert saved["result"]["history"] == [] and len(saved["loop"]["history"]) == len(result.history)
 
 
 def test_a_nan_in_an_agent_loss_names_the_step_and_the_module():

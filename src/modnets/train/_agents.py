@@ -185,7 +185,8 @@ def _train(name: str, module: nn.Module, step_fn: StepFn, config: AgentTrainingC
         gen.set_state(saved["generator"])
         set_rng_state(saved["rng"])
         monitor.load_state_dict(saved["monitor"])
-        size, result, state = saved["size"], TrainResult(**saved["result"]), LoopState.from_state_dict(saved["loop"])
+        size, state = saved["size"], LoopState.from_state_dict(saved["loop"])
+        result = TrainResult(**{**saved["result"], "history": state.history})
         if result.stop_reason:  # it had finished
             module.eval()
             return result
@@ -198,7 +199,8 @@ def _train(name: str, module: nn.Module, step_fn: StepFn, config: AgentTrainingC
             _account(result, state, size)
             checkpoints.save({"module": module.state_dict(), "optimizer": stepper.optimizer.state_dict(),
                               "generator": gen.get_state(), "rng": get_rng_state(), "monitor": monitor.state_dict(),
-                              "size": size, "result": asdict(result), "loop": state.state_dict()}, state.steps)
+                              "size": size, "result": {**asdict(result), "history": []},  # the loop holds it
+                              "loop": state.state_dict()}, state.steps)
 
     try:
         while True:
