@@ -112,6 +112,7 @@ def test_a_run_on_real_clevr_files(tmp_path):
     text = report.write(tmp_path / "run").read_text()
     assert "real CLEVR training questions of depth 2-3" in report.summary
     assert "Real CLEVR instead of VQA v1" in text and "load_clevr" in text
+    assert "Trained on every depth (2-4, drawn as they come in CLEVR's train split)" in text
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["config"]["data"] == f"clevr:{root}"
     assert metrics["clevr"] == {"train": {"questions": 36, "skipped": 0, "images": 3},

@@ -96,7 +96,8 @@ class Config(ConfigBase):
     ``depth_fit`` (``None``: ``n_train`` and ``fit``): error can only grow with depth once the models answer
     the shallow questions well, which takes more training than Table 4.2's comparison of regimes. The
     reference curve's model trains on every depth 2-``max_test_depth``, depth d drawn with weight
-    ``reference_depth_decay ** (d - 2)`` (1: uniform; the deepest programs are the rarest in CLEVR too).
+    ``reference_depth_decay ** (d - 2)`` (1: uniform; the deepest programs are the rarest in CLEVR too; real
+    CLEVR questions come as the train split has them).
     ``film_width=None`` sizes the FiLM baseline to the typed NMN's parameter count. The SGM study trains
     ``sgm_candidates`` find units through their SGM, keeps the ``sgm_selected`` nearest the Pareto front and
     trains the answering modules around each for ``sgm_full_fit``.
@@ -657,7 +658,8 @@ def _reference_text(curve: dict[int, Spread], config: Config) -> str:
     high_error = spread([error(high, i) for i in range(n)])
     rise = spread([error(high, i) - error(low, i) for i in range(n)])
     rises = rise.mean > (rise.std if n > 1 else 0)
-    drawn = ("uniformly" if config.reference_weights is None else
+    drawn = ("as they come in CLEVR's train split" if config.data is not None else
+             "uniformly" if config.reference_weights is None else
              f"depth d with weight {config.reference_depth_decay:g}^(d - 2), the deepest rarest as in CLEVR")
     return (
         f"Trained on every depth (2-{config.max_test_depth}, drawn {drawn}), the typed NMN's error is "
