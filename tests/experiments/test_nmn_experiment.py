@@ -14,8 +14,8 @@ def test_nmn_experiment_smoke(tmp_path):
     exp = get_experiment("nmn")
     tiny = FitConfig(epochs=1, batch_size=32, lr=3e-3)
     config = exp.Config(
-        quick=True, seeds=2, image_size=32, n_train=96, n_valid=32, max_test_depth=7, n_test_per_depth=6, hidden=32,
-        question_hidden=8, fit=tiny,
+        quick=True, seeds=2, depth_seeds=3, image_size=32, n_train=96, n_valid=32, max_test_depth=7,
+        n_test_per_depth=6, hidden=32, question_hidden=8, fit=tiny,
         modulewise=NMNModulewiseConfig(find=tiny, heads=tiny, prior=tiny, search_trials=1, search_examples=32,
                                        sgm_rank=2),
         film_blocks=1, sgm_candidates=4, sgm_selected=3, sgm_examples=48, sgm_max_epochs=1, sgm_full_fit=tiny,
@@ -56,6 +56,10 @@ def test_nmn_experiment_smoke(tmp_path):
     params = metrics["parameters"]
     assert abs(params["film"] - params["typed"]) < 0.1 * params["typed"], params
     assert set(metrics["error_by_depth"]) == {"typed", "untyped", "film", "typed_all_depths"}
+    # the depth study ran over three seeds, the third alone
+    assert metrics["depth_seeds"] == [0, 1, 2] and len(metrics["depth_only_per_seed"]) == 1
+    assert metrics["error_seen_unseen"]["typed"]["seen"]["n"] == 3 and metrics["accuracy"]["modular"]["n"] == 2
+    assert "Over the depth study's 3 seeds (0, 1, 2; 1 of them ran the depth study alone)" in text
     assert set(metrics["error_by_depth"]["film"]) == {str(d) for d in range(2, 8)}
     assert "Trained on every depth (2-7, drawn depth d with weight 0.85^(d - 2)" in text
     assert sum(metrics["answer_module_share"].values()) == pytest.approx(1.0)
@@ -83,6 +87,9 @@ def test_the_reference_draws_deep_programs_less_often():
     assert get_experiment("nmn").Config(reference_depth_decay=1).reference_weights is None
     with pytest.raises(ConfigError, match="reference_depth_decay"):
         get_experiment("nmn").Config(reference_depth_decay=0)
+    with pytest.raises(ConfigError, match="depth_seeds"):
+        get_experiment("nmn").Config(seeds=3, depth_seeds=2)
+    assert get_experiment("nmn").Config(seed=4, seeds=2, depth_seeds=4).depth_seed_list == [4, 5, 6, 7]
 
 
 def _clevr_writer():

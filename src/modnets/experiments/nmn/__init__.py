@@ -98,9 +98,10 @@ class Config(ConfigBase):
     reference curve's model trains on every depth 2-``max_test_depth``, depth d drawn with weight
     ``reference_depth_decay ** (d - 2)`` (1: uniform; the deepest programs are the rarest in CLEVR too; real
     CLEVR questions come as the train split has them).
-    ``film_width=None`` sizes the FiLM baseline to the typed NMN's parameter count. The SGM study trains
-    ``sgm_candidates`` find units through their SGM, keeps the ``sgm_selected`` nearest the Pareto front and
-    trains the answering modules around each for ``sgm_full_fit``.
+    ``depth_seeds`` (``None``: ``seeds``) repeats the depth study alone over more seeds than Table 4.2: single
+    training failures decide a mean over three seeds. ``film_width=None`` sizes the FiLM baseline to the typed
+    NMN's parameter count. The SGM study trains ``sgm_candidates`` find units through their SGM, keeps the
+    ``sgm_selected`` nearest the Pareto front and trains the answering modules around each for ``sgm_full_fit``.
 
     ``data``: ``None`` for the generated CLEVR-like data, or ``"clevr:PATH"`` for the real CLEVR v1.0 folder
     (:func:`~modnets.data.load_clevr`): the first ``clevr_questions`` questions of the train and of the val
@@ -125,6 +126,7 @@ class Config(ConfigBase):
     depth_n_train: int | None = None
     depth_fit: FitConfig | None = None
     reference_depth_decay: float = 0.85
+    depth_seeds: int | None = None
     modulewise: NMNModulewiseConfig = field(default_factory=lambda: NMNModulewiseConfig(
         find=FitConfig(epochs=6, batch_size=64, lr=2e-3), heads=FitConfig(epochs=15, batch_size=128, lr=3e-3),
         prior=FitConfig(epochs=4, batch_size=64, lr=3e-3), search_trials=6, search_examples=2000))
@@ -161,6 +163,10 @@ class Config(ConfigBase):
             check_ints(self, "film_width")
         if self.depth_n_train is not None:
             check_ints(self, "depth_n_train")
+        if self.depth_seeds is not None:
+            check_ints(self, "depth_seeds")
+            if self.depth_seeds < self.seeds:
+                raise ConfigError(f"depth_seeds must be None or >= seeds ({self.seeds}), got {self.depth_seeds}")
         if not 0 < self.reference_depth_decay <= 1:
             raise ConfigError(f"reference_depth_decay must be in (0, 1], got {self.reference_depth_decay!r}")
         if isinstance(self.depth_fit, dict):
@@ -200,6 +206,11 @@ class Config(ConfigBase):
         return [self.seed + i for i in range(self.seeds)]
 
     @property
+    def depth_seed_list(self) -> list[int]:
+        """The seeds of the depth study: the repetitions' and, with ``depth_seeds``, more."""
+        return [self.seed + i for i in range(self.depth_seeds or self.seeds)]
+
+    @property
     def reference_weights(self) -> tuple[float, ...] | None:
         """The reference's relative frequency of each depth 2..``max_test_depth`` (``None``: uniform)."""
         if self.reference_depth_decay == 1:
@@ -232,7 +243,10 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: b
     prior_only = prior_only_accuracy(config, train, valid, vocab, rundir.sub("sgm").quiet())
     easy = _easy_vqa(config, rundir.sub("easy_vqa"))
 
-    curves = {k: spread_by([s["accuracy_by_depth"][k] for s in seeds]) for k in _CURVE_LABELS}
+    depth_only = [_depth_study(config, seed, rundir.sub(f"seed{seed}"), pools)
+                  for seed in config.depth_seed_list[len(seeds):]]
+    depth_runs = [*seeds, *depth_only]
+    curves = {k: spread_by([s["accuracy_by_depth"][k] for s in depth_runs]) for k in _CURVE_LABELS}
     plot_error_curves({_CURVE_LABELS[k]: v for k, v in curves.items()}, out / "error_by_depth.png",
                       title=f"error by program depth (trained on depth <= {config.max_train_depth})",
                       trained_up_to=config.max_train_depth)
@@ -242,7 +256,9 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: b
         "accuracy": {r: spread([s["accuracy"][r] for s in seeds]).to_dict() for r in REGIMES},
         "train_seconds": {r: {k: spread([s["train_seconds"][r][k] for s in seeds]).to_dict()
                               for k in ("sequential", "parallel")} for r in REGIMES},
-        "error_seen_unseen": {k: {part: spread([s["error_seen_unseen"][k][part] for s in seeds]).to_dict()
+        "depth_seeds": config.depth_seed_list,
+        "depth_only_per_seed": depth_only,
+        "error_seen_unseen": {k: {part: spread([s["error_seen_unseen"][k][part] for s in depth_runs]).to_dict()
                                   for part in ("seen", "unseen")} for k in _CURVE_LABELS},
         "error_by_depth": {k: {str(d): {"mean": 1 - v.mean, "std": v.std, "n": v.n} for d, v in c.items()}
                            for k, c in curves.items()},
@@ -559,14 +575,18 @@ def _report(config: Config, metrics: dict, plan, n_train: int, n_test: int, curv
     film_growth = unseen["film"].mean - Spread.from_dict(err["film"]["seen"]).mean
     typed_growth = unseen["typed"].mean - Spread.from_dict(err["typed"]["seen"]).mean
     params = metrics["parameters"]
+    n_depth = len(metrics["depth_seeds"])
     depth_text = (
-        markdown_table(["model", f"our error, depth <= {config.max_train_depth}", "our error, deeper",
-                        "thesis code (CLEVR), <= 5", "thesis code (CLEVR), deeper"], depth_rows)
+        (f"Over the depth study's {n_depth} seeds ({', '.join(map(str, metrics['depth_seeds']))}; "
+         f"{len(metrics['depth_only_per_seed'])} of them ran the depth study alone).\n\n"
+         if n_depth != len(metrics["seeds"]) else "")
+        + markdown_table(["model", f"our error, depth <= {config.max_train_depth}", "our error, deeper",
+                          "thesis code (CLEVR), <= 5", "thesis code (CLEVR), deeper"], depth_rows)
         + "\n\n" + per_depth + "\n\n"
         + (f"Typed modules err less than untyped ones at unseen depths by {percent(margin)}"
            + (f", more than the seed spread ({percent(spread_unseen)}), as in the thesis."
-              if n > 1 and margin > spread_unseen
-              else " (one seed: no spread to judge it by)." if n == 1 and margin > 0
+              if n_depth > 1 and margin > spread_unseen
+              else " (one seed: no spread to judge it by)." if n_depth == 1 and margin > 0
               else f", within the seed spread ({percent(spread_unseen)}): not a result." if margin > 0
               else "; they do not (the thesis found them better)."))
         + f" FiLM ({params['film']:,} parameters, against {params['typed']:,} for the typed NMN) "
