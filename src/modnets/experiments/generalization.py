@@ -69,7 +69,7 @@ from ._routing_methods import LABELS as METHOD_LABELS
 from ._routing_methods import METHODS, router_settings, train_and_test
 from ._routing_methods import objective as make_objective
 from ._scan_study import SCAN_KINDS, ScanResult, ScanTrainConfig, train_scan_model
-from .nmn import _film, _fit, _parameters, _seeded
+from ._vqa_training import film_of_size, fit_answers, parameter_count, seeded
 
 __all__ = ["SCAN_KINDS", "Config", "ScanPart", "ScanResult", "ScanTrainConfig", "run", "scan_results",
            "train_scan_model"]
@@ -285,7 +285,7 @@ def _compositions(config: Config, seed: int, rundir: RunDir) -> dict[str, dict[s
         objective = make_objective(method, net, samples=config.samples, buffer_size=config.buffer_size,
                                    n=len(train), ll=likelihood)
         metrics, routed, _ = train_and_test(method, net, objective, train, test, part="compositions",
-                                             fit_config=_seeded(part.fit, seed), collate=default_collate,
+                                             fit_config=seeded(part.fit, seed), collate=default_collate,
                                              rundir=rundir)
         on_held = predict_routed(net, held, collate=default_collate, mode=objective.eval_mode)
         m = {"in_distribution": split.test.task_accuracy(routed.output),
@@ -323,18 +323,18 @@ def _vqa(name: str, config: Config, seed: int, rundir: RunDir) -> dict[str, dict
                    questions=vocab, question_hidden=part.question_hidden)
 
     results: dict[str, dict[str, Any]] = {}
-    typed_size = _parameters(build(True))
+    typed_size = parameter_count(build(True))
     for model_name in config.models:
         if model_name == "film":
             torch.manual_seed(seed)
-            model = _film(part, vocab, typed_size)
+            model = film_of_size(part, vocab, typed_size)
         else:
             model = build(model_name == "typed_nmn")
-        seconds = _fit(model, split.train, _seeded(part.fit, seed), rundir, model_name)
+        seconds = fit_answers(model, split.train, seeded(part.fit, seed), rundir, model_name)
         results[model_name] = {
             **{key: float((predict(model, data, collate=collate) == data.answers).float().mean())
                for key, data in (("in_distribution", split.test), ("held_out", split.held_out))},
-            "train_seconds": seconds, "parameters": _parameters(model),
+            "train_seconds": seconds, "parameters": parameter_count(model),
         }
     results["majority"] = {
         key: float(majority_baseline(split.train.answers, _question_type(split.train), data.answers,

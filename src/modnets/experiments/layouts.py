@@ -52,6 +52,7 @@ from ..train import (
 )
 from ..types import Logits, Probs
 from ._report import Report, markdown_table, percent
+from ._vqa_training import seeded
 
 __all__ = ["Config", "run"]
 
@@ -233,7 +234,7 @@ def _arms(config: Config, typed: bool, seed: int, data: SeedData, rundir: RunDir
     train, test = data.train, data.test
     torch.manual_seed(seed)
     model = _nmn(config, typed)
-    result = fit(Classification(model, target="answer"), train, config=_seeded(config.fit_gold, seed),
+    result = fit(Classification(model, target="answer"), train, config=seeded(config.fit_gold, seed),
                  collate=collate, run=rundir, name="gold")
     correct = predict(Classification(model, target="answer"), test, collate=collate) == test.answers
     gold = {"accuracy": float(correct.float().mean()), "exact_match": 1.0, "execution_equivalent": 1.0,
@@ -258,20 +259,16 @@ def learned_arm(config: Config, arm: str, typed: bool, seed: int, data: SeedData
     clone, searched, gold_key, settings = None, train, None, config.search
     if arm == "cloned":
         cloning = ProgramCloning(**parts)
-        clone = {**_cost(fit(cloning, train.subset(data.given), config=_seeded(config.fit_clone, seed), collate=collate,
+        clone = {**_cost(fit(cloning, train.subset(data.given), config=seeded(config.fit_clone, seed), collate=collate,
                              run=rundir, name="cloned-clone")), "after": _evaluate(cloning, test)}
         if config.keep_gold:
             searched, gold_key = _SomeGold(train, data.given.tolist()), "program"
         settings = config.cloned_search or config.search
     search = ProgramSearch(**parts, dataset_size=len(train), config=settings, gold_key=gold_key)
-    result = fit(search, searched, config=_seeded(config.fit_search, seed), collate=collate, run=rundir,
+    result = fit(search, searched, config=seeded(config.fit_search, seed), collate=collate, run=rundir,
                  name=f"{arm}-search")
     measured = {**_evaluate(search, test), **_cost(result)}
     return measured if clone is None else {**measured, "clone": clone}
-
-
-def _seeded(fit_config: FitConfig, seed: int) -> FitConfig:
-    return FitConfig(**{**fit_config.to_dict(), "seed": seed})
 
 
 class _SomeGold(Dataset):

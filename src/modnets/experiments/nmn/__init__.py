@@ -19,10 +19,9 @@ from the train split, the tests from the val split).
 
 from __future__ import annotations
 
-import math
 import shutil
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -30,8 +29,6 @@ import torch
 from ..._checks import check_ints
 from ..._config import Config as ConfigBase
 from ...analysis import (
-    Spread,
-    accuracy_by,
     dependencies,
     format_dependency_table,
     format_training_plan,
@@ -42,14 +39,12 @@ from ...analysis import (
 )
 from ...data import (
     PROGRAM_FAMILIES,
-    ClevrLikeConfig,
     collate_easy_vqa,
     load_easy_vqa,
-    make_clevr_like,
 )
 from ...data import collate_clevr_like as collate
 from ...errors import ConfigError
-from ...models import QuestionVocabulary, easy_vqa_library, film, nmn, nmn_assembly
+from ...models import QuestionVocabulary, easy_vqa_library, nmn, nmn_assembly
 from ...train import (
     Classification,
     FitConfig,
@@ -57,7 +52,6 @@ from ...train import (
     RunDir,
     SearchConfig,
     check_backend,
-    fit,
     fit_objective,
     predict,
     search,
@@ -65,7 +59,9 @@ from ...train import (
 )
 from .._report import Report, markdown_table, percent
 from .._report import spread_text as _s
-from ._data import clevr_data, clevr_pools, data_text, study_data
+from .._vqa_training import fit_answers, seeded
+from ._data import clevr_pools, data_text, study_data
+from ._depth import CURVE_LABELS, depth_report, depth_study
 from ._sgm import prior_only_accuracy, sgm_study
 
 __all__ = ["Config", "run"]
@@ -82,8 +78,6 @@ REGIME_LABELS = {"end_to_end": "end to end (original NMN)", "modular": "modular 
 # Thesis Table 4.2 (VQA v1 test accuracy).
 PAPER_ACCURACY = {"end_to_end": 0.5487, "modular": 0.5449, "modular_typed": 0.5666}
 PAPER_PEARSON = (0.9, 1e-14)
-# Thesis code on CLEVR (trained on depth <= 5): mean error with / without neural data types.
-PAPER_ERROR = {"typed": {"seen": 0.228, "unseen": 0.472}, "untyped": {"seen": 0.309, "unseen": 0.551}}
 
 
 @dataclass
@@ -243,11 +237,11 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: b
     prior_only = prior_only_accuracy(config, train, valid, vocab, rundir.sub("sgm").quiet())
     easy = _easy_vqa(config, rundir.sub("easy_vqa"))
 
-    depth_only = [_depth_study(config, seed, rundir.sub(f"seed{seed}"), pools)
+    depth_only = [depth_study(config, seed, rundir.sub(f"seed{seed}"), pools)
                   for seed in config.depth_seed_list[len(seeds):]]
     depth_runs = [*seeds, *depth_only]
-    curves = {k: spread_by([s["accuracy_by_depth"][k] for s in depth_runs]) for k in _CURVE_LABELS}
-    plot_error_curves({_CURVE_LABELS[k]: v for k, v in curves.items()}, out / "error_by_depth.png",
+    curves = {k: spread_by([s["accuracy_by_depth"][k] for s in depth_runs]) for k in CURVE_LABELS}
+    plot_error_curves({CURVE_LABELS[k]: v for k, v in curves.items()}, out / "error_by_depth.png",
                       title=f"error by program depth (trained on depth <= {config.max_train_depth})",
                       trained_up_to=config.max_train_depth)
     metrics = {
@@ -259,7 +253,7 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: b
         "depth_seeds": config.depth_seed_list,
         "depth_only_per_seed": depth_only,
         "error_seen_unseen": {k: {part: spread([s["error_seen_unseen"][k][part] for s in depth_runs]).to_dict()
-                                  for part in ("seen", "unseen")} for k in _CURVE_LABELS},
+                                  for part in ("seen", "unseen")} for k in CURVE_LABELS},
         "error_by_depth": {k: {str(d): {"mean": 1 - v.mean, "std": v.std, "n": v.n} for d, v in c.items()}
                            for k, c in curves.items()},
         "parameters": first["parameters"],
@@ -308,12 +302,12 @@ def _seed_study(config: Config, seed: int, plan, rundir: RunDir, pools=None) -> 
                 searches.update({name: found.trials for name, found in done.searches.items()})
         else:
             budget = sum(f["seconds"] for f in modulewise["modular_typed"]["searches"].values())
-            fit_config, found = _seeded(config.fit, seed), None
+            fit_config, found = seeded(config.fit, seed), None
             if budget > 0:
                 found = _end_to_end_search(config, build, train, valid, seed, budget, rundir.sub(regime))
                 fit_config = FitConfig(**{**fit_config.to_dict(), "lr": found.best_params["lr"]})
                 searches["end to end"] = found.trials
-            seconds = _fit(model, train, fit_config, rundir, regime) + (found.seconds if found else 0.0)
+            seconds = fit_answers(model, train, fit_config, rundir, regime) + (found.seconds if found else 0.0)
             cost[regime] = {"sequential": seconds, "parallel": seconds, "search": found.seconds if found else 0.0,
                             "lr": fit_config.lr}
         accuracy[regime] = float((predict(model, test, collate=collate) == test.answers).float().mean())
@@ -324,7 +318,7 @@ def _seed_study(config: Config, seed: int, plan, rundir: RunDir, pools=None) -> 
         plot_search_trials(searches, rundir.folder("") / "searches.png",
                            title=f"per-module and end-to-end learning-rate searches, seed {seed} (Figs 4.8 / 4.11)")
         figures.append(f"seed{seed}/searches.png")
-    depth = _depth_study(config, seed, rundir.sub("depth"), pools)
+    depth = depth_study(config, seed, rundir.sub("depth"), pools)
     measured = {
         "seed": seed,
         "data_seconds": data_seconds,
@@ -340,46 +334,6 @@ def _seed_study(config: Config, seed: int, plan, rundir: RunDir, pools=None) -> 
     return measured, (train, valid, vocab)
 
 
-def _depth_study(config: Config, seed: int, rundir: RunDir, pools=None) -> dict:
-    """Figs 4.12-4.13 on the ``config.depth_programs`` family (or real CLEVR, ``pools``): typed and untyped NMNs
-    and a FiLM of the typed NMN's size, trained end to end on depth <= ``max_train_depth`` with the same
-    settings, tested to ``max_test_depth``; and the typed NMN trained on every depth (the reference curve)."""
-    n_train, fit_config = config.depth_training
-    config, fit_config = replace(config, n_train=n_train), _seeded(fit_config, seed)
-    seen = range(2, config.max_train_depth + 1)
-    every = range(2, config.max_test_depth + 1)
-    train, _, test = study_data(config, seed + 1_000, config.depth_programs, seen, every, valid=False, pools=pools)
-    if pools is not None:
-        train_all = clevr_data(config, seed + 31_000, pools, every, every, valid=False)[0]
-    else:
-        train_all = make_clevr_like(ClevrLikeConfig(n_examples=config.n_train, depths=tuple(every),
-                                                    depth_weights=config.reference_weights,
-                                                    image_size=config.image_size, programs=config.depth_programs,
-                                                    seed=seed + 31_000))
-    vocab = QuestionVocabulary.build([*train.questions, *train_all.questions])
-
-    def typed_nmn(typed: bool):
-        torch.manual_seed(seed)
-        return nmn(typed, image_size=config.image_size, hidden=config.hidden, prior="logits" if typed else "geometric",
-                   questions=vocab, question_hidden=config.question_hidden)
-
-    models = {"typed": typed_nmn(True), "untyped": typed_nmn(False)}
-    torch.manual_seed(seed)
-    models["film"] = _film(config, vocab, _parameters(models["typed"]))
-    models["typed_all_depths"] = typed_nmn(True)
-    seconds, curves = {}, {}
-    for name, model in models.items():
-        data = train_all if name == "typed_all_depths" else train
-        seconds[f"depth_{name}"] = _fit(model, data, fit_config, rundir, name)
-        curves[name] = accuracy_by(predict(model, test, collate=collate) == test.answers, test.depths)
-    return {
-        "train_seconds": seconds,
-        "accuracy_by_depth": curves,
-        "error_seen_unseen": {k: _seen_unseen(v, test.depths, config.max_train_depth) for k, v in curves.items()},
-        "parameters": {k: _parameters(m) for k, m in models.items() if k != "typed_all_depths"},
-    }
-
-
 def _end_to_end_search(config: Config, build, train, valid, seed: int, budget: float, rundir: RunDir):
     """Search the end-to-end learning rate for ``budget`` seconds (the module-wise searches' time), each trial a
     fresh model trained ``search_epochs`` on the first ``search_examples`` questions, scored on ``valid``."""
@@ -391,7 +345,7 @@ def _end_to_end_search(config: Config, build, train, valid, seed: int, budget: f
         return Classification(build(), target="answer")
 
     def fit_config(trial):
-        return FitConfig(**{**_seeded(config.fit, seed).to_dict(), "epochs": settings.search_epochs,
+        return FitConfig(**{**seeded(config.fit, seed).to_dict(), "epochs": settings.search_epochs,
                             "lr": trial.suggest_float("lr", *settings.search_lr, log=True)})
 
     folder = rundir.folder("search")
@@ -400,50 +354,6 @@ def _end_to_end_search(config: Config, build, train, valid, seed: int, budget: f
                                 collate=collate),
                   config=SearchConfig(trials=1000, timeout=budget, seed=seed, study_name="end_to_end"),
                   directory=folder, progress=rundir.progress)
-
-
-def _seeded(fit_config: FitConfig, seed: int) -> FitConfig:
-    return FitConfig(**{**fit_config.to_dict(), "seed": seed})
-
-
-def _film(config: Config, vocab: QuestionVocabulary, target: int):
-    """The FiLM baseline: ``config.film_width`` wide, or (``None``) the width whose parameter count is
-    closest to ``target`` (the typed NMN's)."""
-    def build(width: int):
-        return film(vocab, image_size=config.image_size, width=width, n_blocks=config.film_blocks,
-                    hidden=config.hidden, question_hidden=config.question_hidden)
-
-    if config.film_width is not None:
-        return build(config.film_width)
-    width = min(range(4, 257, 4), key=lambda w: abs(_parameters(build(w)) - target))
-    return build(width)
-
-
-_CURVE_LABELS = {"typed": "typed NMN", "untyped": "untyped NMN", "film": "FiLM (same size)",
-                 "typed_all_depths": "typed NMN trained on every depth (reference)"}
-
-
-def _fit(model, data, fit_config: FitConfig, rundir: RunDir, name: str, collate_fn=collate) -> float:
-    """Seconds to train a VQA model end to end on its answers."""
-    return fit(Classification(model, target="answer"), data, config=fit_config, collate=collate_fn, run=rundir,
-               name=name).seconds
-
-
-def _parameters(model) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def _mean_over(acc_by_depth: dict[int, float], depths: torch.Tensor, wanted) -> float:
-    counts = {d: int((depths == d).sum()) for d in wanted if d in acc_by_depth}
-    return sum(acc_by_depth[d] * n for d, n in counts.items()) / max(1, sum(counts.values()))
-
-
-def _seen_unseen(acc_by_depth, depths, max_train_depth) -> dict[str, float]:
-    present = sorted(acc_by_depth)
-    seen = [d for d in present if d <= max_train_depth]
-    unseen = [d for d in present if d > max_train_depth]
-    return {"seen": 1 - _mean_over(acc_by_depth, depths, seen),
-            "unseen": 1 - _mean_over(acc_by_depth, depths, unseen) if unseen else math.nan}
 
 
 def _easy_vqa(config: Config, rundir: RunDir) -> dict:
@@ -458,8 +368,8 @@ def _easy_vqa(config: Config, rundir: RunDir) -> dict:
         model = nmn(typed, image_size=config.image_size, hidden=config.hidden, prior=prior, questions=vocab,
                     question_hidden=config.question_hidden, library=easy_vqa_library)
         if name == "end_to_end":
-            seconds[name] = {"sequential": _fit(model, fit_on, config.easy_vqa_fit, rundir, name,
-                                                collate_fn=collate_easy_vqa)}
+            seconds[name] = {"sequential": fit_answers(model, fit_on, config.easy_vqa_fit, rundir, name,
+                                                collate=collate_easy_vqa)}
             seconds[name]["parallel"] = seconds[name]["sequential"]
         else:
             settings = NMNModulewiseConfig(find=config.easy_vqa_fit, heads=config.modulewise.heads,
@@ -486,11 +396,6 @@ def _find_verdict(accuracies: list[float], prior_only: float) -> str:
                 f"units they could use beyond what the question alone tells, so the full-model loss has nothing of "
                 f"find's quality to follow. ")
     return f"The full models answered {span} ({below} of {len(accuracies)} below the question-only model). "
-
-
-def _budget_text(config: Config) -> str:
-    n_train, fit_config = config.depth_training
-    return f"{fit_config.epochs} epochs of {n_train:,} questions, batch {fit_config.batch_size}, Adam {fit_config.lr:g}"
 
 
 def _report(config: Config, metrics: dict, plan, n_train: int, n_test: int, curves: dict) -> Report:
@@ -560,52 +465,7 @@ def _report(config: Config, metrics: dict, plan, n_train: int, n_test: int, curv
           "yes" if c["selected"] else "", f"{c['full_loss']:.3f}" if c["selected"] else "",
           percent(c["full_accuracy"]) if c["selected"] else "") for c in sgm["candidates"]],
     )
-    err = metrics["error_seen_unseen"]
-    depth_rows = [(_CURVE_LABELS[k], _s(v["seen"], percent=True), _s(v["unseen"], percent=True),
-                   percent(PAPER_ERROR[k]["seen"]) if k in PAPER_ERROR else "-",
-                   percent(PAPER_ERROR[k]["unseen"]) if k in PAPER_ERROR else "-") for k, v in err.items()]
-    depths = sorted(curves["typed"])
-    per_depth = markdown_table(
-        ["depth", *[_CURVE_LABELS[k] for k in curves]],
-        [(d, *[_error(v[d]) for v in curves.values()]) for d in depths],
-    )
-    unseen = {k: Spread.from_dict(v["unseen"]) for k, v in err.items()}
-    margin = unseen["untyped"].mean - unseen["typed"].mean
-    spread_unseen = max(unseen["typed"].std, unseen["untyped"].std)
-    film_growth = unseen["film"].mean - Spread.from_dict(err["film"]["seen"]).mean
-    typed_growth = unseen["typed"].mean - Spread.from_dict(err["typed"]["seen"]).mean
-    params = metrics["parameters"]
-    n_depth = len(metrics["depth_seeds"])
-    depth_text = (
-        (f"Over the depth study's {n_depth} seeds ({', '.join(map(str, metrics['depth_seeds']))}; "
-         f"{len(metrics['depth_only_per_seed'])} of them ran the depth study alone).\n\n"
-         if n_depth != len(metrics["seeds"]) else "")
-        + markdown_table(["model", f"our error, depth <= {config.max_train_depth}", "our error, deeper",
-                          "thesis code (CLEVR), <= 5", "thesis code (CLEVR), deeper"], depth_rows)
-        + "\n\n" + per_depth + "\n\n"
-        + (f"Typed modules err less than untyped ones at unseen depths by {percent(margin)}"
-           + (f", more than the seed spread ({percent(spread_unseen)}), as in the thesis."
-              if n_depth > 1 and margin > spread_unseen
-              else " (one seed: no spread to judge it by)." if n_depth == 1 and margin > 0
-              else f", within the seed spread ({percent(spread_unseen)}): not a result." if margin > 0
-              else "; they do not (the thesis found them better)."))
-        + f" FiLM ({params['film']:,} parameters, against {params['typed']:,} for the typed NMN) "
-        + ("degrades faster" if film_growth > typed_growth else "does not degrade faster")
-        + " than the typed NMN beyond the training depths"
-        + (" (as thesis Fig. 4.13)." if film_growth > typed_growth else " (thesis Fig. 4.13: it does).")
-        + " " + _reference_text(curves["typed_all_depths"], config)
-        + (f" The depth study runs on the `{config.depth_programs}` program family (every level of depth a step "
-           "of reasoning: relation hops from a unique referent and filters, under exist, count and describe; the "
-           "`clevr` family adds same-attribute hops and comparisons), all four models trained end to end with the "
-           f"same settings ({_budget_text(config)}). The thesis numbers come from real CLEVR with programs up to 22 "
-           "modules deep; ours from "
-           "a procedural analogue, so only directions compare." if config.data is None else
-           " The depth study runs on real CLEVR questions (trained on the train split's questions of depth <= "
-           f"{config.max_train_depth}, tested on the val split's), all four models trained end to end with the "
-           f"same settings ({_budget_text(config)}); depth counts the mapped NMN program, not CLEVR's node list, "
-           "and the thesis trained far "
-           "longer, so the directions compare more than the values.")
-    )
+    depth_text = depth_report(config, metrics, curves)
     easy = metrics["easy_vqa"]
     easy_text = markdown_table(
         ["model", "easy-vqa test accuracy", "train cost (sequential / parallel)"],
@@ -661,39 +521,6 @@ def _report(config: Config, metrics: dict, plan, n_train: int, n_test: int, curv
         figures=["error_by_depth.png", *sgm["figures"], *first["figures"]],
         config=config,
     )
-
-
-def _reference_text(curve: dict[int, Spread], config: Config) -> str:
-    """Does error rise with depth when the model is trained on every depth? Shallowest vs deepest third of the
-    depths, per seed: a rise counts when the mean rise exceeds its seed spread (or, with one seed, is > 0)."""
-    depths = sorted(curve)
-    third = max(1, len(depths) // 3)
-    low, high = depths[:third], depths[-third:]
-    n = len(curve[depths[0]].values)
-
-    def error(ds, i):
-        return sum(1 - curve[d].values[i] for d in ds) / len(ds)
-
-    low_error = spread([error(low, i) for i in range(n)])
-    high_error = spread([error(high, i) for i in range(n)])
-    rise = spread([error(high, i) - error(low, i) for i in range(n)])
-    rises = rise.mean > (rise.std if n > 1 else 0)
-    drawn = ("as they come in CLEVR's train split" if config.data is not None else
-             "uniformly" if config.reference_weights is None else
-             f"depth d with weight {config.reference_depth_decay:g}^(d - 2), the deepest rarest as in CLEVR")
-    return (
-        f"Trained on every depth (2-{config.max_test_depth}, drawn {drawn}), the typed NMN's error is "
-        f"{low_error.format(percent=True)} at depths {low[0]}-{low[-1]} and {high_error.format(percent=True)} at "
-        f"depths {high[0]}-{high[-1]}; it rises by {rise.format(percent=True)} (rises in "
-        f"{sum(v > 0 for v in rise.values)} of {n} seeds): "
-        + ("error rises with depth, as on CLEVR." if rises else
-           "error does not rise with depth by more than the seed spread here, unlike CLEVR.")
-    )
-
-
-def _error(accuracy: Spread) -> str:
-    """Error (1 - accuracy) of a spread of accuracies, in percent."""
-    return spread([1 - v for v in accuracy.values]).format(percent=True)
 
 
 def _search_text(config: Config, first: dict) -> str:
