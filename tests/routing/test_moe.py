@@ -359,7 +359,7 @@ def test_expert_choice_needs_no_gate_and_keeps_the_z_loss():
         routing="expert_choice",
     )
     out = moe(torch.randn(8, 6), return_route=True)
-    assert out.losses["loss_balance"].item() == pytest.approx(0.01)  # every expert equally loaded: 1 * coef
+    assert "loss_balance" not in out.losses  # every expert takes C rows: balanced by construction
     out.losses["loss_z"].backward()
     assert moe.router.nets[0].weight.grad.abs().sum() > 0
 
@@ -527,3 +527,12 @@ def test_an_moe_refuses_a_router_with_independent_picks():
     with pytest.raises(ConfigError, match="picks='independent'"):
         MoE(experts=MLPExperts(n_modules=4, d_in=8, d_hidden=8, d_out=8),
             router=Router(n_modules=4, d_in=8, k=2, picks="independent"), routing="expert_choice")
+
+
+def test_balance_loss_of_a_soft_route_uses_the_mean_weights_and_of_a_gated_one_the_counts():
+    probs = torch.tensor([[0.7, 0.2, 0.1], [0.6, 0.3, 0.1]])
+    soft = RouteResult(torch.arange(3).expand(2, 3)[:, None], torch.zeros(2), probs[:, None], probs[:, None])
+    assert switch_balance_loss(soft).item() == pytest.approx(3 * (probs.mean(0) ** 2).sum().item())
+    gated = RouteResult(torch.tensor([[0], [1]])[:, None], torch.zeros(2), probs[:, None],
+                        torch.tensor([[0.9], [0.1]])[:, None])
+    assert switch_balance_loss(gated).item() == pytest.approx(3 * (0.5 * 0.65 + 0.5 * 0.25))

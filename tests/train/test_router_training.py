@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from modnets.errors import ConfigError, ShapeError
-from modnets.routing import MLPExperts, ModularLayer, ModularStack, Router
+from modnets.routing import MLPExperts, ModularLayer, ModularStack, Router, switch_balance_loss
 from modnets.train import (
     EndToEnd,
     ExactMarginal,
@@ -22,7 +22,6 @@ from modnets.train import (
     categorical_log_likelihood,
     fit,
     generalized_em,
-    load_balancing_loss,
     mutual_information_estimate,
 )
 
@@ -278,7 +277,7 @@ def test_regularizers_have_their_documented_values():
     assert float(mutual_information_estimate(probs)) == pytest.approx(torch.log(torch.tensor(2.0)).item())
     net = make_net(layers=1, m=2)
     route = net(torch.randn(64, 6)).route
-    balanced = load_balancing_loss(route._replace(probs=torch.full_like(route.probs, 0.5)))
+    balanced = switch_balance_loss(route._replace(probs=torch.full_like(route.probs, 0.5)))
     assert float(balanced) == pytest.approx(1.0)
     terms = RoutingRegularizers(entropy_bonus=0.1, load_balance=0.01, mutual_information=0.1).terms(route)
     assert set(terms) == {"loss_entropy", "loss_balance", "loss_mi"}

@@ -61,7 +61,9 @@ def switch_balance_loss(route: RouteResult) -> Tensor:
     """The Switch / GShard load-balancing loss ``M * sum_e f_e * P_e``, averaged over layers.
 
     ``f_e`` counts the picks (each of the B * k picks weighs 1, whatever its gate weight), so it is the
-    fraction of dispatched rows of the paper for k = 1 and its per-pick share for k > 1.
+    fraction of dispatched rows of the paper for k = 1 and its per-pick share for k > 1. In soft mode, where
+    every row picks every module (k = M with weights), counts carry nothing, and ``f_e`` is the batch's mean
+    weight of module e instead.
 
     Args:
         route: choice (B, L, k), probs (B, L, M).
@@ -71,10 +73,13 @@ def switch_balance_loss(route: RouteResult) -> Tensor:
     """
     m = route.probs.shape[-1]
     with torch.no_grad():
-        counts = torch.zeros_like(route.probs).scatter_add_(
-            -1, route.choice, torch.ones_like(route.choice, dtype=route.probs.dtype)
-        )  # (B, L, M)
-        share = counts.sum(0) / counts.sum((0, 2)).clamp_min(1.0)[:, None]  # (L, M)
+        if route.weights is not None and route.choice.shape[-1] == m:  # soft: every module, weighted
+            counts = route.dense()
+        else:
+            counts = torch.zeros_like(route.probs).scatter_add_(
+                -1, route.choice, torch.ones_like(route.choice, dtype=route.probs.dtype)
+            )  # (B, L, M)
+        share = counts.sum(0) / counts.sum((0, 2)).clamp_min(1e-12)[:, None]  # (L, M)
     return m * (share * route.probs.mean(0)).sum(-1).mean()
 
 
@@ -128,7 +133,8 @@ class MoE(nn.Module):
         k: experts per row; ``None`` takes ``router.k`` (all M for a soft router).
         shared_experts: a module applied to every row and added to the routed output (DeepSeekMoE's
             shared experts; several of them are one module, e.g. an MLP of their total width), or ``None``.
-        balance_coef: weight of :func:`switch_balance_loss` in :meth:`aux_losses` (0 leaves it out).
+        balance_coef: weight of :func:`switch_balance_loss` in :meth:`aux_losses` (0 leaves it out; so does
+            expert choice, balanced by construction).
         z_coef: weight of :func:`router_z_loss` in :meth:`aux_losses` (0 leaves it out).
         strategy: the dispatch strategy (see :class:`ModularLayer`).
         capacity_factor: ``None`` for dropless token choice; c > 0 for at most ``ceil(c * N * k / E)``
@@ -376,7 +382,8 @@ class MoE(nn.Module):
 
         Returns:
             ``{"loss_balance": balance_coef * switch_balance_loss, "loss_z": z_coef * router_z_loss}``,
-            leaving out a term whose coefficient is 0; each () and differentiable in the router.
+            leaving out a term whose coefficient is 0, and the balance term under expert choice (every expert
+            takes C rows); each () and differentiable in the router.
 
         Raises:
             ConfigError: no route given and no forward call made yet.
@@ -386,7 +393,7 @@ class MoE(nn.Module):
         if route is None:
             raise ConfigError("aux_losses() reads the route of the latest forward call, but none was made yet")
         terms: dict[str, Tensor] = {}
-        if self.balance_coef:
+        if self.balance_coef and self.routing != "expert_choice":
             terms["loss_balance"] = self.balance_coef * switch_balance_loss(route)
         if self.z_coef:
             terms["loss_z"] = self.z_coef * router_z_loss(route)

@@ -74,7 +74,6 @@ Public names:
 - ``Objective``: a training algorithm for ``fit``: an ``nn.Module`` with ``loss``, ``predict`` and ``batch_keys``.
 - ``check_batch``: check that a batch carries every key an objective reads.
 - ``RoutingRegularizers``: weights of the routing regularisers (0 switches one off).
-- ``load_balancing_loss``: ``M * sum_i f_i P_i`` averaged over layers (Switch Transformer).
 - ``mutual_information_estimate``: batch estimate of ``sum_l I(A_l; X)``.
 - ``policy_entropy``: H(A | X = x) per example, summed over layers.
 - ``Reinforce``: REINFORCE with a baseline and an entropy bonus, for any routed model.
@@ -184,7 +183,6 @@ from ._program_objective import ProgramObjective as ProgramObjective
 from ._program_search import ProgramSearch as ProgramSearch
 from ._program_search import ProgramSearchConfig as ProgramSearchConfig
 from ._regularizers import RoutingRegularizers as RoutingRegularizers
-from ._regularizers import load_balancing_loss as load_balancing_loss
 from ._regularizers import mutual_information_estimate as mutual_information_estimate
 from ._regularizers import policy_entropy as policy_entropy
 from ._reinforce import Reinforce as Reinforce

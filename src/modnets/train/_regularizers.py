@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import torch
 from torch import Tensor
 
 from .._config import Config
 from ..errors import ConfigError
-from ..routing import RouteResult, entropy
+from ..routing import RouteResult, entropy, switch_balance_loss
 
-__all__ = ["RoutingRegularizers", "load_balancing_loss", "mutual_information_estimate", "policy_entropy"]
+__all__ = ["RoutingRegularizers", "mutual_information_estimate", "policy_entropy"]
 
 
 def policy_entropy(probs: Tensor) -> Tensor:
@@ -37,32 +36,13 @@ def mutual_information_estimate(probs: Tensor) -> Tensor:
     return (entropy(probs.mean(0)) - entropy(probs).mean(0)).sum()
 
 
-def load_balancing_loss(route: RouteResult) -> Tensor:
-    """``M * sum_i f_i P_i`` averaged over layers (Switch Transformer), 1 when routing is balanced.
-
-    ``f_i`` is the share of picks that went to module i (no gradient), ``P_i`` the batch-mean probability of
-    module i (differentiable).
-
-    Args:
-        route: choice (B, L, k), probs (B, L, M).
-
-    Returns:
-        () the loss.
-    """
-    m = route.probs.shape[-1]
-    with torch.no_grad():
-        picks = route.dense()  # (B, L, M), weights of the picks
-        share = picks.sum(0) / picks.sum((0, 2)).clamp_min(1e-12)[:, None]  # (L, M)
-    return m * (share * route.probs.mean(0)).sum(-1).mean()
-
-
 @dataclass
 class RoutingRegularizers(Config):
     """Weights of the routing regularisers (0 switches one off).
 
     Attributes:
         entropy_bonus: beta of ``-beta * mean_x H(A | X = x)``: keeps the policy exploring (A3C-style).
-        load_balance: weight of :func:`load_balancing_loss`.
+        load_balance: weight of :func:`~modnets.routing.switch_balance_loss`.
         mutual_information: weight of ``-I(A; X)`` (:func:`mutual_information_estimate`): rewards routings
             that use every module (high H(A)) and are sure per input (low H(A|X)).
     """
@@ -84,7 +64,7 @@ class RoutingRegularizers(Config):
         if self.entropy_bonus:
             out["loss_entropy"] = -self.entropy_bonus * policy_entropy(route.probs).mean()
         if self.load_balance:
-            out["loss_balance"] = self.load_balance * load_balancing_loss(route)
+            out["loss_balance"] = self.load_balance * switch_balance_loss(route)
         if self.mutual_information:
             out["loss_mi"] = -self.mutual_information * mutual_information_estimate(route.probs)
         return out
