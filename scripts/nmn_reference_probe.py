@@ -4,7 +4,9 @@ Each invocation trains one model with the full run's budget (20,000 questions, 1
 changed; training data seed s + 31000) and prints its error by depth on the test questions of the full
 run's depth study (seed s: data seed s + 11000). With the defaults it is the reference (every depth 2-20);
 ``--max-depth 5`` gives the depth-generalisation models, typed or ``--untyped``, for counting how often
-each fails to train over more seeds than the full run has.
+each fails to train over more seeds than the full run has. It also prints the mean training loss of each
+epoch: the models sit on a plateau (loss about 1) and then drop, and a failed training is one whose drop has
+not come by the last epoch.
 
     python scripts/nmn_reference_probe.py --seed 0 --lr 1e-3
     python scripts/nmn_reference_probe.py --seed 0 --max-depth 12
@@ -50,11 +52,15 @@ def main() -> None:
     model = nmn(typed, image_size=32, hidden=64, prior="logits" if typed else "geometric", questions=vocab,
                 question_hidden=64)
     start = time.perf_counter()
-    fit(Classification(model, target="answer"), train, collate=collate_clevr_like, run=RunDir(progress=False),
-        config=FitConfig(epochs=args.epochs, batch_size=64, lr=args.lr, seed=s))
+    result = fit(Classification(model, target="answer"), train, collate=collate_clevr_like, run=RunDir(progress=False),
+                 config=FitConfig(epochs=args.epochs, batch_size=64, lr=args.lr, seed=s))
+    per_epoch = -(-args.n_train // 64)
+    losses = [[h["loss"] for h in result.history if e * per_epoch <= h["step"] < (e + 1) * per_epoch]
+              for e in range(args.epochs)]
     error = {d: round(1 - a, 3) for d, a in accuracy_by(predict(model, test, collate=collate_clevr_like)
                                                          == test.answers, test.depths).items()}
-    print(json.dumps({**vars(args), "seconds": round(time.perf_counter() - start), "error_by_depth": error}))
+    print(json.dumps({**vars(args), "seconds": round(time.perf_counter() - start), "error_by_depth": error,
+                      "train_loss_by_epoch": [round(sum(v) / len(v), 3) for v in losses if v]}))
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ test of fresh examples of the trained combinations:
   training (condition A) and the held-out test (B), as CLEVR-CoGenT.
 - **closure** (:func:`~modnets.data.closure_split`): CLEVR-like programs whose structure puts a known module
   where training never put it, in the spirit of CLOSURE.
-- **scan** (:func:`~modnets.data.scan_split`): SCAN's standard splits (simple, add-primitive ``jump``, length;
-  add-primitive ``turn left`` when listed). Models (:func:`train_scan_model`): the GRU and Transformer seq2seq
+- **scan** (:func:`~modnets.data.scan_split`): SCAN's four standard splits (simple, add-primitive ``jump``, length,
+  add-primitive ``turn left``). Models (:func:`train_scan_model`): the GRU and Transformer seq2seq
   baselines, and the grammar-given modular executor (typed modules composed by each command's parse), each
   trained for a fixed number of seconds; exact match of the whole action sequence on held-back training
   commands and on the split's test set, beside Lake and Baroni's published numbers. The budgets are tiny next
@@ -83,8 +83,8 @@ MODEL_LABELS = {**METHOD_LABELS, "typed_nmn": "typed NMN (given programs)",
                 "untyped_nmn": "untyped NMN (given programs)", "film": "FiLM (same size)",
                 "gru": "GRU seq2seq (attention)", "transformer": "Transformer seq2seq",
                 "executor": "modular executor (given parse)"}
-#: The SCAN splits of the full run (``addprim_turn_left`` runs when ``ScanPart.splits`` lists it).
-SCAN_DEFAULT_SPLITS = ("simple", "addprim_jump", "length")
+#: The SCAN splits of the full run: Lake and Baroni's four.
+SCAN_DEFAULT_SPLITS = ("simple", "addprim_jump", "length", "addprim_turn_left")
 #: Updates per model in Lake and Baroni (2018): 100,000 steps of one example.
 PAPER_STEPS = 100_000
 ROUTER_INPUTS = ("description", "task")
@@ -188,7 +188,7 @@ class Config(ConfigBase):
     Seeds ``seed, seed + 1, ...`` (``seeds`` of them) each draw their own data, held-out choice and weights.
     ``methods`` are the compositions' models (the ``routing`` experiment's), ``models`` the CLEVR-like splits',
     ``scan.models`` SCAN's. Quick mode trains SCAN's GRU and executor for 25 s each on ``addprim_jump`` only;
-    the full run all three models for 300 s each on simple, add-jump and length.
+    the full run all three models for 300 s each on simple, add-jump, length and add-turn-left.
     """
 
     quick: bool = False

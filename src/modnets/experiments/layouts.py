@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .._checks import check_ints
@@ -245,17 +246,9 @@ def _arms(config: Config, typed: bool, seed: int, data: SeedData, rundir: RunDir
 def learned_arm(config: Config, arm: str, typed: bool, seed: int, data: SeedData, rundir: RunDir) -> dict:
     """One learned arm (``"answers"`` or ``"cloned"``) trained on ``data.train`` and measured on ``data.test``;
     also used by ``scripts/layouts_probe.py``."""
-    train, test, max_size = data.train, data.test, data.max_size
+    train, test = data.train, data.test
     torch.manual_seed(seed + 1)
-    model = _nmn(config, typed)
-    output = Probs(len(ANSWERS)) if typed else Logits(len(ANSWERS))
-    space = ProgramSpace.of(model.library, output=output, max_size=max_size, max_depth=max(config.depths),
-                            modules=MODULES)
-    vocabulary = QuestionVocabulary.build(train.questions)
-    encoder = QuestionEncoder(vocabulary, embed=max(1, config.policy_hidden // 2), hidden=config.policy_hidden)
-    policy = ProgramPolicy(space=space, d_context=config.policy_hidden, hidden=config.policy_hidden)
-    parts = {"policy": policy, "library": model.library, "encoder": encoder,
-             "library_context": {"features": ("image", model.stem)}}
+    _, parts = arm_parts(config, typed, data)
     clone, searched, gold_key, settings = None, train, None, config.search
     if arm == "cloned":
         cloning = ProgramCloning(**parts)
@@ -269,6 +262,21 @@ def learned_arm(config: Config, arm: str, typed: bool, seed: int, data: SeedData
                  name=f"{arm}-search")
     measured = {**_evaluate(search, test), **_cost(result)}
     return measured if clone is None else {**measured, "clone": clone}
+
+
+def arm_parts(config: Config, typed: bool, data: SeedData) -> tuple[nn.Module, dict]:
+    """A learned arm's NMN (freshly initialised from the global seed) and the parts its program objectives share
+    (``policy``, ``library``, ``encoder``, ``library_context``): the NMN's modules and stem are the library's, so
+    the NMN runs given programs with the arm's modules; also used by ``scripts/layouts_modules_probe.py``."""
+    model = _nmn(config, typed)
+    output = Probs(len(ANSWERS)) if typed else Logits(len(ANSWERS))
+    space = ProgramSpace.of(model.library, output=output, max_size=data.max_size, max_depth=max(config.depths),
+                            modules=MODULES)
+    vocabulary = QuestionVocabulary.build(data.train.questions)
+    encoder = QuestionEncoder(vocabulary, embed=max(1, config.policy_hidden // 2), hidden=config.policy_hidden)
+    policy = ProgramPolicy(space=space, d_context=config.policy_hidden, hidden=config.policy_hidden)
+    return model, {"policy": policy, "library": model.library, "encoder": encoder,
+                   "library_context": {"features": ("image", model.stem)}}
 
 
 class _SomeGold(Dataset):

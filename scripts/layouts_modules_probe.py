@@ -1,0 +1,145 @@
+"""Probe of a finished ``layouts`` run: are the learned arms short of the gold arm in their programs or in their
+modules?
+
+For one seed and library of a run folder (``modnets run layouts --out DIR``), it loads the last checkpoint of
+each arm and measures, on the test questions and on the first ``--train`` training questions:
+
+- ``greedy``: the answers of the arm's own greedy programs (what the report measures; the gold arm has none);
+- ``gold programs``: the answers of the arm's modules running the gold programs;
+- ``gold arm's modules, arm's programs``: the gold arm's modules running this arm's greedy programs;
+- for the learned arms, the incumbent programs the modules were trained on (the search's buffer, best entry):
+  the share exact or oracle-equivalent to the gold ones, and the modules' accuracy when running them;
+- with ``--refit``, for the cloned arm: fresh modules trained as the gold arm's (``fit_gold``) but on the cloned
+  policy's greedy programs of the training questions, then measured on the test questions with its greedy
+  programs: what the arm's programs are worth under modules that learn on fixed programs.
+
+    python scripts/layouts_modules_probe.py runs/layouts-full-3seeds --seed 0 --library typed
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from modnets.data import ANSWERS
+from modnets.data import collate_clevr_like as collate
+from modnets.experiments import get_experiment
+from modnets.experiments._vqa_training import seeded
+from modnets.train import Classification, ProgramSearch, RunDir, fit, predict
+
+layouts = get_experiment("layouts")
+
+
+class _WithPrograms(Dataset):
+    """``data`` with each question's program replaced by ``programs[i]``."""
+
+    def __init__(self, data: Dataset, programs: list) -> None:
+        self.data, self.programs = data, programs
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> dict:
+        return {**self.data[i], "program": self.programs[i]}
+
+
+def _latest(folder: Path) -> dict:
+    files = sorted(folder.glob("step-*.pt"))
+    if not files:
+        raise SystemExit(f"no checkpoint in {folder}: give the folder of a finished `modnets run layouts`")
+    return torch.load(files[-1], weights_only=False)["model"]
+
+
+def _accuracy(model, data: Dataset, answers: torch.Tensor) -> float:
+    return float((predict(Classification(model, target="answer"), data, collate=collate) == answers).float().mean())
+
+
+@torch.no_grad()
+def _greedy(search: ProgramSearch, data: Dataset) -> tuple[list, torch.Tensor]:
+    programs, answers = [], []
+    for batch in DataLoader(data, batch_size=256, shuffle=False, collate_fn=collate):
+        programs += search.programs(batch, mode="greedy").programs
+        answers.append(search.predict(batch))
+    return programs, torch.cat(answers)
+
+
+def _agreement(programs: list, data, rows: list[int]) -> dict:
+    """Exact match and oracle equivalence of ``programs`` with the gold programs of ``data``'s ``rows``."""
+    exact = sum(p == data.programs[r] for p, r in zip(programs, rows, strict=True))
+    equivalent = sum(layouts._oracle(p, data.scenes[r]) == ANSWERS[int(data.answers[r])]
+                     for p, r in zip(programs, rows, strict=True))
+    return {"exact_match": exact / len(rows), "execution_equivalent": equivalent / len(rows)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="the run folder of a finished `modnets run layouts`")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--library", choices=layouts.LIBRARIES, default="typed")
+    parser.add_argument("--train", type=int, default=2000, help="training questions measured (the first N)")
+    parser.add_argument("--refit", action="store_true", help="also train fresh modules on the cloned programs")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    metrics = json.loads((args.run / "metrics.json").read_text())
+    config = layouts.Config.from_dict(metrics["config"])
+    typed = args.library == "typed"
+    data = layouts.seed_data(config, args.seed)
+    folder = args.run / "checkpoints" / f"seed{args.seed}" / args.library
+    rows = list(range(min(args.train, len(data.train))))
+    splits = {"test": (data.test, list(range(len(data.test)))), "train": (Subset(data.train, rows), rows)}
+    gold_model = layouts._nmn(config, typed)
+    Classification(gold_model, target="answer").load_state_dict(_latest(folder / "gold"))
+    out = {"seed": args.seed, "library": args.library, "gold": {
+        name: {"gold programs": _accuracy(gold_model, d, (data.test if name == "test" else data.train).answers[r])}
+        for name, (d, r) in splits.items()}}
+    for arm in ("answers", "cloned"):
+        model, parts = layouts.arm_parts(config, typed, data)
+        settings = (config.cloned_search or config.search) if arm == "cloned" else config.search
+        gold_key = "program" if arm == "cloned" and config.keep_gold else None
+        search = ProgramSearch(**parts, dataset_size=len(data.train), config=settings, gold_key=gold_key)
+        search.load_state_dict(_latest(folder / f"{arm}-search"))
+        search.eval()
+        model.eval()
+        out[arm] = {}
+        for name, (d, r) in splits.items():
+            source = data.test if name == "test" else data.train
+            answers = source.answers[r]
+            programs, predicted = _greedy(search, d)
+            out[arm][name] = {
+                "greedy": float((predicted == answers).float().mean()),
+                "gold programs": _accuracy(model, d, answers),
+                "gold arm's modules, arm's programs": _accuracy(gold_model, _WithPrograms(d, programs), answers),
+                **{f"greedy {k}": v for k, v in _agreement(programs, source, r).items()}}
+            if name == "train":
+                best = search.buffer.score[r].argmax(1)
+                incumbents = search.policy.decode(search.buffer.tokens[r, best])
+                out[arm][name].update({
+                    "incumbents": _accuracy(model, _WithPrograms(d, incumbents), answers),
+                    **{f"incumbent {k}": v for k, v in _agreement(incumbents, source, r).items()}})
+        if arm == "cloned" and args.refit:
+            out[arm]["refit"] = _refit(config, typed, args.seed, data, search)
+    print(json.dumps(out, indent=1))
+
+
+def _refit(config, typed: bool, seed: int, data, search: ProgramSearch) -> dict:
+    """Fresh modules trained on the policy's greedy programs of every training question (the gold arm's
+    training), measured on the test questions with the policy's greedy programs and with the gold ones."""
+    train_programs, _ = _greedy(search, data.train)
+    test_programs, _ = _greedy(search, data.test)
+    torch.manual_seed(seed)
+    model = layouts._nmn(config, typed)
+    start = time.perf_counter()
+    fit(Classification(model, target="answer"), _WithPrograms(data.train, train_programs),
+        config=seeded(config.fit_gold, seed), collate=collate, run=RunDir(progress=False))
+    return {"seconds": round(time.perf_counter() - start),
+            "test, greedy programs": _accuracy(model, _WithPrograms(data.test, test_programs), data.test.answers),
+            "test, gold programs": _accuracy(model, data.test, data.test.answers)}
+
+
+if __name__ == "__main__":
+    main()
