@@ -8,10 +8,10 @@ each arm and measures, on the test questions and on the first ``--train`` traini
 - ``gold programs``: the answers of the arm's modules running the gold programs;
 - ``gold arm's modules, arm's programs``: the gold arm's modules running this arm's greedy programs;
 - for the learned arms, the incumbent programs the modules were trained on (the search's buffer, best entry):
-  the share exact or oracle-equivalent to the gold ones, and the modules' accuracy when running them;
-- with ``--refit``, for the cloned arm: fresh modules trained as the gold arm's (``fit_gold``) but on the cloned
-  policy's greedy programs of the training questions, then measured on the test questions with its greedy
-  programs: what the arm's programs are worth under modules that learn on fixed programs.
+  the share exact or oracle-equivalent to the gold ones, and the modules' accuracy when running them.
+
+It measures the search's own modules (the experiment's ``refit`` stage, which trains fresh modules on the
+cloned arm's programs, is left out).
 
     python scripts/layouts_modules_probe.py runs/layouts-full-3seeds --seed 0 --library typed
 """
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import torch
@@ -29,23 +28,10 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from modnets.data import ANSWERS
 from modnets.data import collate_clevr_like as collate
 from modnets.experiments import get_experiment
-from modnets.experiments._vqa_training import seeded
-from modnets.train import Classification, ProgramSearch, RunDir, fit, predict
+from modnets.train import Classification, ProgramSearch, predict
 
 layouts = get_experiment("layouts")
-
-
-class _WithPrograms(Dataset):
-    """``data`` with each question's program replaced by ``programs[i]``."""
-
-    def __init__(self, data: Dataset, programs: list) -> None:
-        self.data, self.programs = data, programs
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, i: int) -> dict:
-        return {**self.data[i], "program": self.programs[i]}
+WithPrograms = layouts._WithPrograms
 
 
 def _latest(folder: Path) -> dict:
@@ -82,7 +68,6 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--library", choices=layouts.LIBRARIES, default="typed")
     parser.add_argument("--train", type=int, default=2000, help="training questions measured (the first N)")
-    parser.add_argument("--refit", action="store_true", help="also train fresh modules on the cloned programs")
     args = parser.parse_args()
     torch.set_num_threads(1)
     metrics = json.loads((args.run / "metrics.json").read_text())
@@ -113,32 +98,15 @@ def main() -> None:
             out[arm][name] = {
                 "greedy": float((predicted == answers).float().mean()),
                 "gold programs": _accuracy(model, d, answers),
-                "gold arm's modules, arm's programs": _accuracy(gold_model, _WithPrograms(d, programs), answers),
+                "gold arm's modules, arm's programs": _accuracy(gold_model, WithPrograms(d, programs), answers),
                 **{f"greedy {k}": v for k, v in _agreement(programs, source, r).items()}}
             if name == "train":
                 best = search.buffer.score[r].argmax(1)
                 incumbents = search.policy.decode(search.buffer.tokens[r, best])
                 out[arm][name].update({
-                    "incumbents": _accuracy(model, _WithPrograms(d, incumbents), answers),
+                    "incumbents": _accuracy(model, WithPrograms(d, incumbents), answers),
                     **{f"incumbent {k}": v for k, v in _agreement(incumbents, source, r).items()}})
-        if arm == "cloned" and args.refit:
-            out[arm]["refit"] = _refit(config, typed, args.seed, data, search)
     print(json.dumps(out, indent=1))
-
-
-def _refit(config, typed: bool, seed: int, data, search: ProgramSearch) -> dict:
-    """Fresh modules trained on the policy's greedy programs of every training question (the gold arm's
-    training), measured on the test questions with the policy's greedy programs and with the gold ones."""
-    train_programs, _ = _greedy(search, data.train)
-    test_programs, _ = _greedy(search, data.test)
-    torch.manual_seed(seed)
-    model = layouts._nmn(config, typed)
-    start = time.perf_counter()
-    fit(Classification(model, target="answer"), _WithPrograms(data.train, train_programs),
-        config=seeded(config.fit_gold, seed), collate=collate, run=RunDir(progress=False))
-    return {"seconds": round(time.perf_counter() - start),
-            "test, greedy programs": _accuracy(model, _WithPrograms(data.test, test_programs), data.test.answers),
-            "test, gold programs": _accuracy(model, data.test, data.test.answers)}
 
 
 if __name__ == "__main__":

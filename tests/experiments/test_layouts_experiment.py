@@ -12,7 +12,7 @@ def tiny(exp, **overrides):
     settings = dict(quick=True, seeds=1, libraries=("typed",), image_size=16, depths=(2, 3), n_train=48, n_test=24,
                     hidden=8, stem_channels=(8,), policy_hidden=16, gold_fraction=0.25,
                     search=ProgramSearchConfig(buffer_size=1, samples=2),
-                    fit_gold=fit, fit_clone=fit, fit_search=fit)
+                    fit_gold=fit, fit_clone=fit, fit_search=fit, refit=fit)
     return exp.Config(**{**settings, **overrides})
 
 
@@ -34,6 +34,8 @@ def test_layouts_experiment_smoke(tmp_path):
         assert metrics["accuracy"]["typed"][name]["values"] == [arm["accuracy"]]
     assert arms["gold"]["exact_match"] == 1.0 and arms["answers"]["steps"] == 3  # 48 questions, batches of 16
     assert arms["cloned"]["clone"]["steps"] == 1 and seed["n_gold"] == 12
+    assert arms["cloned"]["refit"]["steps"] == 3 and 0 <= arms["cloned"]["search"]["accuracy"] <= 1
+    assert metrics["cloned_search_accuracy"]["typed"]["values"] == [arms["cloned"]["search"]["accuracy"]]
     assert seed["max_size"] == seed["gold_max_size"] >= 2
     assert metrics["config"]["search"]["buffer_size"] == 1
     if arms["gold"]["accuracy"] > 0:
@@ -41,7 +43,8 @@ def test_layouts_experiment_smoke(tmp_path):
             arms["cloned"]["accuracy"] / arms["gold"]["accuracy"])
     assert (tmp_path / "run" / "accuracy_by_depth.png").stat().st_size > 1000
     for words in ("gold programs", "learned from answers alone", "cloned from gold", "exact match",
-                  "execution-equivalent", "H(A|X)", "Against the papers", "share of gold", "Accuracy by program depth"):
+                  "execution-equivalent", "H(A|X)", "Against the papers", "share of gold", "Accuracy by program depth",
+                  "modules refitted on its programs"):
         assert words in text
 
 
@@ -58,6 +61,25 @@ def test_typed_and_untyped_libraries_over_two_seeds(tmp_path):
             assert metrics["accuracy"][lib][arm]["n"] == 2
     assert "Typed vs untyped modules" in text and "generalised EM (joint score)" in text
     assert metrics["config"]["cloned_search"]["buffer_size"] == 1
+
+
+def test_without_refit_the_cloned_arm_answers_with_the_search_modules(tmp_path):
+    exp = get_experiment("layouts")
+    report = exp.run(tiny(exp, refit=None), tmp_path, progress=False)
+    cloned = report.metrics["per_seed"][0]["libraries"]["typed"]["cloned"]
+    assert "refit" not in cloned and "search" not in cloned and "cloned_search_accuracy" not in report.metrics
+    assert "modules refitted" not in report.write(tmp_path).read_text()
+
+
+def test_with_programs_replaces_each_question_program():
+    exp = get_experiment("layouts")
+    from modnets.compose import Program
+
+    data = exp.seed_data(tiny(exp), 0).test
+    programs = [Program.parse("count(find[red])")] * len(data)
+    replaced = exp._WithPrograms(data, programs)
+    assert len(replaced) == len(data) and replaced[3]["program"] == programs[3]
+    assert replaced[3]["answer"] == data[3]["answer"]
 
 
 def test_a_program_the_oracle_cannot_answer_counts_as_not_equivalent():

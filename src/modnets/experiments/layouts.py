@@ -92,6 +92,10 @@ class Config(ConfigBase):
             gold ones and the arm answered less well; ``scripts/layouts_probe.py``).
         fit_gold: training of the gold-program NMN; fit_search: the program search (both learned arms);
         fit_clone: the cloning stage of the cloned arm (on its share of the training questions).
+        refit: the cloned arm's last stage (``None``: none): fresh modules trained, as the gold arm's, on the
+            programs its policy writes for the training questions (greedy), then run on the programs it writes
+            for the test questions. The search's own modules learn while the programs move under them and
+            answered less well than modules trained on fixed programs (``scripts/layouts_modules_probe.py``).
     """
 
     quick: bool = False
@@ -115,6 +119,7 @@ class Config(ConfigBase):
     fit_gold: FitConfig = field(default_factory=lambda: FitConfig(epochs=20, batch_size=64, lr=2e-3))
     fit_clone: FitConfig = field(default_factory=lambda: FitConfig(epochs=40, batch_size=32, lr=2e-3))
     fit_search: FitConfig = field(default_factory=lambda: FitConfig(epochs=20, batch_size=64, lr=2e-3))
+    refit: FitConfig | None = field(default_factory=lambda: FitConfig(epochs=20, batch_size=64, lr=2e-3))
 
     def __post_init__(self) -> None:
         check_ints(self, "seeds", "n_train", "n_test", "hidden", "policy_hidden")
@@ -138,6 +143,8 @@ class Config(ConfigBase):
             check_ints(self, "max_size")
         if isinstance(self.cloned_search, dict):
             self.cloned_search = ProgramSearchConfig.from_dict(self.cloned_search)
+        if isinstance(self.refit, dict):
+            self.refit = FitConfig.from_dict(self.refit)
 
     @classmethod
     def for_mode(cls, quick: bool, seed: int = 0) -> Config:
@@ -147,10 +154,12 @@ class Config(ConfigBase):
                 fit_gold=FitConfig(epochs=15, batch_size=64, lr=3e-3, seed=seed),
                 fit_clone=FitConfig(epochs=30, batch_size=32, lr=3e-3, seed=seed),
                 fit_search=FitConfig(epochs=15, batch_size=64, lr=3e-3, seed=seed),
+                refit=FitConfig(epochs=15, batch_size=64, lr=3e-3, seed=seed),
             )
         return cls(seed=seed, fit_gold=FitConfig(epochs=20, batch_size=64, lr=2e-3, seed=seed),
                    fit_clone=FitConfig(epochs=40, batch_size=32, lr=2e-3, seed=seed),
-                   fit_search=FitConfig(epochs=20, batch_size=64, lr=2e-3, seed=seed))
+                   fit_search=FitConfig(epochs=20, batch_size=64, lr=2e-3, seed=seed),
+                   refit=FitConfig(epochs=20, batch_size=64, lr=2e-3, seed=seed))
 
     @property
     def seed_list(self) -> list[int]:
@@ -174,6 +183,9 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: b
                                                             for s in per_seed]).to_dict() for measure in MEASURES}
                                      for lib in config.libraries},
                      "accuracy_majority_answer": spread([s["accuracy_majority_answer"] for s in per_seed]).to_dict()}
+    if config.refit is not None:
+        metrics["cloned_search_accuracy"] = {lib: spread([s["libraries"][lib]["cloned"]["search"]["accuracy"]
+                                                          for s in per_seed]).to_dict() for lib in config.libraries}
     curves = {f"{lib}, {LABELS[arm]}": spread_by([s["libraries"][lib][arm]["accuracy_by_depth"] for s in per_seed])
               for lib in config.libraries for arm in ARMS}
     plot_error_curves(curves, out / "accuracy_by_depth.png", title="error by program depth (held-out questions)")
@@ -261,7 +273,54 @@ def learned_arm(config: Config, arm: str, typed: bool, seed: int, data: SeedData
     result = fit(search, searched, config=seeded(config.fit_search, seed), collate=collate, run=rundir,
                  name=f"{arm}-search")
     measured = {**_evaluate(search, test), **_cost(result)}
-    return measured if clone is None else {**measured, "clone": clone}
+    if clone is None:
+        return measured
+    measured["clone"] = clone
+    if config.refit is None:
+        return measured
+    refit = _refit(config, typed, seed, data, search, rundir)
+    measured["search"] = {k: measured[k] for k in ("accuracy", "accuracy_by_depth")}
+    return {**measured, "accuracy": refit.pop("accuracy"), "accuracy_by_depth": refit.pop("accuracy_by_depth"),
+            "refit": refit}
+
+
+def _refit(config: Config, typed: bool, seed: int, data: SeedData, search: ProgramSearch, rundir: RunDir) -> dict:
+    """Fresh modules (initialised as the gold arm's) trained with ``config.refit`` on the search's greedy
+    programs for the training questions; their test accuracy on its greedy programs for the test questions."""
+    programs = {name: _greedy_programs(search, d) for name, d in (("train", data.train), ("test", data.test))}
+    torch.manual_seed(seed)
+    model = _nmn(config, typed)
+    result = fit(Classification(model, target="answer"), _WithPrograms(data.train, programs["train"]),
+                 config=seeded(config.refit, seed), collate=collate, run=rundir, name="cloned-refit")
+    correct = predict(Classification(model, target="answer"), _WithPrograms(data.test, programs["test"]),
+                      collate=collate) == data.test.answers
+    return {"accuracy": float(correct.float().mean()), "accuracy_by_depth": accuracy_by(correct, data.test.depths),
+            **_cost(result)}
+
+
+@torch.no_grad()
+def _greedy_programs(objective: ProgramObjective, data: Dataset) -> list:
+    """The policy's greedy program for every question of ``data``, in order."""
+    was_training = objective.training
+    objective.eval()
+    try:
+        return [p for batch in DataLoader(data, batch_size=256, shuffle=False, collate_fn=collate)
+                for p in objective.programs(batch, mode="greedy").programs]
+    finally:
+        objective.train(was_training)
+
+
+class _WithPrograms(Dataset):
+    """``data`` with question i's program replaced by ``programs[i]``."""
+
+    def __init__(self, data: Dataset, programs: list) -> None:
+        self.data, self.programs = data, programs
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> dict:
+        return {**self.data[i], "program": self.programs[i]}
 
 
 def arm_parts(config: Config, typed: bool, data: SeedData) -> tuple[nn.Module, dict]:
@@ -354,7 +413,7 @@ def _report(config: Config, m: dict) -> Report:
     for lib in config.libraries:
         for arm in ARMS:
             runs = [s["libraries"][lib][arm] for s in m["per_seed"]]
-            steps = runs[0]["steps"] + runs[0].get("clone", {}).get("steps", 0)
+            steps = sum(r.get("steps", 0) for r in (runs[0], runs[0].get("clone", {}), runs[0].get("refit", {})))
             rows.append((lib, LABELS[arm], fmt("accuracy", lib, arm),
                          " / ".join(f"{100 * r['accuracy']:.1f}" for r in runs),
                          get("share_of_gold", lib, arm).format(percent=True), fmt("exact_match", lib, arm),
@@ -394,7 +453,10 @@ def _report(config: Config, m: dict) -> Report:
         f"{after['exact_match'].format(percent=True)} of the test questions before the search on the answers "
         f"({'still cloning those programs' if config.keep_gold else 'answers only'}) and "
         f"{fmt('exact_match', lib, 'cloned')} after it, and the arm answered {cloned.format(percent=True)} "
-        f"({versus(cloned)}): {share.format(percent=True)} of the gold-program accuracy, which {target}. "
+        + (f"with fresh modules trained on the programs its policy writes "
+           f"({Spread.from_dict(m['cloned_search_accuracy'][lib]).format(percent=True)} with the search's own "
+           f"modules) " if config.refit is not None else "")
+        + f"({versus(cloned)}): {share.format(percent=True)} of the gold-program accuracy, which {target}. "
         f"{_reading({k: get(k, lib, 'answers').mean for k in MEASURES}, majority.mean)} "
         + (_types_text(m) + " " if set(config.libraries) == set(LIBRARIES) else "")
         + f"{'Quick' if config.quick else 'Full'} mode, seeds "
@@ -406,9 +468,17 @@ def _report(config: Config, m: dict) -> Report:
             (lib, "after cloning only", *(Spread.from_dict(m["clone_after"][lib][k]).format(
                 "{:.2f}" if k == "entropy" else "{:.3g}", percent=k != "entropy") for k in MEASURES),
              first["libraries"][lib]["cloned"]["clone"]["steps"]),
-            (lib, "after the search on answers", *(fmt(k, lib, "cloned") for k in MEASURES),
-             first["libraries"][lib]["cloned"]["steps"]))],
-    )
+            (lib, "after the search on answers",
+             *(Spread.from_dict(m["cloned_search_accuracy"][lib]).format(percent=True) if k == "accuracy"
+               and config.refit is not None else fmt(k, lib, "cloned") for k in MEASURES),
+             first["libraries"][lib]["cloned"]["steps"]),
+            *([(lib, "modules refitted on its programs", fmt("accuracy", lib, "cloned"), "(the same programs)",
+                "", "", first["libraries"][lib]["cloned"]["refit"]["steps"])] if config.refit is not None else []))],
+    ) + ("" if config.refit is None else
+         "\n\nThe last row is the arm's result: fresh modules, initialised and trained as the gold arm's "
+         "(`refit`), learn on the programs the policy writes for the training questions and answer the test "
+         "questions with the programs it writes for them. The search's own modules learned while the programs "
+         "changed under them.")
     curves = {label: {int(d): Spread.from_dict(v) for d, v in curve.items()}
               for label, curve in m["accuracy_by_depth"].items()}
     depth_table = markdown_table(
