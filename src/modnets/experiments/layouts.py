@@ -453,14 +453,16 @@ def _report(config: Config, m: dict) -> Report:
         f"{after['exact_match'].format(percent=True)} of the test questions before the search on the answers "
         f"({'still cloning those programs' if config.keep_gold else 'answers only'}) and "
         f"{fmt('exact_match', lib, 'cloned')} after it, and the arm answered {cloned.format(percent=True)} "
-        + (f"with fresh modules trained on the programs its policy writes "
-           f"({Spread.from_dict(m['cloned_search_accuracy'][lib]).format(percent=True)} with the search's own "
-           f"modules) " if config.refit is not None else "")
-        + f"({versus(cloned)}): {share.format(percent=True)} of the gold-program accuracy, which {target}. "
+        f"({versus(cloned)})"
+        + (f" with fresh modules trained on the programs its policy writes, against "
+           f"{Spread.from_dict(m['cloned_search_accuracy'][lib]).format(percent=True)} with the search's own "
+           f"modules" if config.refit is not None else "")
+        + f": {share.format(percent=True)} of the gold-program accuracy, which {target}. "
         f"{_reading({k: get(k, lib, 'answers').mean for k in MEASURES}, majority.mean)} "
         + (_types_text(m) + " " if set(config.libraries) == set(LIBRARIES) else "")
         + f"{'Quick' if config.quick else 'Full'} mode, seeds "
-        f"{', '.join(map(str, m['seeds']))}; {m['total_seconds']:.0f} s in all."
+        f"{', '.join(map(str, m['seeds']))}; {_training_seconds(m):.0f} s of training in all (this process: "
+        f"{m['total_seconds']:.0f} s, less when it resumed from checkpoints)."
     )
     clone_table = markdown_table(
         ["modules", "cloned arm", "test accuracy", "exact match", "execution-equivalent", "H(A|X) nats", "steps"],
@@ -472,8 +474,8 @@ def _report(config: Config, m: dict) -> Report:
              *(Spread.from_dict(m["cloned_search_accuracy"][lib]).format(percent=True) if k == "accuracy"
                and config.refit is not None else fmt(k, lib, "cloned") for k in MEASURES),
              first["libraries"][lib]["cloned"]["steps"]),
-            *([(lib, "modules refitted on its programs", fmt("accuracy", lib, "cloned"), "(the same programs)",
-                "", "", first["libraries"][lib]["cloned"]["refit"]["steps"])] if config.refit is not None else []))],
+            *([(lib, "modules refitted on its programs", fmt("accuracy", lib, "cloned"), *["as above"] * 3,
+                first["libraries"][lib]["cloned"]["refit"]["steps"])] if config.refit is not None else []))],
     ) + ("" if config.refit is None else
          "\n\nThe last row is the arm's result: fresh modules, initialised and trained as the gold arm's "
          "(`refit`), learn on the programs the policy writes for the training questions and answer the test "
@@ -537,6 +539,12 @@ def _report(config: Config, m: dict) -> Report:
         figures=["accuracy_by_depth.png"],
         config=config,
     )
+
+
+def _training_seconds(m: dict) -> float:
+    """Every stage's training time, summed over arms, libraries and seeds (a resumed run's included)."""
+    return sum(stage.get("train_seconds", 0.0) for s in m["per_seed"] for arms in s["libraries"].values()
+               for arm in arms.values() for stage in (arm, arm.get("clone", {}), arm.get("refit", {})))
 
 
 def _method(search: ProgramSearchConfig) -> str:
