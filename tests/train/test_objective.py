@@ -216,6 +216,19 @@ def test_the_time_budget_ends_fit_with_a_flag():
     assert not done.out_of_time and done.steps == 8
 
 
+def test_resuming_a_run_whose_time_budget_is_spent_takes_no_step(tmp_path):
+    torch.manual_seed(0)
+    objective = Classification(nn.Linear(6, 3))
+    rows = [{"x": torch.randn(6), "y": i % 3} for i in range(64)]
+    config = FitConfig(epochs=1000, batch_size=8, max_seconds=0.05)
+    first = fit(objective, rows, config=config, collate=default_collate, run=RunDir(tmp_path, progress=False))
+    weights = {k: v.clone() for k, v in objective.state_dict().items()}
+    again = fit(objective, rows, config=config, collate=default_collate,
+                run=RunDir(tmp_path, resume=True, progress=False))
+    assert first.out_of_time and again.out_of_time and again.steps == first.steps
+    assert all(torch.equal(weights[k], v) for k, v in objective.state_dict().items())
+
+
 def test_an_objective_whose_terms_lack_loss_is_refused():
     class NoLoss(nn.Module):
         batch_keys = {"x": "(B, 6) inputs"}

@@ -205,7 +205,7 @@ def fit(
     bar = progress_bar(total=total, initial=state.steps, desc=name, enabled=run.progress and rank == 0)
     logger = run.logger(name) if rank == 0 else None
     save = _saver(objective, stepper, checkpoints, state, config, rank=rank)
-    out_of_time = False
+    out_of_time = all_any(state.out_of_time(config.max_seconds))  # a resumed run may have spent its budget
     try:
         while state.steps < total and not out_of_time:
             epoch, position = divmod(state.steps, per_epoch)
