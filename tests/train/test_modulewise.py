@@ -61,6 +61,15 @@ def test_nmn_modulewise_trains_every_part_from_the_plan_and_the_cache(tiny, tmp_
     assert (tmp_path / "search" / "describe" / "describe.db").exists()
     assert len(AuxiliaryDataset(tmp_path / "cache" / "find_valid", producer=unit)) == len(valid)
     assert validation_loss(Classification(model, target="answer"), train, collate=collate) < loss_before
+    # resumed, the finished run runs no more trials and ends with the same choices and weights
+    torch.manual_seed(0)
+    again = nmn(True, image_size=16, hidden=16, prior="logits", questions=QuestionVocabulary.build(train.questions),
+                question_hidden=16)
+    redone = train_nmn_modulewise(again, train, plan=dependencies(nmn_assembly(True, prior=True)).plan,
+                                  collate=collate, run=RunDir(tmp_path, resume=True, progress=False), config=config,
+                                  valid=valid)
+    assert all(len(found.trials) == 2 for found in redone.searches.values()) and redone.params == done.params
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in after.items())
 
 
 def test_a_search_without_validation_data_is_refused(tiny, tmp_path):

@@ -12,6 +12,7 @@ from torch import nn
 
 from modnets.errors import ConfigError, NumericalError
 from modnets.train import FitConfig, SearchConfig, fit_objective, search, validation_loss
+from modnets.train._search import finished_trials
 
 
 class Toy(nn.Module):
@@ -101,6 +102,11 @@ def test_sqlite_storage_is_created_and_a_study_continues(tmp_path):
     # the same study through an explicit URL
     shared = SearchConfig(trials=1, study_name="find", load_if_exists=True, storage=first.storage)
     assert len(search(_quadratic, config=shared, progress=False).trials) == 8
+    assert finished_trials(shared) == 8 and finished_trials(SearchConfig(study_name="other"), tmp_path) == 0
+    # no trial: the stored study's best
+    read = search(_quadratic, config=SearchConfig(trials=0, study_name="find", load_if_exists=True),
+                  directory=tmp_path, progress=False)
+    assert len(read.trials) == 8 and read.best_value <= second.best_value
 
 
 @pytest.mark.parametrize("url", ["not a url", "nosuchdb://host/db", 42])
@@ -118,7 +124,7 @@ def test_storage_that_cannot_be_opened_raises_config_error(tmp_path):
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"trials": 0}, r"SearchConfig\.trials must be an int >= 1, got 0"),
+        ({"trials": -1}, r"SearchConfig\.trials must be an int >= 0, got -1"),
         ({"seed": -1}, r"SearchConfig\.seed"),
         ({"timeout": 0}, r"SearchConfig\.timeout"),
         ({"direction": "down"}, r"SearchConfig\.direction must be one of \('minimize', 'maximize'\)"),

@@ -21,7 +21,7 @@ import copy
 import math
 import shutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -41,7 +41,7 @@ from ._auxiliary import AuxiliaryDataset, cache_outputs
 from ._backends import StageRun, run_stages
 from ._classification import Classification
 from ._run_dir import RunDir
-from ._search import SearchConfig, SearchResult, fit_objective, search
+from ._search import SearchConfig, SearchResult, finished_trials, fit_objective, search
 from ._supervised import FitConfig, fit
 from ._surrogate import SurrogateScore, surrogate_score, train_through_surrogate
 
@@ -346,12 +346,14 @@ def _search_find(parts, train, valid, collate, config, make_sgm, n_answers, seed
 
 def _search(objective, name: str, config: NMNModulewiseConfig, seed: int, run: RunDir) -> SearchResult:
     """One module's Optuna study of ``config.search_trials`` trials, stored in ``search/NAME`` (a study left by
-    an earlier run is continued with ``run.resume``, else replaced)."""
+    an earlier run is continued with ``run.resume`` up to ``search_trials`` trials in all, else replaced)."""
     folder = run.folder("search") / name
     if not run.resume:
         shutil.rmtree(folder, ignore_errors=True)
-    return search(objective, config=SearchConfig(trials=config.search_trials, seed=seed, study_name=name,
-                                                 load_if_exists=run.resume), directory=folder, progress=run.progress)
+    settings = SearchConfig(trials=config.search_trials, seed=seed, study_name=name, load_if_exists=run.resume)
+    if run.resume:
+        settings = replace(settings, trials=max(config.search_trials - finished_trials(settings, folder), 0))
+    return search(objective, config=settings, directory=folder, progress=run.progress)
 
 
 def _lr_search(name: str, module: nn.Module, build: Callable[[], nn.Module], train: Dataset, valid: Dataset,

@@ -48,7 +48,8 @@ class SearchConfig(Config):
     """Settings of one :func:`search` (one Optuna study).
 
     Attributes:
-        trials: trials to run in this call (a continued study keeps the trials it already has).
+        trials: trials to run in this call (a continued study keeps the trials it already has; 0 runs none
+            and returns the stored study's best).
         seed: seeds the default sampler (TPE), so that a search on a deterministic objective repeats.
         timeout: stop starting new trials after this many seconds (``None``: no limit).
         storage: a SQLAlchemy database URL (``sqlite:///path/study.db``, ``postgresql://user@host/db``, ...);
@@ -68,7 +69,7 @@ class SearchConfig(Config):
     load_if_exists: bool = False
 
     def __post_init__(self) -> None:
-        check_ints(self, "trials")
+        check_ints(self, "trials", minimum=0)
         check_ints(self, "seed", minimum=0)
         if self.timeout is not None and (isinstance(self.timeout, bool) or not self.timeout > 0):
             raise ConfigError(f"SearchConfig.timeout must be > 0 seconds or None, got {self.timeout!r}")
@@ -96,6 +97,22 @@ class SearchConfig(Config):
             )
         file_name = re.sub(r"[^A-Za-z0-9_.-]", "_", self.study_name) + ".db"
         return f"sqlite:///{(Path(directory) / file_name).resolve()}"
+
+
+def finished_trials(config: SearchConfig, directory: str | Path | None = None) -> int:
+    """How many trials of the study ``config`` names have finished (complete, pruned or failed) in its storage;
+    0 when there is no such study. For a resumed run that must end with ``trials`` trials in all."""
+    import optuna
+
+    url = config.storage_url(directory)
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+        return 0
+    with _quiet_optuna():
+        try:
+            study = optuna.load_study(study_name=config.study_name, storage=_open_storage(url))
+        except KeyError:  # no study of that name in the storage
+            return 0
+    return sum(t.state.is_finished() for t in study.trials)
 
 
 def _check_url(url: object) -> None:
