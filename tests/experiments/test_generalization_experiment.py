@@ -65,7 +65,8 @@ def test_scan_models_and_splits_come_from_the_config(tmp_path):
     text = report.to_markdown()
     assert "99.8 %" in text and "about 90 %" in text  # the published numbers of both splits
     full = exp.Config.for_mode(False)
-    assert full.scan.models == exp.SCAN_KINDS and full.scan.splits == ("simple", "addprim_jump", "length")
+    assert full.scan.models == exp.SCAN_KINDS
+    assert full.scan.splits == ("simple", "addprim_jump", "length", "addprim_turn_left")
     assert full.seeds == 3 and full.scan.train.seconds == 300
 
 
