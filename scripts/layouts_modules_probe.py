@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset, Subset
 
 from modnets.data import ANSWERS
 from modnets.data import collate_clevr_like as collate
@@ -43,15 +43,6 @@ def _latest(folder: Path) -> dict:
 
 def _accuracy(model, data: Dataset, answers: torch.Tensor) -> float:
     return float((predict(Classification(model, target="answer"), data, collate=collate) == answers).float().mean())
-
-
-@torch.no_grad()
-def _greedy(search: ProgramSearch, data: Dataset) -> tuple[list, torch.Tensor]:
-    programs, answers = [], []
-    for batch in DataLoader(data, batch_size=256, shuffle=False, collate_fn=collate):
-        programs += search.programs(batch, mode="greedy").programs
-        answers.append(search.predict(batch))
-    return programs, torch.cat(answers)
 
 
 def _agreement(programs: list, data, rows: list[int]) -> dict:
@@ -94,7 +85,8 @@ def main() -> None:
         for name, (d, r) in splits.items():
             source = data.test if name == "test" else data.train
             answers = source.answers[r]
-            programs, predicted = _greedy(search, d)
+            programs = layouts._greedy_programs(search, d)
+            predicted = predict(search, d, collate=collate)
             out[arm][name] = {
                 "greedy": float((predicted == answers).float().mean()),
                 "gold programs": _accuracy(model, d, answers),
