@@ -96,6 +96,16 @@ def test_shared_identity_warmup_uses_identity_0_then_restarts_every_identity_fro
     assert int(objective.steps) == 3
 
 
+def test_a_checkpoint_older_than_the_step_counter_loads_strictly():
+    net, x, _, _, shape = _setup(m=2, n=2, batch=4)
+    objective = WinnerTakeAll(net)
+    objective.loss({"x": x, "shape": shape})
+    old = {k: v for k, v in objective.state_dict().items() if k != "steps"}
+    fresh = WinnerTakeAll(_setup(m=2, n=2, batch=4)[0])
+    fresh.load_state_dict(old)  # strict
+    assert int(fresh.steps) == 0 and all(torch.equal(v, fresh.state_dict()[k]) for k, v in old.items())
+
+
 def test_kl_weight_is_annealed_linearly_over_its_warmup():
     net, x, _, _, shape = _setup(m=2, n=2, batch=4)
     objective = WinnerTakeAll(net, config=WinnerTakeAllConfig(beta=2.0, beta_warmup_steps=4))

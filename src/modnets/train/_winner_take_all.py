@@ -282,6 +282,12 @@ class WinnerTakeAll(nn.Module):
                 raise ConfigError("scorer='fast' needs a decoder with `features` and a linear `head` "
                                   f"(decoder(T) = head(features(T))), got {type(model.decoder).__name__}")
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # checkpoints written before the step counter existed have none: they predate the warm-up schedules
+        # that read it, so such a run resumes at step 0
+        state_dict.setdefault(prefix + "steps", torch.zeros((), dtype=torch.long))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     @property
     def n_candidates(self) -> int:
         return len(self.plan.members) * self.model.n
