@@ -267,7 +267,9 @@ def learned_arm(config: Config, arm: str, typed: bool, seed: int, data: SeedData
         clone = {**_cost(fit(cloning, train.subset(data.given), config=seeded(config.fit_clone, seed), collate=collate,
                              run=rundir, name="cloned-clone")), "after": _evaluate(cloning, test)}
         if config.keep_gold:
-            searched, gold_key = _SomeGold(train, data.given.tolist()), "program"
+            given = set(data.given.tolist())  # the gold programs of the given questions only, None elsewhere
+            searched = _WithPrograms(train, [p if i in given else None for i, p in enumerate(train.programs)])
+            gold_key = "program"
         settings = config.cloned_search or config.search
     search = ProgramSearch(**parts, dataset_size=len(train), config=settings, gold_key=gold_key)
     result = fit(search, searched, config=seeded(config.fit_search, seed), collate=collate, run=rundir,
@@ -336,20 +338,6 @@ def arm_parts(config: Config, typed: bool, data: SeedData) -> tuple[nn.Module, d
     policy = ProgramPolicy(space=space, d_context=config.policy_hidden, hidden=config.policy_hidden)
     return model, {"policy": policy, "library": model.library, "encoder": encoder,
                    "library_context": {"features": ("image", model.stem)}}
-
-
-class _SomeGold(Dataset):
-    """The training questions with their gold program kept for the given examples only (``None`` elsewhere)."""
-
-    def __init__(self, data: ClevrLikeDataset, given: list[int]) -> None:
-        self.data, self.given = data, set(given)
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, i: int) -> dict:
-        item = self.data[i]
-        return item if i in self.given else {**item, "program": None}
 
 
 def _nmn(config: Config, typed: bool):
