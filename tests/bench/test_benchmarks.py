@@ -18,3 +18,23 @@ def test_every_benchmark_runs_quick_and_reports_the_contract(name):
 def test_unknown_benchmark_lists_the_known_ones():
     with pytest.raises(UnknownNameError, match="known benchmarks: layouts, dispatch, scaling"):
         get_benchmark("nope")
+
+
+@pytest.mark.parametrize(("n_modules", "k"), [(8, 1), (8, 2), (32, 2), (6, 3)])
+def test_the_balanced_choice_gives_every_module_the_same_load_and_distinct_picks_per_row(n_modules, k):
+    import torch
+
+    from modnets.bench._dispatch import balanced_choice
+
+    choice = balanced_choice(n_modules, 96, k, seed=0)
+    assert choice.shape == (96, k)
+    assert torch.bincount(choice.reshape(-1), minlength=n_modules).tolist() == [96 * k // n_modules] * n_modules
+    assert all(len(set(row)) == k for row in choice.tolist())
+
+
+def test_the_dispatch_benchmark_decomposes_each_router_row():
+    result = get_benchmark("dispatch").run(quick=True)
+    for per_k in result["results"]["router"].values():
+        for row in per_k.values():
+            assert row["balanced_ms"] > 0 and row["router_ms"] > 0 and row["ratio_if_balanced"] > 0
+    assert set(result["results"]["matmul"]) == {"E=8", "E=32", "E=128"}

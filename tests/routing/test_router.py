@@ -46,6 +46,19 @@ def test_log_prob_is_log_of_probs_at_choice_summed_over_layers(mode):
     torch.testing.assert_close(both.log_prob, both.probs.gather(-1, both.choice).log().sum((1, 2)))
 
 
+def test_plackett_luce_log_prob_from_a_given_log_softmax_equals_the_direct_one():
+    torch.manual_seed(0)
+    for k in (1, 3):
+        logits = torch.randn(5, 6, requires_grad=True)
+        choice = torch.stack([torch.randperm(6)[:k] for _ in range(5)])
+        direct = plackett_luce_log_prob(logits, choice)
+        (g_direct,) = torch.autograd.grad(direct.sum(), logits)
+        given = plackett_luce_log_prob(logits, choice, torch.log_softmax(logits, -1))
+        (g_given,) = torch.autograd.grad(given.sum(), logits)
+        torch.testing.assert_close(given, direct)
+        torch.testing.assert_close(g_given, g_direct)
+
+
 def test_top2_log_prob_is_sequential_without_replacement():
     logits = torch.tensor([[2.0, 0.0, 1.0, -1.0]])
     p = torch.softmax(logits, -1)[0]

@@ -8,10 +8,14 @@ the input and to every parameter (set to ``None`` before each step, as ``optimiz
   router with the softmax-top-k gate routes the rows inside the step (its cost and the gate weights
   included), for E = 8, 32, 128 and k = 1, 2, against the dense MLP d -> k h -> d of the same FLOPs per row.
   A fresh linear router gives uneven counts (e.g. 84..187 rows per module at E = 32), and the engine pays for
-  the imbalance.
+  the imbalance. Each row decomposes its step: ``balanced_ms`` is the same layer on a perfectly balanced
+  choice (B k / E picks per module) that its router scores, so ``ratio_if_balanced`` is the ratio a perfectly
+  load-balanced router would get, and ``router_ms`` the router alone.
 - ``results["fixed"]``: top-1 routings fixed in advance and given as a ``RouteResult`` (router cost
   excluded): ``balanced`` (B/E rows per module at random positions, as a perfectly load-balanced router)
   and ``iid`` (a uniform random choice per row), also against the per-module mask loop.
+- ``results["matmul"]``: the batched products themselves: one layer's three products (forward, input and
+  weight gradients) as one ``mm`` over B rows against one ``bmm`` over E blocks of B / E rows (time ratio).
 - ``results["compile"]``: one routed layer (E = 32, k = 1, fresh router) eager against ``torch.compile``
   (compile time and step times, the backend used, or why compile is unavailable).
 
@@ -98,9 +102,20 @@ def layout(layer: ModularLayer, x: Tensor, choice: Tensor) -> dict:
 ROUTER_E, ROUTER_K = (8, 32, 128), (1, 2)
 
 
+def balanced_choice(n_modules: int, batch: int, k: int, seed: int) -> Tensor:
+    """A seeded choice (batch, k) with exactly B k / E picks per module (B a multiple of E) and k distinct
+    modules per row: pick j of a row is its first pick shifted by j E / k modules."""
+    gen = torch.Generator().manual_seed(seed)
+    first = torch.randperm(batch, generator=gen) % n_modules
+    shifts = torch.arange(k) * (n_modules // k)
+    return (first[:, None] + shifts) % n_modules
+
+
 def _router_loads(batch: int, d: int, hidden: int, dev: torch.device, repeats: int, warmup: int) -> dict:
     """``{"E=e": {"k=k": {...}}}``: a fresh gated router's loads, routed inside the step, against the dense MLP
-    of equal FLOPs (d -> k h -> d)."""
+    of equal FLOPs (d -> k h -> d), with the step's decomposition: the same layer on a perfectly balanced
+    choice that its router scores (``balanced_ms``: the step without the imbalance) and the router alone,
+    forward and backward (``router_ms``)."""
     out: dict[str, dict] = {}
     for n_modules in ROUTER_E:
         out[f"E={n_modules}"] = {}
@@ -115,18 +130,47 @@ def _router_loads(batch: int, d: int, hidden: int, dev: torch.device, repeats: i
             grad_out = torch.randn(batch, d, device=dev)
             with torch.no_grad():
                 choice = layer.router(x).choice[:, 0]  # (B, k): the loads of this router on these rows
+            balanced = balanced_choice(n_modules, batch, k, seed=n_modules).to(dev)
+            params = [x, *layer.parameters()]
             steps = {
                 "dense": step_fn(lambda dense=dense, x=x: dense(x), [x, *dense.parameters()], grad_out),
-                "modular": step_fn(lambda layer=layer, x=x: layer(x).output, [x, *layer.parameters()], grad_out),
+                "modular": step_fn(lambda layer=layer, x=x: layer(x).output, params, grad_out),
+                "balanced": step_fn(lambda layer=layer, x=x, c=balanced: layer(x, c).output, params, grad_out),
+                "router": step_fn(lambda router=layer.router, x=x: router(x).weights[:, 0], params,
+                                  torch.ones(batch, k, device=dev)),
             }
             t = median_times(steps, repeats=repeats, warmup=warmup, device=dev)
             out[f"E={n_modules}"][f"k={k}"] = {
                 "dense_ms": round(t["dense"] * 1e3, 3),
                 "modular_ms": round(t["modular"] * 1e3, 3),
                 "ratio_to_dense": round(t["dense"] / t["modular"], 3),
+                "balanced_ms": round(t["balanced"] * 1e3, 3),
+                "ratio_if_balanced": round(t["dense"] / t["balanced"], 3),
+                "router_ms": round(t["router"] * 1e3, 3),
                 "rows_per_module_min_max": _counts(choice, n_modules),
                 **layout(layer, x, choice),
             }
+    return out
+
+
+def _matmul_efficiency(batch: int, d: int, hidden: int, dev: torch.device, repeats: int, warmup: int) -> dict:
+    """``{"E=e": mm_ms / bmm_ms}``: the three products of one layer's step (forward, input gradient, weight
+    gradient) as one ``mm`` over B rows against one ``bmm`` over E modules of B / E rows each, same FLOPs.
+    Below 1 the batched products themselves cost more than the dense ones, whatever the routing."""
+    gen = torch.Generator().manual_seed(0)
+    out = {}
+    for n_modules in ROUTER_E:
+        rows = batch // n_modules
+        x = torch.randn(batch, d, generator=gen).to(dev)
+        g = torch.randn(batch, hidden, generator=gen).to(dev)
+        w = torch.randn(d, hidden, generator=gen).to(dev)
+        xb, gb = x.view(n_modules, rows, d), g.view(n_modules, rows, hidden)
+        wb = torch.randn(n_modules, d, hidden, generator=gen).to(dev)
+        t = median_times({
+            "mm": lambda: (x @ w, g @ w.t(), x.t() @ g),
+            "bmm": lambda: (torch.bmm(xb, wb), torch.bmm(gb, wb.transpose(1, 2)), torch.bmm(xb.transpose(1, 2), gb)),
+        }, repeats=repeats, warmup=warmup, device=dev)
+        out[f"E={n_modules}"] = round(t["mm"] / t["bmm"], 3)
     return out
 
 
@@ -185,9 +229,11 @@ def run(quick: bool = False, device: str = "cpu") -> dict:
     Returns:
         ``{"bench", "config", "results", "ratio", "ratio_is"}``. ``results["router"]["E=<E>"]["k=<k>"]`` holds
         the median milliseconds of the routed layer and of the dense MLP of equal FLOPs, ``ratio_to_dense``
-        (dense / modular) and the router's rows per module; ``results["fixed"]["E=<E>"]`` holds, for the
+        (dense / modular), the step on a balanced choice (``balanced_ms``, ``ratio_if_balanced``), the router
+        alone (``router_ms``) and the router's rows per module; ``results["fixed"]["E=<E>"]`` holds, for the
         balanced routing, the three contenders' milliseconds, ``ratio_to_dense`` and ``ratio_to_mask_loop``
-        (mask loop / modular), and the same under ``"iid"``; ``results["compile"]`` the eager and compiled
+        (mask loop / modular), and the same under ``"iid"``; ``results["matmul"]["E=<E>"]`` the time ratio of one
+        ``mm`` to one ``bmm`` of equal FLOPs; ``results["compile"]`` the eager and compiled
         step times of one routed layer; ``ratio`` is the smallest router-load ``ratio_to_dense``.
     """
     batch, d, hidden = (256, 64, 64) if quick else (4096, 256, 256)
@@ -229,6 +275,7 @@ def run(quick: bool = False, device: str = "cpu") -> dict:
             results[f"E={n_modules}"] = {"dense_ms": round(t["dense"] * 1e3, 3), **per_routing["balanced"]}
             results[f"E={n_modules}"]["iid"] = per_routing["iid"]
         routed = _router_loads(batch, d, hidden, dev, repeats, warmup)
+        matmul = _matmul_efficiency(batch, d, hidden, dev, repeats, warmup)
         compiled = _compiled(batch, d, hidden, dev, repeats, warmup, quick)
     config = layer_config(batch, d, hidden, n_modules_list, repeats, warmup, quick)
     config["routing"] = (f"results['router'] (headline): a fresh dynamic Router(mode='topk', gate='softmax_topk') "
@@ -243,7 +290,7 @@ def run(quick: bool = False, device: str = "cpu") -> dict:
     return {
         "bench": NAME,
         "config": config,
-        "results": {"router": routed, "fixed": results, "compile": compiled},
+        "results": {"router": routed, "fixed": results, "matmul": matmul, "compile": compiled},
         "ratio": ratio,
         "ratio_is": "dense MLP time / ModularLayer time with a fresh router's loads (min over E = 8, 32, 128 and "
                     "k = 1, 2)",

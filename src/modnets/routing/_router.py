@@ -143,7 +143,7 @@ def stack_routes(routes: Sequence[RouteResult]) -> RouteResult:
     )
 
 
-def plackett_luce_log_prob(logits: Tensor, choice: Tensor) -> Tensor:
+def plackett_luce_log_prob(logits: Tensor, choice: Tensor, log_p: Tensor | None = None) -> Tensor:
     """Log-probability of drawing the ordered picks ``choice`` without replacement from ``softmax(logits)``.
 
     ``log p = sum_j [logits[c_j] - logsumexp(logits over modules not yet picked)]``; for k = 1 this is
@@ -152,17 +152,21 @@ def plackett_luce_log_prob(logits: Tensor, choice: Tensor) -> Tensor:
     Args:
         logits: (..., M).
         choice: (..., k) long, distinct ids per row.
+        log_p: (..., M) ``log_softmax(logits)`` when the caller has it: the first pick's term is read from
+            it instead of computing a logsumexp over all M modules again.
 
     Returns:
         (...) the log-probability of each row's ordered picks.
     """
-    picked = logits.gather(-1, choice)  # (..., k)
-    total = picked.new_zeros(picked.shape[:-1])
+    first = choice[..., :1]
+    if log_p is None:
+        total = logits.gather(-1, first)[..., 0] - torch.logsumexp(logits, dim=-1)
+    else:
+        total = log_p.gather(-1, first)[..., 0]
     remaining = logits
-    for j in range(choice.shape[-1]):
-        total = total + picked[..., j] - torch.logsumexp(remaining, dim=-1)
-        if j + 1 < choice.shape[-1]:
-            remaining = remaining.scatter(-1, choice[..., j : j + 1], float("-inf"))
+    for j in range(1, choice.shape[-1]):
+        remaining = remaining.scatter(-1, choice[..., j - 1 : j], float("-inf"))
+        total = total + logits.gather(-1, choice[..., j : j + 1])[..., 0] - torch.logsumexp(remaining, dim=-1)
     return total
 
 
@@ -180,12 +184,14 @@ def refuse_tracing(component: str) -> None:
         )
 
 
-def _gate_weights(logits: Tensor, picks: Tensor, gate: str, normalize: bool) -> Tensor:
-    """(B, k) gate weights of the picks (B, k) from the logits (B, M); see the module docstring."""
+def _gate_weights(logits: Tensor, picks: Tensor, gate: str, normalize: bool, probs: Tensor | None = None) -> Tensor:
+    """(B, k) gate weights of the picks (B, k) from the logits (B, M); see the module docstring. ``probs``:
+    ``softmax(logits)`` when the caller has it (the ``"softmax_topk"`` gate reads it instead of a second
+    softmax)."""
     if gate == "topk_softmax":
         return torch.softmax(logits.gather(-1, picks), dim=-1)
     if gate == "softmax_topk":
-        w = torch.softmax(logits, dim=-1).gather(-1, picks)
+        w = (torch.softmax(logits, dim=-1) if probs is None else probs).gather(-1, picks)
     else:
         w = torch.sigmoid(logits.gather(-1, picks))
     return w / w.sum(-1, keepdim=True) if normalize else w
@@ -442,7 +448,7 @@ class Router(nn.Module):
         probs = log_p.exp()
         batch = logits.shape[0]
         if choice is not None:
-            return self._score(logits, probs, choice, batch, mode)
+            return self._score(logits, log_p, probs, choice, batch, mode)
         if mode == "soft":
             picks = torch.arange(self.n_modules, device=logits.device).expand(batch, self.n_modules)
             return RouteResult(picks[:, None], logits.new_zeros(batch), probs[:, None], probs[:, None], logits[:, None])
@@ -458,8 +464,8 @@ class Router(nn.Module):
                 picked = torch.softmax(perturbed / self.tau, dim=-1).gather(-1, picks)
                 weights = (picked - picked.detach() + 1.0)[:, None]  # 1 in value, soft gradient
         if self.gate is not None and mode in _GATED_MODES:
-            weights = _gate_weights(logits, picks, self.gate, self.normalize_gate)[:, None]
-        log_prob = plackett_luce_log_prob(logits, picks)
+            weights = _gate_weights(logits, picks, self.gate, self.normalize_gate, probs)[:, None]
+        log_prob = plackett_luce_log_prob(logits, picks, log_p)
         return RouteResult(picks[:, None], log_prob, probs[:, None], weights, logits[:, None])
 
     def _independent(
@@ -547,7 +553,8 @@ class Router(nn.Module):
             raise ConfigError(f"choice must hold module ids in [0, {self.n_modules}) (n_modules={self.n_modules})")
         return choice
 
-    def _score(self, logits: Tensor, probs: Tensor, choice: Tensor, batch: int, mode: str) -> RouteResult:
+    def _score(self, logits: Tensor, log_p: Tensor, probs: Tensor, choice: Tensor, batch: int, mode: str
+               ) -> RouteResult:
         choice = self._check_choice(choice, batch)
         if mode == "soft":
             return RouteResult(
@@ -559,8 +566,8 @@ class Router(nn.Module):
             )
         weights = None
         if self.gate is not None and mode in _GATED_MODES:
-            weights = _gate_weights(logits, choice, self.gate, self.normalize_gate)[:, None]
-        log_prob = plackett_luce_log_prob(logits, choice)
+            weights = _gate_weights(logits, choice, self.gate, self.normalize_gate, probs)[:, None]
+        log_prob = plackett_luce_log_prob(logits, choice, log_p)
         return RouteResult(choice[:, None], log_prob, probs[:, None], weights, logits[:, None])
 
     def extra_repr(self) -> str:
