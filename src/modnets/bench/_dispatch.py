@@ -10,7 +10,9 @@ the input and to every parameter (set to ``None`` before each step, as ``optimiz
   A fresh linear router gives uneven counts (e.g. 84..187 rows per module at E = 32), and the engine pays for
   the imbalance. Each row decomposes its step: ``balanced_ms`` is the same layer on a perfectly balanced
   choice (B k / E picks per module) that its router scores, so ``ratio_if_balanced`` is the ratio a perfectly
-  load-balanced router would get, and ``router_ms`` the router alone.
+  load-balanced router would get, and ``router_ms`` the router alone. ``trained`` holds the same step after a
+  short load-balanced training of the router (:func:`balance_trained`: the loads a router has once its
+  balancing loss has acted).
 - ``results["fixed"]``: top-1 routings fixed in advance and given as a ``RouteResult`` (router cost
   excluded): ``balanced`` (B/E rows per module at random positions, as a perfectly load-balanced router)
   and ``iid`` (a uniform random choice per row), also against the per-module mask loop.
@@ -27,6 +29,7 @@ The contenders of one setting are timed round-robin in one process after a warm-
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 
@@ -34,7 +37,16 @@ import torch
 from torch import Tensor, nn
 
 from .._threads import num_threads
-from ..routing import MLPExperts, ModularLayer, Router, RouteResult, choose_strategy, dispatch_mask_loop, make_groups
+from ..routing import (
+    MLPExperts,
+    ModularLayer,
+    Router,
+    RouteResult,
+    choose_strategy,
+    dispatch_mask_loop,
+    make_groups,
+    switch_balance_loss,
+)
 from ..routing._groups import plan_buckets, with_buckets
 from ..train import resolve_device
 from ._timing import median_times
@@ -111,6 +123,23 @@ def balanced_choice(n_modules: int, batch: int, k: int, seed: int) -> Tensor:
     return (first[:, None] + shifts) % n_modules
 
 
+BALANCE_STEPS = 100
+
+
+def balance_trained(router: Router, d: int, batch: int, dev: torch.device, steps: int = BALANCE_STEPS,
+                    seed: int = 0) -> Router:
+    """A copy of ``router`` after a short load-balanced training: ``steps`` Adam steps (lr 1e-2) on the
+    Switch load-balancing loss alone, over fresh standard-normal batches (the benchmark's input distribution)."""
+    trained = copy.deepcopy(router)
+    optimizer = torch.optim.Adam(trained.parameters(), lr=1e-2)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        switch_balance_loss(trained(torch.randn(batch, d, generator=gen).to(dev))).backward()
+        optimizer.step()
+    return trained
+
+
 def _router_loads(batch: int, d: int, hidden: int, dev: torch.device, repeats: int, warmup: int) -> dict:
     """``{"E=e": {"k=k": {...}}}``: a fresh gated router's loads, routed inside the step, against the dense MLP
     of equal FLOPs (d -> k h -> d), with the step's decomposition: the same layer on a perfectly balanced
@@ -131,11 +160,15 @@ def _router_loads(batch: int, d: int, hidden: int, dev: torch.device, repeats: i
             with torch.no_grad():
                 choice = layer.router(x).choice[:, 0]  # (B, k): the loads of this router on these rows
             balanced = balanced_choice(n_modules, batch, k, seed=n_modules).to(dev)
+            trained = ModularLayer(modules=layer.experts, router=balance_trained(layer.router, d, batch, dev), k=k)
+            with torch.no_grad():
+                trained_choice = trained.router(x).choice[:, 0]
             params = [x, *layer.parameters()]
             steps = {
                 "dense": step_fn(lambda dense=dense, x=x: dense(x), [x, *dense.parameters()], grad_out),
                 "modular": step_fn(lambda layer=layer, x=x: layer(x).output, params, grad_out),
                 "balanced": step_fn(lambda layer=layer, x=x, c=balanced: layer(x, c).output, params, grad_out),
+                "trained": step_fn(lambda layer=trained, x=x: layer(x).output, [x, *trained.parameters()], grad_out),
                 "router": step_fn(lambda router=layer.router, x=x: router(x).weights[:, 0], params,
                                   torch.ones(batch, k, device=dev)),
             }
@@ -144,6 +177,12 @@ def _router_loads(batch: int, d: int, hidden: int, dev: torch.device, repeats: i
                 "dense_ms": round(t["dense"] * 1e3, 3),
                 "modular_ms": round(t["modular"] * 1e3, 3),
                 "ratio_to_dense": round(t["dense"] / t["modular"], 3),
+                "trained": {
+                    "modular_ms": round(t["trained"] * 1e3, 3),
+                    "ratio_to_dense": round(t["dense"] / t["trained"], 3),
+                    "rows_per_module_min_max": _counts(trained_choice, n_modules),
+                    **layout(trained, x, trained_choice),
+                },
                 "balanced_ms": round(t["balanced"] * 1e3, 3),
                 "ratio_if_balanced": round(t["dense"] / t["balanced"], 3),
                 "router_ms": round(t["router"] * 1e3, 3),
@@ -167,8 +206,9 @@ def _matmul_efficiency(batch: int, d: int, hidden: int, dev: torch.device, repea
         xb, gb = x.view(n_modules, rows, d), g.view(n_modules, rows, hidden)
         wb = torch.randn(n_modules, d, hidden, generator=gen).to(dev)
         t = median_times({
-            "mm": lambda: (x @ w, g @ w.t(), x.t() @ g),
-            "bmm": lambda: (torch.bmm(xb, wb), torch.bmm(gb, wb.transpose(1, 2)), torch.bmm(xb.transpose(1, 2), gb)),
+            "mm": lambda x=x, g=g, w=w: (x @ w, g @ w.t(), x.t() @ g),
+            "bmm": lambda xb=xb, gb=gb, wb=wb: (torch.bmm(xb, wb), torch.bmm(gb, wb.transpose(1, 2)),
+                                                torch.bmm(xb.transpose(1, 2), gb)),
         }, repeats=repeats, warmup=warmup, device=dev)
         out[f"E={n_modules}"] = round(t["mm"] / t["bmm"], 3)
     return out
@@ -229,7 +269,8 @@ def run(quick: bool = False, device: str = "cpu") -> dict:
     Returns:
         ``{"bench", "config", "results", "ratio", "ratio_is"}``. ``results["router"]["E=<E>"]["k=<k>"]`` holds
         the median milliseconds of the routed layer and of the dense MLP of equal FLOPs, ``ratio_to_dense``
-        (dense / modular), the step on a balanced choice (``balanced_ms``, ``ratio_if_balanced``), the router
+        (dense / modular), the step with the router after a short load-balanced training (``trained``), the
+        step on a balanced choice (``balanced_ms``, ``ratio_if_balanced``), the router
         alone (``router_ms``) and the router's rows per module; ``results["fixed"]["E=<E>"]`` holds, for the
         balanced routing, the three contenders' milliseconds, ``ratio_to_dense`` and ``ratio_to_mask_loop``
         (mask loop / modular), and the same under ``"iid"``; ``results["matmul"]["E=<E>"]`` the time ratio of one
