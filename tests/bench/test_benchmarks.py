@@ -38,3 +38,21 @@ def test_the_dispatch_benchmark_decomposes_each_router_row():
         for row in per_k.values():
             assert row["balanced_ms"] > 0 and row["router_ms"] > 0 and row["ratio_if_balanced"] > 0
     assert set(result["results"]["matmul"]) == {"E=8", "E=32", "E=128"}
+
+
+def test_the_balance_trained_router_has_a_lower_balancing_loss_and_leaves_the_original_alone():
+    import torch
+
+    from modnets.bench._dispatch import balance_trained
+    from modnets.routing import Router, switch_balance_loss
+
+    torch.manual_seed(0)
+    router = Router(n_modules=8, d_in=16, mode="topk", k=1, gate="softmax_topk")
+    with torch.no_grad():
+        next(router.parameters()).mul_(4.0)  # a more skewed router
+    before = [p.detach().clone() for p in router.parameters()]
+    x = torch.randn(2048, 16)
+    trained = balance_trained(router, 16, 512, torch.device("cpu"), steps=60)
+    with torch.no_grad():
+        assert switch_balance_loss(trained(x)) < switch_balance_loss(router(x))
+    assert all(torch.equal(a, b) for a, b in zip(before, router.parameters(), strict=True))
