@@ -142,9 +142,10 @@ def balance_trained(router: Router, d: int, batch: int, dev: torch.device, steps
 
 def _router_loads(batch: int, d: int, hidden: int, dev: torch.device, repeats: int, warmup: int) -> dict:
     """``{"E=e": {"k=k": {...}}}``: a fresh gated router's loads, routed inside the step, against the dense MLP
-    of equal FLOPs (d -> k h -> d), with the step's decomposition: the same layer on a perfectly balanced
-    choice that its router scores (``balanced_ms``: the step without the imbalance) and the router alone,
-    forward and backward (``router_ms``)."""
+    of equal FLOPs (d -> k h -> d), with the step's decomposition: the same experts under the router after
+    :func:`balance_trained` (``trained``), the same layer on a perfectly balanced choice that its router scores
+    (``balanced_ms``: the step without the imbalance, no top-k) and the router alone, forward and backward
+    (``router_ms``)."""
     out: dict[str, dict] = {}
     for n_modules in ROUTER_E:
         out[f"E={n_modules}"] = {}
