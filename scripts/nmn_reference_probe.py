@@ -11,7 +11,13 @@ not come by the last epoch.
     python scripts/nmn_reference_probe.py --seed 0 --lr 1e-3
     python scripts/nmn_reference_probe.py --seed 0 --max-depth 12
     python scripts/nmn_reference_probe.py --seed 0 --decay 0.85   # depth d drawn with weight 0.85 ** (d - 2)
-    python scripts/nmn_reference_probe.py --seed 3 --max-depth 5 --untyped   # the depth study's untyped model
+    python scripts/nmn_reference_probe.py --seed 3 --max-depth 5 --untyped   # an untyped model, on probe data
+    python scripts/nmn_reference_probe.py --seed 3 --max-depth 5 --data study   # the full run's typed model itself
+    python scripts/nmn_reference_probe.py --seed 3 --max-depth 5 --data study --warmup 600   # ... with a warm-up
+
+``--data study`` trains on the full run's own depth-study questions (seed s + 1000) with its vocabulary (built
+over those and the reference's questions, decay 0.85), so that the model, its initial weights and its batches
+are the full run's: a lever can then be tried on a seed where the full run's training failed.
 """
 
 from __future__ import annotations
@@ -37,23 +43,34 @@ def main() -> None:
     parser.add_argument("--untyped", action="store_true", help="the untyped NMN with the geometric prior")
     parser.add_argument("--n-train", type=int, default=20000)
     parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=0, help="linear learning-rate warm-up steps")
+    parser.add_argument("--data", choices=("probe", "study"), default="probe",
+                        help="probe: training data seed s + 31000; study: the full run's depth-study data")
     args = parser.parse_args()
     torch.set_num_threads(1)
     s = args.seed
     depths = tuple(range(2, args.max_depth + 1))
     weights = None if args.decay == 1.0 else tuple(args.decay ** (d - 2) for d in depths)
+    every = tuple(range(2, 21))
     train = make_clevr_like(ClevrLikeConfig(n_examples=args.n_train, depths=depths, depth_weights=weights,
-                                            image_size=32, programs="chains", seed=s + 31_000))
-    test = make_clevr_like(ClevrLikeConfig(n_examples=300 * 19, depths=tuple(range(2, 21)), image_size=32,
+                                            image_size=32, programs="chains",
+                                            seed=s + (31_000 if args.data == "probe" else 1_000)))
+    test = make_clevr_like(ClevrLikeConfig(n_examples=300 * 19, depths=every, image_size=32,
                                            programs="chains", seed=s + 1_000 + 10_000))
-    vocab = QuestionVocabulary.build(train.questions)
+    questions = train.questions
+    if args.data == "study":  # the full run's vocabulary: its depth-study and reference questions
+        reference = make_clevr_like(ClevrLikeConfig(n_examples=args.n_train, depths=every, image_size=32,
+                                                    depth_weights=tuple(0.85 ** (d - 2) for d in every),
+                                                    programs="chains", seed=s + 31_000))
+        questions = [*train.questions, *reference.questions]
+    vocab = QuestionVocabulary.build(questions)
     torch.manual_seed(s)
     typed = not args.untyped
     model = nmn(typed, image_size=32, hidden=64, prior="logits" if typed else "geometric", questions=vocab,
                 question_hidden=64)
     start = time.perf_counter()
     result = fit(Classification(model, target="answer"), train, collate=collate_clevr_like, run=RunDir(progress=False),
-                 config=FitConfig(epochs=args.epochs, batch_size=64, lr=args.lr, seed=s))
+                 config=FitConfig(epochs=args.epochs, batch_size=64, lr=args.lr, warmup_steps=args.warmup, seed=s))
     per_epoch = -(-args.n_train // 64)
     losses = [[h["loss"] for h in result.history if e * per_epoch <= h["step"] < (e + 1) * per_epoch]
               for e in range(args.epochs)]

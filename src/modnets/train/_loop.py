@@ -157,6 +157,11 @@ class Stepper:
         self.device = device or self.params[0].device
         self.precision, self.agree = precision, agree
 
+    def set_lr(self, lr: float) -> None:
+        """Set the learning rate of every parameter group (a schedule's step)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
     def __call__(
         self, forward: Callable[[], Mapping[str, Tensor] | None], step: int, *, scale: float = 1.0,
         measure: bool = False,

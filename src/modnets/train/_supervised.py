@@ -34,6 +34,8 @@ class FitConfig(Config):
         epochs: passes over the training set.
         batch_size: examples per step.
         lr: Adam learning rate.
+        warmup_steps: the learning rate rises linearly from ``lr / warmup_steps`` to ``lr`` over the first this
+            many steps (0: no warm-up).
         weight_decay: Adam weight decay.
         grad_clip: clip the global gradient norm to this value (``None``: no clipping).
         seed: seeds the shuffling (epoch e is shuffled by a generator seeded with (seed, e), so that a
@@ -53,6 +55,7 @@ class FitConfig(Config):
     epochs: int = 10
     batch_size: int = 64
     lr: float = 1e-3
+    warmup_steps: int = 0
     weight_decay: float = 0.0
     grad_clip: float | None = 5.0
     seed: int = 0
@@ -66,6 +69,7 @@ class FitConfig(Config):
 
     def __post_init__(self) -> None:
         check_ints(self, "epochs", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints")
+        check_ints(self, "warmup_steps", minimum=0)
         if not self.lr > 0:
             raise ConfigError(f"FitConfig.lr must be > 0, got {self.lr!r}")
         if self.weight_decay < 0:
@@ -218,6 +222,8 @@ def fit(
                 if state.steps == 0 or state.steps == resumed_from:
                     check_batch(objective, batch)
                 batch = to_device(batch, dev)
+                if config.warmup_steps:
+                    stepper.set_lr(config.lr * min(1.0, (state.steps + 1) / config.warmup_steps))
                 outcome = stepper(lambda b=batch: loss_fn(b), state.steps + 1, scale=_share(len(rows), size))
                 if outcome is None:
                     raise ConfigError(f"{type(objective).__name__}.loss returned None; it must return the named loss "
