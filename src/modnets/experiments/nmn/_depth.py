@@ -164,7 +164,9 @@ def _reference_text(curve: dict[int, Spread], config: Config) -> str:
 
 def _budget_text(config: Config) -> str:
     n_train, fit_config = config.depth_training
-    return f"{fit_config.epochs} epochs of {n_train:,} questions, batch {fit_config.batch_size}, Adam {fit_config.lr:g}"
+    warmup = f" after a linear warm-up of {fit_config.warmup_steps:,} steps" if fit_config.warmup_steps else ""
+    return (f"{fit_config.epochs} epochs of {n_train:,} questions, batch {fit_config.batch_size}, "
+            f"Adam {fit_config.lr:g}{warmup}")
 
 
 def _error(accuracy: Spread) -> str:
