@@ -96,8 +96,9 @@ class Config(ConfigBase):
     training failures decide a mean over three seeds. The NMNs sit on a loss plateau near 1 nat before their
     ``find`` modules learn to attend, and leave it after a varying number of epochs: the full preset trains
     the depth study for 30 epochs (``scripts/nmn_reference_probe.py`` prints the loss per epoch) over 6 seeds,
-    after a linear learning-rate warm-up of 1,000 steps (without it, the typed NMN of two seeds in six never
-    left the plateau; with it, both did).
+    after a linear learning-rate warm-up of 1,000 steps. The warm-up changes which seeds leave the plateau more
+    than how many: without it the typed NMN of seeds 0 and 3 stayed on it, with it they left and that of seed
+    4 stayed.
     ``film_width=None`` sizes the FiLM baseline to the typed
     NMN's parameter count. The SGM study trains ``sgm_candidates`` find units through their SGM, keeps the
     ``sgm_selected`` nearest the Pareto front and trains the answering modules around each for ``sgm_full_fit``.
