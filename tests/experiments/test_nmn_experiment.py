@@ -146,3 +146,13 @@ def test_nmn_data_names_what_it_accepts(tmp_path):
                                           r".*raise clevr_questions"):
         exp.run(exp.Config(quick=True, data=f"clevr:{tmp_path / 'CLEVR_v1.0'}", clevr_questions=1), tmp_path / "run",
                 progress=False)
+
+
+def test_the_depth_report_counts_the_seeds_the_typed_nmn_wins_beside_a_mean_that_hides_a_failure():
+    from modnets.analysis import spread
+    from modnets.experiments.nmn._depth import _paired_text
+
+    typed, untyped = spread([0.25, 0.27, 0.57]), spread([0.33, 0.35, 0.34])  # the third seed failed to train
+    text = _paired_text(typed, untyped)
+    assert "in 2 of 3 seeds" in text and "+8.0, +8.0, -23.0 points" in text
+    assert _paired_text(spread([0.3]), spread([0.4])) == ""  # one seed: nothing paired to count

@@ -115,6 +115,7 @@ def depth_report(config: Config, metrics: dict, curves: dict[str, dict[int, Spre
               else " (one seed: no spread to judge it by)." if n_depth == 1 and margin > 0
               else f", within the seed spread ({percent(spread_unseen)}): not a result." if margin > 0
               else "; they do not (the thesis found them better)."))
+        + _paired_text(unseen["typed"], unseen["untyped"])
         + f" FiLM ({params['film']:,} parameters, against {params['typed']:,} for the typed NMN) "
         + ("degrades faster" if film_growth > typed_growth else "does not degrade faster")
         + " than the typed NMN beyond the training depths"
@@ -132,6 +133,17 @@ def depth_report(config: Config, metrics: dict, curves: dict[str, dict[int, Spre
            "and the thesis trained far "
            "longer, so the directions compare more than the values.")
     )
+
+
+def _paired_text(typed: Spread, untyped: Spread) -> str:
+    """Per seed (the same data and initial weights for both): in how many seeds the typed NMN erred less
+    beyond the training depths, and by how much; a mean can hide a single training failure."""
+    margins = [u - t for t, u in zip(typed.values, untyped.values, strict=True)]
+    if len(margins) < 2:
+        return ""
+    wins = sum(m > 0 for m in margins)
+    return (f" Per seed, the typed NMN erred less beyond the training depths in {wins} of {len(margins)} seeds "
+            f"(untyped - typed: {', '.join(f'{100 * m:+.1f}' for m in margins)} points).")
 
 
 def _reference_text(curve: dict[int, Spread], config: Config) -> str:
