@@ -42,6 +42,7 @@ LEVERS: dict[str, dict[str, object]] = {
     "zoom1.5+warmup+score_id": {**PAPER, "zoom": 1.5, "objective.warmup_steps": 300,
                                 "objective.score_id": True},
     "beta0.1+zoom1.5": {"objective.beta": 0.1, "objective.score_independence": False, "zoom": 1.5},
+    "beta0.1+64px": {"objective.beta": 0.1, "objective.score_independence": False, "image_size": 64},
     "n3": {**PAPER, "n": 3},
     "n3+score_id": {**PAPER, "n": 3, "objective.score_id": True},
     "n3+warmup": {**PAPER, "n": 3, "objective.warmup_steps": 300},
