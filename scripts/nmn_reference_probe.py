@@ -13,7 +13,7 @@ not come by the last epoch.
     python scripts/nmn_reference_probe.py --seed 0 --decay 0.85   # depth d drawn with weight 0.85 ** (d - 2)
     python scripts/nmn_reference_probe.py --seed 3 --max-depth 5 --untyped   # an untyped model, on probe data
     python scripts/nmn_reference_probe.py --seed 3 --max-depth 5 --data study   # the full run's typed model itself
-    python scripts/nmn_reference_probe.py --seed 3 --max-depth 5 --data study --warmup 600   # ... with a warm-up
+    python scripts/nmn_reference_probe.py --seed 3 --max-depth 5 --data study --warmup 1000   # ... with a warm-up
 
 ``--data study`` trains on the full run's own depth-study questions (seed s + 1000) with its vocabulary (built
 over those and the reference's questions, decay 0.85), so that the model, its initial weights and its batches

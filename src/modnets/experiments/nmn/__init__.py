@@ -196,8 +196,8 @@ class Config(ConfigBase):
                 easy_vqa_fit=FitConfig(epochs=2, batch_size=64, lr=3e-3, seed=seed),
             )
         return cls(seed=seed, fit=FitConfig(epochs=6, batch_size=64, lr=2e-3, seed=seed),
-                   depth_n_train=20000, depth_fit=FitConfig(epochs=30, batch_size=64, lr=3e-3, warmup_steps=1000,
-                                                                          seed=seed),
+                   depth_n_train=20000,
+                   depth_fit=FitConfig(epochs=30, batch_size=64, lr=3e-3, warmup_steps=1000, seed=seed),
                    depth_seeds=6,
                    sgm_full_fit=FitConfig(epochs=6, batch_size=64, lr=2e-3, seed=seed),
                    easy_vqa_fit=FitConfig(epochs=4, batch_size=64, lr=2e-3, seed=seed))
