@@ -15,9 +15,9 @@ not come by the last epoch.
     python scripts/nmn_reference_probe.py --seed 3 --max-depth 5 --data study   # the full run's typed model itself
     python scripts/nmn_reference_probe.py --seed 3 --max-depth 5 --data study --warmup 1000   # ... with a warm-up
 
-``--data study`` trains on the full run's own depth-study questions (seed s + 1000) with its vocabulary (built
-over those and the reference's questions, decay 0.85), so that the model, its initial weights and its batches
-are the full run's: a lever can then be tried on a seed where the full run's training failed.
+``--data study`` trains on the full run's own depth-study questions and vocabulary (``depth_data`` of the
+full preset, the one the experiment calls), so that the model, its initial weights and its batches are the full
+run's: a lever can then be tried on a seed where the full run's training failed.
 """
 
 from __future__ import annotations
@@ -25,11 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 
 import torch
 
 from modnets.analysis import accuracy_by
 from modnets.data import ClevrLikeConfig, collate_clevr_like, make_clevr_like
+from modnets.experiments import nmn as nmn_experiment
+from modnets.experiments.nmn._depth import depth_data
 from modnets.models import QuestionVocabulary, nmn
 from modnets.train import Classification, FitConfig, RunDir, fit, predict
 
@@ -51,19 +54,15 @@ def main() -> None:
     s = args.seed
     depths = tuple(range(2, args.max_depth + 1))
     weights = None if args.decay == 1.0 else tuple(args.decay ** (d - 2) for d in depths)
-    every = tuple(range(2, 21))
-    train = make_clevr_like(ClevrLikeConfig(n_examples=args.n_train, depths=depths, depth_weights=weights,
-                                            image_size=32, programs="chains",
-                                            seed=s + (31_000 if args.data == "probe" else 1_000)))
-    test = make_clevr_like(ClevrLikeConfig(n_examples=300 * 19, depths=every, image_size=32,
-                                           programs="chains", seed=s + 1_000 + 10_000))
-    questions = train.questions
-    if args.data == "study":  # the full run's vocabulary: its depth-study and reference questions
-        reference = make_clevr_like(ClevrLikeConfig(n_examples=args.n_train, depths=every, image_size=32,
-                                                    depth_weights=tuple(0.85 ** (d - 2) for d in every),
-                                                    programs="chains", seed=s + 31_000))
-        questions = [*train.questions, *reference.questions]
-    vocab = QuestionVocabulary.build(questions)
+    if args.data == "study":
+        full = nmn_experiment.Config.for_mode(False)
+        train, test, _, vocab = depth_data(replace(full, depth_n_train=args.n_train, max_train_depth=args.max_depth), s)
+    else:
+        train = make_clevr_like(ClevrLikeConfig(n_examples=args.n_train, depths=depths, depth_weights=weights,
+                                                image_size=32, programs="chains", seed=s + 31_000))
+        test = make_clevr_like(ClevrLikeConfig(n_examples=300 * 19, depths=tuple(range(2, 21)), image_size=32,
+                                               programs="chains", seed=s + 1_000 + 10_000))
+        vocab = QuestionVocabulary.build(train.questions)
     torch.manual_seed(s)
     typed = not args.untyped
     model = nmn(typed, image_size=32, hidden=64, prior="logits" if typed else "geometric", questions=vocab,

@@ -30,12 +30,12 @@ CURVE_LABELS = {"typed": "typed NMN", "untyped": "untyped NMN", "film": "FiLM (s
                 "typed_all_depths": "typed NMN trained on every depth (reference)"}
 
 
-def depth_study(config: Config, seed: int, rundir: RunDir, pools=None) -> dict:
-    """Figs 4.12-4.13 on the ``config.depth_programs`` family (or real CLEVR, ``pools``): typed and untyped NMNs
-    and a FiLM of the typed NMN's size, trained end to end on depth <= ``max_train_depth`` with the same
-    settings, tested to ``max_test_depth``; and the typed NMN trained on every depth (the reference curve)."""
-    n_train, fit_config = config.depth_training
-    config, fit_config = replace(config, n_train=n_train), seeded(fit_config, seed)
+def depth_data(config: Config, seed: int, pools=None):
+    """The depth study's data for one seed: ``(train, test, train_all, vocab)``: ``depth_n_train`` (or
+    ``n_train``) questions of depth <= ``max_train_depth`` (data seed ``seed + 1000``), the test questions of
+    every depth to ``max_test_depth`` (``seed + 11000``), the reference's training questions of every depth
+    (``seed + 31000``, drawn with ``reference_weights``) and the vocabulary over both training sets."""
+    config = replace(config, n_train=config.depth_training[0])
     seen = range(2, config.max_train_depth + 1)
     every = range(2, config.max_test_depth + 1)
     train, _, test = study_data(config, seed + 1_000, config.depth_programs, seen, every, valid=False, pools=pools)
@@ -46,7 +46,15 @@ def depth_study(config: Config, seed: int, rundir: RunDir, pools=None) -> dict:
                                                     depth_weights=config.reference_weights,
                                                     image_size=config.image_size, programs=config.depth_programs,
                                                     seed=seed + 31_000))
-    vocab = QuestionVocabulary.build([*train.questions, *train_all.questions])
+    return train, test, train_all, QuestionVocabulary.build([*train.questions, *train_all.questions])
+
+
+def depth_study(config: Config, seed: int, rundir: RunDir, pools=None) -> dict:
+    """Figs 4.12-4.13 on the ``config.depth_programs`` family (or real CLEVR, ``pools``): typed and untyped NMNs
+    and a FiLM of the typed NMN's size, trained end to end on depth <= ``max_train_depth`` with the same
+    settings, tested to ``max_test_depth``; and the typed NMN trained on every depth (the reference curve)."""
+    config, fit_config = replace(config, n_train=config.depth_training[0]), seeded(config.depth_training[1], seed)
+    train, test, train_all, vocab = depth_data(config, seed, pools)
 
     def typed_nmn(typed: bool):
         torch.manual_seed(seed)
