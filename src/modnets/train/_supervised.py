@@ -1,5 +1,6 @@
 """``fit``: any :class:`~modnets.train.Objective` over a data set, by epochs, on any device, data-parallel
-inside a process group; ``predict`` / ``predict_routed``: batched evaluation over a whole data set."""
+inside a process group, optionally validated after every epoch and stopped early; ``predict`` /
+``predict_routed``: batched evaluation over a whole data set."""
 
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ class FitConfig(Config):
             many steps (0: no warm-up).
         weight_decay: Adam weight decay.
         grad_clip: clip the global gradient norm to this value (``None``: no clipping).
+        patience: with a validation set (``fit(valid=...)``), stop when its loss has not improved for this many
+            epochs (``None``: train every epoch; the best epoch's parameters are kept either way).
         seed: seeds the shuffling (epoch e is shuffled by a generator seeded with (seed, e), so that a
             resumed run sees the same batches).
         max_seconds: stop after this much training time (``None``: no limit).
@@ -58,6 +61,7 @@ class FitConfig(Config):
     warmup_steps: int = 0
     weight_decay: float = 0.0
     grad_clip: float | None = 5.0
+    patience: int | None = None
     seed: int = 0
     max_seconds: float | None = None
     log_every: int = 10
@@ -70,6 +74,8 @@ class FitConfig(Config):
     def __post_init__(self) -> None:
         check_ints(self, "epochs", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints")
         check_ints(self, "warmup_steps", minimum=0)
+        if self.patience is not None:
+            check_ints(self, "patience")
         if not self.lr > 0:
             raise ConfigError(f"FitConfig.lr must be > 0, got {self.lr!r}")
         if self.weight_decay < 0:
@@ -92,11 +98,14 @@ class FitResult:
 
     Attributes:
         steps: optimiser steps taken (skipped batches included), over the whole run when resumed.
-        seconds: wall-clock training time (data loading included, evaluation excluded), over the whole run.
+        seconds: wall-clock training time (data loading and validation included), over the whole run.
         history: one dict of logged scalars per logged step (with ``step`` and ``seconds``).
         skipped: batches whose update was dropped for a non-finite loss or gradient (``on_nonfinite="skip"``).
         resumed_from: the step of the checkpoint the run resumed from, or ``None``.
         out_of_time: whether ``max_seconds`` ended the run before its last epoch.
+        valid_loss: the validation loss after each epoch (empty without a validation set).
+        best_epoch: the epoch (from 1) of the lowest validation loss, whose parameters the objective ends with
+            (``None`` without a validation set); fewer ``valid_loss`` entries than epochs: the patience ran out.
     """
 
     steps: int
@@ -105,6 +114,40 @@ class FitResult:
     skipped: int = 0
     resumed_from: int | None = None
     out_of_time: bool = False
+    valid_loss: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+
+
+@dataclass
+class _EarlyStopping:
+    """A fit's validation record: the loss after each epoch, the best epoch (from 1) and its parameters and
+    buffers, and whether ``patience`` epochs have passed without an improvement."""
+
+    patience: int | None
+    losses: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_state: dict[str, Tensor] | None = None
+    stopped: bool = False
+
+    def update(self, loss: float, objective: nn.Module) -> None:
+        self.losses.append(loss)
+        if self.best_epoch is None or loss < self.losses[self.best_epoch - 1]:
+            self.best_epoch = len(self.losses)
+            self.best_state = {k: v.detach().clone() for k, v in objective.state_dict().items()}
+        elif self.patience is not None and len(self.losses) - self.best_epoch >= self.patience:
+            self.stopped = True
+
+    def restore_best(self, objective: nn.Module) -> None:
+        if self.best_state is not None and self.best_epoch != len(self.losses):
+            objective.load_state_dict(self.best_state)
+
+    def state_dict(self) -> dict:
+        return {"losses": list(self.losses), "best_epoch": self.best_epoch, "best_state": self.best_state,
+                "stopped": self.stopped}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self.losses, self.best_epoch = list(state["losses"]), state["best_epoch"]
+        self.best_state, self.stopped = state["best_state"], state["stopped"]
 
 
 class _EpochBatches(Sampler[list[int]]):
@@ -144,11 +187,17 @@ def fit(
     run: RunDir | None = None,
     name: str = "train",
     device: str | None = None,
+    valid: Dataset | None = None,
 ) -> FitResult:
     """Train an :class:`~modnets.train.Objective` on ``dataset`` with Adam, minimising its ``"loss"`` term.
 
     The objective and every batch go to ``config.device`` (the objective stays there). The batch keys the
     objective reads are checked on the first batch.
+
+    With a validation set, the objective's mean ``"loss"`` over it is measured after every epoch (in eval mode,
+    without touching the random generators; logged as ``NAME/valid_loss``), training stops once
+    ``config.patience`` epochs pass without a lower one, and the objective ends with the parameters and buffers
+    of the epoch whose validation loss was lowest.
 
     In a run folder (``run=RunDir(path)``), scalars go to ``tensorboard/NAME`` and the objective's and the
     optimiser's state, the data position, the random generators' states and the loop state are saved
@@ -173,18 +222,22 @@ def fit(
             ``RunDir()``: nothing written, a progress bar).
         name: the training's name: its log and checkpoint folders, its progress-bar label and logging prefix.
         device: where to train, in place of ``config.device`` (the same names: "cpu", "cuda:1", "auto", ...).
+        valid: validation examples (the same keys as ``dataset``'s), or ``None``.
 
     Returns:
-        steps, seconds, the logged history, the skipped batches, the step resumed from and whether the time
-        budget ended the run.
+        steps, seconds, the logged history, the skipped batches, the step resumed from, whether the time
+        budget ended the run, the validation losses and the best epoch.
 
     Raises:
         ConfigError: a bare model (the message names the objective to wrap it in), a model without trainable
-            parameters, a batch missing a key the objective reads, or a device this machine lacks.
+            parameters, a batch missing a key the objective reads, a device this machine lacks, or
+            ``config.patience`` without a validation set.
         NumericalError: a NaN or infinite input, loss term or gradient (``on_nonfinite="raise"``); the message
             names the step, the module and the quantity, and the last checkpoint is left as it was.
     """
     check_objective(objective)
+    if config.patience is not None and valid is None:
+        raise ConfigError("FitConfig.patience stops on the validation loss: give fit a validation set (valid=...)")
     run = run if run is not None else RunDir()
     rank, size = world()
     if config.batch_size % size:
@@ -199,7 +252,8 @@ def fit(
     total = config.epochs * per_epoch
     folder = run.checkpoints(name)
     checkpoints = Checkpointer(folder, keep=config.keep_checkpoints) if folder is not None else None
-    state = _start(objective, stepper, checkpoints, resume=run.resume, rank=rank, size=size)
+    watch = _EarlyStopping(config.patience)
+    state = _start(objective, stepper, checkpoints, watch, resume=run.resume, rank=rank, size=size)
     resumed_from = state.steps if run.resume and (state.steps or state.history) else None
     # processes start from rank 0's parameters and buffers and average their gradients; buffers that must agree
     # (EM tables, baselines) synchronise themselves, the rest stay each process's own
@@ -208,10 +262,21 @@ def fit(
     objective.train()
     bar = progress_bar(total=total, initial=state.steps, desc=name, enabled=run.progress and rank == 0)
     logger = run.logger(name) if rank == 0 else None
-    save = _saver(objective, stepper, checkpoints, state, config, rank=rank)
+    save = _saver(objective, stepper, checkpoints, state, watch, config, rank=rank)
     out_of_time = all_any(state.out_of_time(config.max_seconds))  # a resumed run may have spent its budget
+
+    def validate() -> None:  # every finished epoch once, also one a checkpoint ended before its validation
+        if valid is not None and len(watch.losses) < state.steps // per_epoch:
+            loss = float(all_mean(_mean_loss(objective, valid, collate, config.batch_size, dev)))
+            watch.update(loss, objective)
+            if logger is not None:
+                logger.log(state.steps, **{f"{name}/valid_loss": loss})
+
     try:
-        while state.steps < total and not out_of_time:
+        while True:
+            validate()
+            if state.steps >= total or out_of_time or watch.stopped:
+                break
             epoch, position = divmod(state.steps, per_epoch)
             batches = _EpochBatches(len(dataset), config.batch_size, seed=config.seed, epoch=epoch, start=position,
                                     steps=per_epoch, rank=rank, size=size)
@@ -243,10 +308,29 @@ def fit(
         bar.close()
         if logger is not None:
             logger.close()
+    watch.restore_best(objective)
     save()
     objective.eval()
     return FitResult(steps=state.steps, seconds=state.elapsed(), history=state.history, skipped=state.skipped,
-                     resumed_from=resumed_from, out_of_time=out_of_time)
+                     resumed_from=resumed_from, out_of_time=out_of_time, valid_loss=list(watch.losses),
+                     best_epoch=watch.best_epoch)
+
+
+@torch.no_grad()
+def _mean_loss(objective: Objective, dataset: Dataset, collate: Callable[[list], Batch], batch_size: int,
+               device: torch.device) -> Tensor:
+    """The objective's ``"loss"`` averaged over every example of ``dataset``, in eval mode; the random
+    generators are left as they were, so that validating does not change the training that follows."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        objective.eval()
+        try:
+            total = torch.zeros((), device=device)
+            for start in range(0, len(dataset), batch_size):
+                rows = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+                total += objective.loss(to_device(collate(rows), device))["loss"].detach().float() * len(rows)
+        finally:
+            objective.train()
+    return total / len(dataset)
 
 
 def _steps_per_epoch(n: int, batch_size: int, processes: int) -> int:
@@ -265,9 +349,10 @@ def _share(rows: int, processes: int) -> float:
     return rows * processes / whole
 
 
-def _start(objective: nn.Module, stepper: Stepper, checkpoints: Checkpointer | None, *, resume: bool, rank: int,
-           size: int) -> LoopState:
-    """The loop state to start from: a checkpoint's (resume), else a fresh one (older checkpoints cleared)."""
+def _start(objective: nn.Module, stepper: Stepper, checkpoints: Checkpointer | None, watch: _EarlyStopping, *,
+           resume: bool, rank: int, size: int) -> LoopState:
+    """The loop state to start from: a checkpoint's (resume; ``watch`` takes its validation record), else a
+    fresh one (older checkpoints cleared)."""
     if checkpoints is not None and not resume and rank == 0:
         checkpoints.clear()  # a fresh run starts over; older checkpoints would outrank its own
     barrier()
@@ -281,18 +366,21 @@ def _start(objective: nn.Module, stepper: Stepper, checkpoints: Checkpointer | N
     stepper.optimizer.load_state_dict(saved["optimizer"])
     rng = saved.get("rng_ranks", [saved["rng"]])
     set_rng_state(rng[rank] if len(rng) == size else saved["rng"])
+    if "early_stopping" in saved:
+        watch.load_state_dict(saved["early_stopping"])
     return LoopState.from_state_dict(saved)
 
 
 def _saver(objective: nn.Module, stepper: Stepper, checkpoints: Checkpointer | None, state: LoopState,
-           config: FitConfig, *, rank: int) -> Callable[[], None]:
+           watch: _EarlyStopping, config: FitConfig, *, rank: int) -> Callable[[], None]:
     def save() -> None:
         if checkpoints is None:
             return
         rng = all_gather_objects(get_rng_state())
         if rank == 0:
             checkpoints.save({"model": objective.state_dict(), "optimizer": stepper.optimizer.state_dict(),
-                              "rng": rng[0], "rng_ranks": rng, **state.state_dict(), "config": config.to_dict()},
+                              "rng": rng[0], "rng_ranks": rng, **state.state_dict(), "config": config.to_dict(),
+                              "early_stopping": watch.state_dict()},
                              state.steps)
         barrier()
 
