@@ -14,10 +14,13 @@ not come by the last epoch.
     python scripts/nmn_reference_probe.py --seed 3 --max-depth 5 --untyped   # an untyped model, on probe data
     python scripts/nmn_reference_probe.py --seed 3 --max-depth 5 --data study   # the full run's typed model itself
     python scripts/nmn_reference_probe.py --seed 3 --max-depth 5 --data study --warmup 1000   # ... with a warm-up
+    python scripts/nmn_reference_probe.py --seed 4 --max-depth 5 --data study --warmup 1000 --epochs 60 --patience 5
 
 ``--data study`` trains on the full run's own depth-study questions and vocabulary (``depth_data`` of the
 full preset, the one the experiment calls), so that the model, its initial weights and its batches are the full
-run's: a lever can then be tried on a seed where the full run's training failed.
+run's: a lever can then be tried on a seed where the full run's training failed. It also validates on the
+study's held-out questions after every epoch and keeps the best epoch (``--patience P`` stops after P epochs
+without a lower validation loss), as the study does.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, default=20000)
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=0, help="linear learning-rate warm-up steps")
+    parser.add_argument("--patience", type=int, default=None, help="early stopping on the validation loss "
+                        "(--data study)")
     parser.add_argument("--data", choices=("probe", "study"), default="probe",
                         help="probe: training data seed s + 31000; study: the full run's depth-study data")
     args = parser.parse_args()
@@ -54,9 +59,13 @@ def main() -> None:
     s = args.seed
     depths = tuple(range(2, args.max_depth + 1))
     weights = None if args.decay == 1.0 else tuple(args.decay ** (d - 2) for d in depths)
+    valid = None
     if args.data == "study":
         full = nmn_experiment.Config.for_mode(False)
-        train, test, _, vocab = depth_data(replace(full, depth_n_train=args.n_train, max_train_depth=args.max_depth), s)
+        data = depth_data(replace(full, depth_n_train=args.n_train, max_train_depth=args.max_depth), s)
+        train, valid, test, vocab = data.train, data.valid, data.test, data.vocab
+    elif args.patience is not None:
+        parser.error("--patience needs --data study (its held-out questions)")
     else:
         train = make_clevr_like(ClevrLikeConfig(n_examples=args.n_train, depths=depths, depth_weights=weights,
                                                 image_size=32, programs="chains", seed=s + 31_000))
@@ -69,14 +78,17 @@ def main() -> None:
                 question_hidden=64)
     start = time.perf_counter()
     result = fit(Classification(model, target="answer"), train, collate=collate_clevr_like, run=RunDir(progress=False),
-                 config=FitConfig(epochs=args.epochs, batch_size=64, lr=args.lr, warmup_steps=args.warmup, seed=s))
+                 config=FitConfig(epochs=args.epochs, batch_size=64, lr=args.lr, warmup_steps=args.warmup,
+                                  patience=args.patience, seed=s), valid=valid)
     per_epoch = -(-args.n_train // 64)
     losses = [[h["loss"] for h in result.history if e * per_epoch <= h["step"] < (e + 1) * per_epoch]
               for e in range(args.epochs)]
     error = {d: round(1 - a, 3) for d, a in accuracy_by(predict(model, test, collate=collate_clevr_like)
                                                          == test.answers, test.depths).items()}
     print(json.dumps({**vars(args), "seconds": round(time.perf_counter() - start), "error_by_depth": error,
-                      "train_loss_by_epoch": [round(sum(v) / len(v), 3) for v in losses if v]}))
+                      "train_loss_by_epoch": [round(sum(v) / len(v), 3) for v in losses if v],
+                      "valid_loss_by_epoch": [round(v, 3) for v in result.valid_loss],
+                      "best_epoch": result.best_epoch}))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ def test_nmn_experiment_smoke(tmp_path):
                                        sgm_rank=2),
         film_blocks=1, sgm_candidates=4, sgm_selected=3, sgm_examples=48, sgm_max_epochs=1, sgm_full_fit=tiny,
         easy_vqa_train=600, easy_vqa_test=200, easy_vqa_fit=FitConfig(epochs=2, batch_size=32, lr=3e-3),
+        depth_fit=FitConfig(epochs=3, batch_size=32, lr=3e-3, patience=1),
     )
     report = exp.run(config, tmp_path, progress=False)
     text = report.write(tmp_path).read_text()
@@ -62,6 +63,12 @@ def test_nmn_experiment_smoke(tmp_path):
     assert "Over the depth study's 3 seeds (0, 1, 2; 1 of them ran the depth study alone)" in text
     assert set(metrics["error_by_depth"]["film"]) == {str(d) for d in range(2, 8)}
     assert "Trained on every depth (2-7, drawn depth d with weight 0.85^(d - 2)" in text
+    # every depth-study model validated after each epoch, stopped one epoch after its best, kept its best
+    for model, epochs in metrics["depth_epochs"].items():
+        for trained, best in zip(epochs["trained"]["values"], epochs["best"]["values"], strict=True):
+            assert 1 <= best <= trained <= 3 and (trained == 3 or trained == best + 1), model
+    assert "Epochs trained per seed (of at most 3): typed NMN " in text
+    assert "stopped after 1 epoch without a lower validation loss, each model kept at its epoch" in text
     assert sum(metrics["answer_module_share"].values()) == pytest.approx(1.0)
     assert set(metrics["easy_vqa_accuracy"]) == {"end_to_end", "modular_typed"}
     # two epochs on 600 real easy-vqa questions: the NMN trained end to end beats the majority answer (measured

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..data import collate_clevr_like
 from ..models import QuestionVocabulary, film
-from ..train import Classification, FitConfig, RunDir, fit
+from ..train import Classification, FitConfig, FitResult, RunDir, fit
 
 
 def seeded(fit_config: FitConfig, seed: int) -> FitConfig:
@@ -16,10 +16,12 @@ def seeded(fit_config: FitConfig, seed: int) -> FitConfig:
     return FitConfig(**{**fit_config.to_dict(), "seed": seed})
 
 
-def fit_answers(model, data, fit_config: FitConfig, rundir: RunDir, name: str, collate=collate_clevr_like) -> float:
-    """Seconds to train a VQA model end to end on its answers (cross-entropy on ``batch["answer"]``)."""
+def fit_answers(model, data, fit_config: FitConfig, rundir: RunDir, name: str, collate=collate_clevr_like,
+                valid=None) -> FitResult:
+    """Train a VQA model end to end on its answers (cross-entropy on ``batch["answer"]``), validated on
+    ``valid`` when given (the model then ends at its best epoch; see :func:`~modnets.train.fit`)."""
     return fit(Classification(model, target="answer"), data, config=fit_config, collate=collate, run=rundir,
-               name=name).seconds
+               name=name, valid=valid)
 
 
 def parameter_count(model) -> int:

@@ -330,7 +330,7 @@ def _vqa(name: str, config: Config, seed: int, rundir: RunDir) -> dict[str, dict
             model = film_of_size(part, vocab, typed_size)
         else:
             model = build(model_name == "typed_nmn")
-        seconds = fit_answers(model, split.train, seeded(part.fit, seed), rundir, model_name)
+        seconds = fit_answers(model, split.train, seeded(part.fit, seed), rundir, model_name).seconds
         results[model_name] = {
             **{key: float((predict(model, data, collate=collate) == data.answers).float().mean())
                for key, data in (("in_distribution", split.test), ("held_out", split.held_out))},

@@ -264,6 +264,8 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: b
                                   for part in ("seen", "unseen")} for k in CURVE_LABELS},
         "error_by_depth": {k: {str(d): {"mean": 1 - v.mean, "std": v.std, "n": v.n} for d, v in c.items()}
                            for k, c in curves.items()},
+        "depth_epochs": {k: {part: spread([s["epochs"][k][part] for s in depth_runs]).to_dict()
+                             for part in ("trained", "best")} for k in CURVE_LABELS},
         "parameters": first["parameters"],
         "answer_module_share": first["answer_module_share"],
         "sgm": sgm,
@@ -315,7 +317,7 @@ def _seed_study(config: Config, seed: int, plan, rundir: RunDir, pools=None) -> 
                 found = _end_to_end_search(config, build, train, valid, seed, budget, rundir.sub(regime))
                 fit_config = FitConfig(**{**fit_config.to_dict(), "lr": found.best_params["lr"]})
                 searches["end to end"] = found.trials
-            seconds = fit_answers(model, train, fit_config, rundir, regime) + (found.seconds if found else 0.0)
+            seconds = fit_answers(model, train, fit_config, rundir, regime).seconds + (found.seconds if found else 0.0)
             cost[regime] = {"sequential": seconds, "parallel": seconds, "search": found.seconds if found else 0.0,
                             "lr": fit_config.lr}
         accuracy[regime] = float((predict(model, test, collate=collate) == test.answers).float().mean())
@@ -377,7 +379,7 @@ def _easy_vqa(config: Config, rundir: RunDir) -> dict:
                     question_hidden=config.question_hidden, library=easy_vqa_library)
         if name == "end_to_end":
             seconds[name] = {"sequential": fit_answers(model, fit_on, config.easy_vqa_fit, rundir, name,
-                                                collate=collate_easy_vqa)}
+                                                collate=collate_easy_vqa).seconds}
             seconds[name]["parallel"] = seconds[name]["sequential"]
         else:
             settings = NMNModulewiseConfig(find=config.easy_vqa_fit, heads=config.modulewise.heads,

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
 from ...analysis import Spread, accuracy_by, spread
-from ...data import ClevrLikeConfig, make_clevr_like
+from ...data import ClevrDataset, ClevrLikeConfig, ClevrLikeDataset, make_clevr_like
 from ...data import collate_clevr_like as collate
 from ...models import QuestionVocabulary, nmn
 from ...train import RunDir, predict
@@ -30,50 +30,73 @@ CURVE_LABELS = {"typed": "typed NMN", "untyped": "untyped NMN", "film": "FiLM (s
                 "typed_all_depths": "typed NMN trained on every depth (reference)"}
 
 
-def depth_data(config: Config, seed: int, pools=None):
-    """The depth study's data for one seed: ``(train, test, train_all, vocab)``: ``depth_n_train`` (or
-    ``n_train``) questions of depth <= ``max_train_depth`` (data seed ``seed + 1000``), the test questions of
+class DepthData(NamedTuple):
+    """The depth study's data for one seed. ``valid`` and ``valid_all`` are held-out questions of the training
+    distributions (``train``'s, ``train_all``'s), on which each model's best epoch is chosen."""
+
+    train: ClevrLikeDataset | ClevrDataset
+    valid: ClevrLikeDataset | ClevrDataset
+    test: ClevrLikeDataset | ClevrDataset
+    train_all: ClevrLikeDataset | ClevrDataset
+    valid_all: ClevrLikeDataset | ClevrDataset
+    vocab: QuestionVocabulary
+
+
+def depth_data(config: Config, seed: int, pools=None) -> DepthData:
+    """The depth study's data for one seed: ``depth_n_train`` (or ``n_train``) questions of depth <=
+    ``max_train_depth`` (data seed ``seed + 1000``) and ``n_valid`` more (``seed + 21000``), the test questions of
     every depth to ``max_test_depth`` (``seed + 11000``), the reference's training questions of every depth
-    (``seed + 31000``, drawn with ``reference_weights``) and the vocabulary over both training sets."""
+    (``seed + 31000``, drawn with ``reference_weights``) and ``n_valid`` more (``seed + 51000``), and the
+    vocabulary over both training sets."""
     config = replace(config, n_train=config.depth_training[0])
     seen = range(2, config.max_train_depth + 1)
     every = range(2, config.max_test_depth + 1)
-    train, _, test = study_data(config, seed + 1_000, config.depth_programs, seen, every, valid=False, pools=pools)
+    train, valid, test = study_data(config, seed + 1_000, config.depth_programs, seen, every, pools=pools)
     if pools is not None:
-        train_all = clevr_data(config, seed + 31_000, pools, every, every, valid=False)[0]
+        train_all, valid_all, _ = clevr_data(config, seed + 31_000, pools, every, every, valid=True)
     else:
-        train_all = make_clevr_like(ClevrLikeConfig(n_examples=config.n_train, depths=tuple(every),
-                                                    depth_weights=config.reference_weights,
-                                                    image_size=config.image_size, programs=config.depth_programs,
-                                                    seed=seed + 31_000))
-    return train, test, train_all, QuestionVocabulary.build([*train.questions, *train_all.questions])
+        def reference(n, data_seed):
+            return make_clevr_like(ClevrLikeConfig(n_examples=n, depths=tuple(every),
+                                                   depth_weights=config.reference_weights,
+                                                   image_size=config.image_size, programs=config.depth_programs,
+                                                   seed=data_seed))
+        train_all, valid_all = reference(config.n_train, seed + 31_000), reference(config.n_valid, seed + 51_000)
+    vocab = QuestionVocabulary.build([*train.questions, *train_all.questions])
+    return DepthData(train, valid, test, train_all, valid_all, vocab)
 
 
 def depth_study(config: Config, seed: int, rundir: RunDir, pools=None) -> dict:
     """Figs 4.12-4.13 on the ``config.depth_programs`` family (or real CLEVR, ``pools``): typed and untyped NMNs
     and a FiLM of the typed NMN's size, trained end to end on depth <= ``max_train_depth`` with the same
-    settings, tested to ``max_test_depth``; and the typed NMN trained on every depth (the reference curve)."""
+    settings, tested to ``max_test_depth``; and the typed NMN trained on every depth (the reference curve).
+    Every model ends at its epoch of lowest validation loss (held-out questions of its training depths) and,
+    with ``patience`` in the training settings, stops early on it."""
     config, fit_config = replace(config, n_train=config.depth_training[0]), seeded(config.depth_training[1], seed)
-    train, test, train_all, vocab = depth_data(config, seed, pools)
+    data = depth_data(config, seed, pools)
 
     def typed_nmn(typed: bool):
         torch.manual_seed(seed)
         return nmn(typed, image_size=config.image_size, hidden=config.hidden, prior="logits" if typed else "geometric",
-                   questions=vocab, question_hidden=config.question_hidden)
+                   questions=data.vocab, question_hidden=config.question_hidden)
 
     models = {"typed": typed_nmn(True), "untyped": typed_nmn(False)}
     torch.manual_seed(seed)
-    models["film"] = film_of_size(config, vocab, parameter_count(models["typed"]))
+    models["film"] = film_of_size(config, data.vocab, parameter_count(models["typed"]))
     models["typed_all_depths"] = typed_nmn(True)
-    seconds, curves = {}, {}
+    seconds, curves, epochs = {}, {}, {}
     for name, model in models.items():
-        data = train_all if name == "typed_all_depths" else train
-        seconds[f"depth_{name}"] = fit_answers(model, data, fit_config, rundir, name)
-        curves[name] = accuracy_by(predict(model, test, collate=collate) == test.answers, test.depths)
+        train, valid = (data.train_all, data.valid_all) if name == "typed_all_depths" else (data.train, data.valid)
+        result = fit_answers(model, train, fit_config, rundir, name, valid=valid)
+        seconds[f"depth_{name}"] = result.seconds
+        epochs[name] = {"trained": len(result.valid_loss), "best": result.best_epoch,
+                        "best_valid_loss": min(result.valid_loss)}
+        curves[name] = accuracy_by(predict(model, data.test, collate=collate) == data.test.answers, data.test.depths)
     return {
         "train_seconds": seconds,
+        "epochs": epochs,
         "accuracy_by_depth": curves,
-        "error_seen_unseen": {k: _seen_unseen(v, test.depths, config.max_train_depth) for k, v in curves.items()},
+        "error_seen_unseen": {k: _seen_unseen(v, data.test.depths, config.max_train_depth)
+                              for k, v in curves.items()},
         "parameters": {k: parameter_count(m) for k, m in models.items() if k != "typed_all_depths"},
     }
 
@@ -129,6 +152,7 @@ def depth_report(config: Config, metrics: dict, curves: dict[str, dict[int, Spre
         + " than the typed NMN beyond the training depths"
         + (" (as thesis Fig. 4.13)." if film_growth > typed_growth else " (thesis Fig. 4.13: it does).")
         + " " + _reference_text(curves["typed_all_depths"], config)
+        + _epochs_text(metrics.get("depth_epochs"), config.depth_training[1].epochs)
         + (f" The depth study runs on the `{config.depth_programs}` program family (every level of depth a step "
            "of reasoning: relation hops from a unique referent and filters, under exist, count and describe; the "
            "`clevr` family adds same-attribute hops and comparisons), all four models trained end to end with the "
@@ -185,8 +209,24 @@ def _reference_text(curve: dict[int, Spread], config: Config) -> str:
 def _budget_text(config: Config) -> str:
     n_train, fit_config = config.depth_training
     warmup = f" after a linear warm-up of {fit_config.warmup_steps:,} steps" if fit_config.warmup_steps else ""
-    return (f"{fit_config.epochs} epochs of {n_train:,} questions, batch {fit_config.batch_size}, "
-            f"Adam {fit_config.lr:g}{warmup}")
+    stop = (f", stopped after {fit_config.patience} epoch{'s' * (fit_config.patience != 1)} without a lower "
+            "validation loss"
+            if fit_config.patience is not None else "")
+    return (f"{'up to ' if stop else ''}{fit_config.epochs} epochs of {n_train:,} questions, batch "
+            f"{fit_config.batch_size}, Adam {fit_config.lr:g}{warmup}{stop}, each model kept at its epoch of lowest "
+            f"validation loss ({config.n_valid:,} held-out questions of its training depths)")
+
+
+def _epochs_text(epochs: dict | None, most: int) -> str:
+    """How long each model of the depth study trained and which epoch it kept (``None``: a run from before the
+    depth study validated)."""
+    if epochs is None:
+        return ""
+    def listed(part):
+        return ", ".join(str(round(x)) for x in part["values"])
+
+    parts = [f"{CURVE_LABELS[k]} {listed(v['trained'])} (kept epoch {listed(v['best'])})" for k, v in epochs.items()]
+    return f" Epochs trained per seed (of at most {most}): " + "; ".join(parts) + "."
 
 
 def _error(accuracy: Spread) -> str:
