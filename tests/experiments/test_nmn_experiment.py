@@ -20,7 +20,7 @@ def test_nmn_experiment_smoke(tmp_path):
                                        sgm_rank=2),
         film_blocks=1, sgm_candidates=4, sgm_selected=3, sgm_examples=48, sgm_max_epochs=1, sgm_full_fit=tiny,
         easy_vqa_train=600, easy_vqa_test=200, easy_vqa_fit=FitConfig(epochs=2, batch_size=32, lr=3e-3),
-        depth_fit=FitConfig(epochs=3, batch_size=32, lr=3e-3, patience=1),
+        depth_fit=FitConfig(epochs=3, batch_size=32, lr=3e-3, patience=1), depth_restarts=2,
     )
     report = exp.run(config, tmp_path, progress=False)
     text = report.write(tmp_path).read_text()
@@ -68,6 +68,14 @@ def test_nmn_experiment_smoke(tmp_path):
         for trained, best in zip(epochs["trained"]["values"], epochs["best"]["values"], strict=True):
             assert 1 <= best <= trained <= 3 and (trained == 3 or trained == best + 1), model
     assert "Epochs trained per seed (of at most 3): typed NMN " in text
+    # two trainings per model and seed, the one of lower validation loss kept
+    for model, per_seed in metrics["depth_restart_valid_losses"].items():
+        assert len(per_seed) == 3 and all(len(losses) == 2 for losses in per_seed), model
+    kept = [run["epochs"]["typed"] for run in [*metrics["per_seed"], *metrics["depth_only_per_seed"]]]
+    assert all(k["best_valid_loss"] == min(k["restart_valid_losses"]) == k["restart_valid_losses"][k["kept_restart"]]
+               for k in kept)
+    assert "Each model trained 2 times per seed" in text
+    assert (tmp_path / "checkpoints" / "seed1" / "depth" / "typed-restart1").is_dir()
     assert "stopped after 1 epoch without a lower validation loss, each model kept at its epoch" in text
     assert sum(metrics["answer_module_share"].values()) == pytest.approx(1.0)
     assert set(metrics["easy_vqa_accuracy"]) == {"end_to_end", "modular_typed"}

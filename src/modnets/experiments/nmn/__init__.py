@@ -94,11 +94,14 @@ class Config(ConfigBase):
     CLEVR questions come as the train split has them).
     ``depth_seeds`` (``None``: ``seeds``) repeats the depth study alone over more seeds than Table 4.2: single
     training failures decide a mean over three seeds. The NMNs sit on a loss plateau near 1 nat before their
-    ``find`` modules learn to attend, and leave it after a varying number of epochs: the full preset trains
-    the depth study for 30 epochs (``scripts/nmn_reference_probe.py`` prints the loss per epoch) over 6 seeds,
-    after a linear learning-rate warm-up of 1,000 steps. The warm-up changes which seeds leave the plateau more
-    than how many: without it the typed NMN of seeds 0 and 3 stayed on it, with it they left and that of seed
-    4 stayed.
+    ``find`` modules learn to attend, and leave it after a varying number of epochs
+    (``scripts/nmn_reference_probe.py`` prints the training and validation loss per epoch); some trainings
+    never do, and fit their training questions while the validation loss stays on the plateau (the typed
+    NMN of seed 4 in a 6-seed run of 30 epochs). So every depth-study model is validated after each epoch on
+    held-out questions of its training depths and kept at its best epoch, and trains ``depth_restarts``
+    times from different initial weights, the training of lowest validation loss being the one tested. The
+    full preset: 3 seeds, 2 restarts, up to 30 epochs (patience 5) after a linear learning-rate warm-up of
+    1,000 steps.
     ``film_width=None`` sizes the FiLM baseline to the typed
     NMN's parameter count. The SGM study trains ``sgm_candidates`` find units through their SGM, keeps the
     ``sgm_selected`` nearest the Pareto front and trains the answering modules around each for ``sgm_full_fit``.
@@ -127,6 +130,7 @@ class Config(ConfigBase):
     depth_fit: FitConfig | None = None
     reference_depth_decay: float = 0.85
     depth_seeds: int | None = None
+    depth_restarts: int = 1
     modulewise: NMNModulewiseConfig = field(default_factory=lambda: NMNModulewiseConfig(
         find=FitConfig(epochs=6, batch_size=64, lr=2e-3), heads=FitConfig(epochs=15, batch_size=128, lr=3e-3),
         prior=FitConfig(epochs=4, batch_size=64, lr=3e-3), search_trials=6, search_examples=2000))
@@ -163,6 +167,7 @@ class Config(ConfigBase):
             check_ints(self, "film_width")
         if self.depth_n_train is not None:
             check_ints(self, "depth_n_train")
+        check_ints(self, "depth_restarts")
         if self.depth_seeds is not None:
             check_ints(self, "depth_seeds")
             if self.depth_seeds < self.seeds:
@@ -197,8 +202,8 @@ class Config(ConfigBase):
             )
         return cls(seed=seed, fit=FitConfig(epochs=6, batch_size=64, lr=2e-3, seed=seed),
                    depth_n_train=20000,
-                   depth_fit=FitConfig(epochs=30, batch_size=64, lr=3e-3, warmup_steps=1000, seed=seed),
-                   depth_seeds=6,
+                   depth_fit=FitConfig(epochs=30, batch_size=64, lr=3e-3, warmup_steps=1000, patience=5, seed=seed),
+                   depth_restarts=2,
                    sgm_full_fit=FitConfig(epochs=6, batch_size=64, lr=2e-3, seed=seed),
                    easy_vqa_fit=FitConfig(epochs=4, batch_size=64, lr=2e-3, seed=seed))
 
@@ -266,6 +271,8 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True, resume: b
                            for k, c in curves.items()},
         "depth_epochs": {k: {part: spread([s["epochs"][k][part] for s in depth_runs]).to_dict()
                              for part in ("trained", "best")} for k in CURVE_LABELS},
+        "depth_restart_valid_losses": {k: [s["epochs"][k]["restart_valid_losses"] for s in depth_runs]
+                                       for k in CURVE_LABELS},
         "parameters": first["parameters"],
         "answer_module_share": first["answer_module_share"],
         "sgm": sgm,

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 # Thesis code on CLEVR (trained on depth <= 5): mean error with / without neural data types.
 PAPER_ERROR = {"typed": {"seen": 0.228, "unseen": 0.472}, "untyped": {"seen": 0.309, "unseen": 0.551}}
+#: A restart r of the depth study trains from initial weights (and a batch order) seeded with seed + r * this.
+RESTART_STRIDE = 100_003
 #: The depth study's models, as the report names them.
 CURVE_LABELS = {"typed": "typed NMN", "untyped": "untyped NMN", "film": "FiLM (same size)",
                 "typed_all_depths": "typed NMN trained on every depth (reference)"}
@@ -69,35 +71,46 @@ def depth_study(config: Config, seed: int, rundir: RunDir, pools=None) -> dict:
     """Figs 4.12-4.13 on the ``config.depth_programs`` family (or real CLEVR, ``pools``): typed and untyped NMNs
     and a FiLM of the typed NMN's size, trained end to end on depth <= ``max_train_depth`` with the same
     settings, tested to ``max_test_depth``; and the typed NMN trained on every depth (the reference curve).
-    Every model ends at its epoch of lowest validation loss (held-out questions of its training depths) and,
-    with ``patience`` in the training settings, stops early on it."""
+    Every model ends at its epoch of lowest validation loss (held-out questions of its training depths; with
+    ``patience`` in the training settings it stops early on it), and of its ``depth_restarts`` trainings from
+    different initial weights and batch orders the one of lowest validation loss is tested."""
     config, fit_config = replace(config, n_train=config.depth_training[0]), seeded(config.depth_training[1], seed)
     data = depth_data(config, seed, pools)
 
-    def typed_nmn(typed: bool):
-        torch.manual_seed(seed)
+    def build(name: str, restart: int):
+        torch.manual_seed(seed + RESTART_STRIDE * restart)
+        if name == "film":
+            return film_of_size(config, data.vocab, typed_parameters)
+        typed = name != "untyped"
         return nmn(typed, image_size=config.image_size, hidden=config.hidden, prior="logits" if typed else "geometric",
                    questions=data.vocab, question_hidden=config.question_hidden)
 
-    models = {"typed": typed_nmn(True), "untyped": typed_nmn(False)}
-    torch.manual_seed(seed)
-    models["film"] = film_of_size(config, data.vocab, parameter_count(models["typed"]))
-    models["typed_all_depths"] = typed_nmn(True)
-    seconds, curves, epochs = {}, {}, {}
-    for name, model in models.items():
+    typed_parameters = parameter_count(build("typed", 0))
+    seconds, curves, epochs, parameters = {}, {}, {}, {}
+    for name in CURVE_LABELS:
         train, valid = (data.train_all, data.valid_all) if name == "typed_all_depths" else (data.train, data.valid)
-        result = fit_answers(model, train, fit_config, rundir, name, valid=valid)
-        seconds[f"depth_{name}"] = result.seconds
+        trainings = []
+        for restart in range(config.depth_restarts):
+            model = build(name, restart)
+            restart_fit = replace(fit_config, seed=fit_config.seed + RESTART_STRIDE * restart)
+            result = fit_answers(model, train, restart_fit, rundir, name + (f"-restart{restart}" if restart else ""),
+                                 valid=valid)
+            trainings.append((min(result.valid_loss), model, result))
+        kept = min(range(len(trainings)), key=lambda i: trainings[i][0])
+        _, model, result = trainings[kept]
+        seconds[f"depth_{name}"] = sum(r.seconds for _, _, r in trainings)
         epochs[name] = {"trained": len(result.valid_loss), "best": result.best_epoch,
-                        "best_valid_loss": min(result.valid_loss)}
+                        "best_valid_loss": trainings[kept][0], "kept_restart": kept,
+                        "restart_valid_losses": [loss for loss, _, _ in trainings]}
         curves[name] = accuracy_by(predict(model, data.test, collate=collate) == data.test.answers, data.test.depths)
+        parameters[name] = parameter_count(model)
     return {
         "train_seconds": seconds,
         "epochs": epochs,
         "accuracy_by_depth": curves,
         "error_seen_unseen": {k: _seen_unseen(v, data.test.depths, config.max_train_depth)
                               for k, v in curves.items()},
-        "parameters": {k: parameter_count(m) for k, m in models.items() if k != "typed_all_depths"},
+        "parameters": {k: v for k, v in parameters.items() if k != "typed_all_depths"},
     }
 
 
@@ -153,6 +166,7 @@ def depth_report(config: Config, metrics: dict, curves: dict[str, dict[int, Spre
         + (" (as thesis Fig. 4.13)." if film_growth > typed_growth else " (thesis Fig. 4.13: it does).")
         + " " + _reference_text(curves["typed_all_depths"], config)
         + _epochs_text(metrics.get("depth_epochs"), config.depth_training[1].epochs)
+        + _restarts_text(metrics.get("depth_restart_valid_losses"))
         + (f" The depth study runs on the `{config.depth_programs}` program family (every level of depth a step "
            "of reasoning: relation hops from a unique referent and filters, under exist, count and describe; the "
            "`clevr` family adds same-attribute hops and comparisons), all four models trained end to end with the "
@@ -227,6 +241,19 @@ def _epochs_text(epochs: dict | None, most: int) -> str:
 
     parts = [f"{CURVE_LABELS[k]} {listed(v['trained'])} (kept epoch {listed(v['best'])})" for k, v in epochs.items()]
     return f" Epochs trained per seed (of at most {most}): " + "; ".join(parts) + "."
+
+
+def _restarts_text(losses: dict[str, list[list[float]]] | None) -> str:
+    """Each model's validation losses over its restarts, per seed (the lowest was kept); nothing with one
+    training per model."""
+    if losses is None or len(next(iter(losses.values()))[0]) < 2:
+        return ""
+    n = len(next(iter(losses.values()))[0])
+    parts = [f"{CURVE_LABELS[k]} " + ", ".join(" / ".join(f"{x:.2f}" for x in seed) for seed in v)
+             for k, v in losses.items()]
+    return (f" Each model trained {n} times per seed, from initial weights and batch orders seeded s + "
+            f"{RESTART_STRIDE:,} r (r = 0-{n - 1}), and the training of lowest validation loss was tested; "
+            "validation losses of the restarts, per seed: " + "; ".join(parts) + ".")
 
 
 def _error(accuracy: Spread) -> str:
