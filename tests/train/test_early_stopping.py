@@ -87,3 +87,15 @@ def test_patience_without_a_validation_set_and_a_bad_patience_raise():
         _fit(_model(), patience=2)
     with pytest.raises(ConfigError, match="patience"):
         FitConfig(patience=0)
+
+
+def test_a_finite_validation_loss_replaces_a_nan_best():
+    from modnets.train._supervised import _EarlyStopping
+
+    watch, model = _EarlyStopping(patience=2), nn.Linear(1, 1)
+    watch.update(float("nan"), model)
+    watch.update(2.0, model)
+    watch.update(3.0, model)
+    assert watch.best_epoch == 2 and not watch.stopped
+    watch.update(float("nan"), model)
+    assert watch.stopped

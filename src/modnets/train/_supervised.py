@@ -105,7 +105,8 @@ class FitResult:
         out_of_time: whether ``max_seconds`` ended the run before its last epoch.
         valid_loss: the validation loss after each epoch (empty without a validation set).
         best_epoch: the epoch (from 1) of the lowest validation loss, whose parameters the objective ends with
-            (``None`` without a validation set); fewer ``valid_loss`` entries than epochs: the patience ran out.
+            (``None`` without a validation set); fewer ``valid_loss`` entries than epochs: the patience (or the
+            time budget) ran out.
     """
 
     steps: int
@@ -130,8 +131,9 @@ class _EarlyStopping:
     stopped: bool = False
 
     def update(self, loss: float, objective: nn.Module) -> None:
+        best = math.nan if self.best_epoch is None else self.losses[self.best_epoch - 1]
         self.losses.append(loss)
-        if self.best_epoch is None or loss < self.losses[self.best_epoch - 1]:
+        if loss < best or (math.isnan(best) and not math.isnan(loss)) or self.best_epoch is None:
             self.best_epoch = len(self.losses)
             self.best_state = {k: v.detach().clone() for k, v in objective.state_dict().items()}
         elif self.patience is not None and len(self.losses) - self.best_epoch >= self.patience:
