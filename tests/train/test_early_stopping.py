@@ -1,6 +1,8 @@
 """fit(valid=...): the validation loss after every epoch, FitConfig.patience stops training, the best epoch's
 parameters are kept, validating leaves training unchanged, and a killed run resumes exactly."""
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -99,3 +101,11 @@ def test_a_finite_validation_loss_replaces_a_nan_best():
     assert watch.best_epoch == 2 and not watch.stopped
     watch.update(float("nan"), model)
     assert watch.stopped
+
+
+def test_resuming_a_run_trained_without_validation_marks_its_epochs_unmeasured(tmp_path):
+    _fit(_model(), run=RunDir(tmp_path, progress=False), epochs=2)
+    result = _fit(_model(), _data(16, seed=1), RunDir(tmp_path, resume=True, progress=False), epochs=4)
+    # epoch 1 ended before any validation; epoch 2's end is validated on resume, with the state it left
+    assert len(result.valid_loss) == 4 and math.isnan(result.valid_loss[0])
+    assert not any(math.isnan(v) for v in result.valid_loss[1:]) and result.best_epoch >= 2

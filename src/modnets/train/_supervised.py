@@ -103,7 +103,8 @@ class FitResult:
         skipped: batches whose update was dropped for a non-finite loss or gradient (``on_nonfinite="skip"``).
         resumed_from: the step of the checkpoint the run resumed from, or ``None``.
         out_of_time: whether ``max_seconds`` ended the run before its last epoch.
-        valid_loss: the validation loss after each epoch (empty without a validation set).
+        valid_loss: the validation loss after each epoch (empty without a validation set; NaN for the epochs
+            of a run resumed from a checkpoint written without one, but the last of them).
         best_epoch: the epoch (from 1) of the lowest validation loss, whose parameters the objective ends with
             (``None`` without a validation set); fewer ``valid_loss`` entries than epochs: the patience (or the
             time budget) ran out.
@@ -269,6 +270,8 @@ def fit(
 
     def validate() -> None:  # every finished epoch once, also one a checkpoint ended before its validation
         if valid is not None and len(watch.losses) < state.steps // per_epoch:
+            # epochs a checkpoint written without a validation set ended: not measured
+            watch.losses.extend([math.nan] * (state.steps // per_epoch - 1 - len(watch.losses)))
             loss = float(all_mean(_mean_loss(objective, valid, collate, config.batch_size, dev)))
             watch.update(loss, objective)
             if logger is not None:
