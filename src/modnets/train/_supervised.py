@@ -123,34 +123,34 @@ class FitResult:
 @dataclass
 class _EarlyStopping:
     """A fit's validation record: the loss after each epoch, the best epoch (from 1) and its parameters and
-    buffers, and whether ``patience`` epochs have passed without an improvement."""
+    buffers; ``stopped`` once ``patience`` epochs have passed without an improvement."""
 
     patience: int | None
     losses: list[float] = field(default_factory=list)
     best_epoch: int | None = None
     best_state: dict[str, Tensor] | None = None
-    stopped: bool = False
+
+    @property
+    def stopped(self) -> bool:
+        return (self.patience is not None and self.best_epoch is not None
+                and len(self.losses) - self.best_epoch >= self.patience)
 
     def update(self, loss: float, objective: nn.Module) -> None:
         best = math.nan if self.best_epoch is None else self.losses[self.best_epoch - 1]
         self.losses.append(loss)
-        if loss < best or (math.isnan(best) and not math.isnan(loss)) or self.best_epoch is None:
+        if self.best_epoch is None or (not math.isnan(loss) and (math.isnan(best) or loss < best)):
             self.best_epoch = len(self.losses)
             self.best_state = {k: v.detach().clone() for k, v in objective.state_dict().items()}
-        elif self.patience is not None and len(self.losses) - self.best_epoch >= self.patience:
-            self.stopped = True
 
     def restore_best(self, objective: nn.Module) -> None:
         if self.best_state is not None and self.best_epoch != len(self.losses):
             objective.load_state_dict(self.best_state)
 
     def state_dict(self) -> dict:
-        return {"losses": list(self.losses), "best_epoch": self.best_epoch, "best_state": self.best_state,
-                "stopped": self.stopped}
+        return {"losses": list(self.losses), "best_epoch": self.best_epoch, "best_state": self.best_state}
 
     def load_state_dict(self, state: Mapping) -> None:
-        self.losses, self.best_epoch = list(state["losses"]), state["best_epoch"]
-        self.best_state, self.stopped = state["best_state"], state["stopped"]
+        self.losses, self.best_epoch, self.best_state = list(state["losses"]), state["best_epoch"], state["best_state"]
 
 
 class _EpochBatches(Sampler[list[int]]):
