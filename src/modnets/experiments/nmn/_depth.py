@@ -246,9 +246,9 @@ def _epochs_text(epochs: dict | None, most: int) -> str:
 def _restarts_text(losses: dict[str, list[list[float]]] | None) -> str:
     """Each model's validation losses over its restarts, per seed (the lowest was kept); nothing with one
     training per model."""
-    if losses is None or len(next(iter(losses.values()))[0]) < 2:
+    n = 0 if losses is None else len(next(iter(losses.values()))[0])
+    if n < 2:
         return ""
-    n = len(next(iter(losses.values()))[0])
     parts = [f"{CURVE_LABELS[k]} " + ", ".join(" / ".join(f"{x:.2f}" for x in seed) for seed in v)
              for k, v in losses.items()]
     return (f" Each model trained {n} times per seed, from initial weights and batch orders seeded s + "
