@@ -15,6 +15,7 @@ not come by the last epoch.
     python scripts/nmn_reference_probe.py --seed 3 --max-depth 5 --data study   # the full run's typed model itself
     python scripts/nmn_reference_probe.py --seed 3 --max-depth 5 --data study --warmup 1000   # ... with a warm-up
     python scripts/nmn_reference_probe.py --seed 4 --max-depth 5 --data study --warmup 1000 --epochs 60 --patience 5
+    python scripts/nmn_reference_probe.py --seed 0 --max-depth 5 --data study --film --lr 1e-3   # the FiLM baseline
 
 ``--data study`` trains on the full run's own depth-study questions and vocabulary (``depth_data`` of the
 full preset, the one the experiment calls), so that the model, its initial weights and its batches are the full
@@ -35,6 +36,7 @@ import torch
 from modnets.analysis import accuracy_by
 from modnets.data import ClevrLikeConfig, collate_clevr_like, make_clevr_like
 from modnets.experiments import nmn as nmn_experiment
+from modnets.experiments._vqa_training import film_of_size, parameter_count
 from modnets.experiments.nmn._depth import depth_data
 from modnets.models import QuestionVocabulary, nmn
 from modnets.train import Classification, FitConfig, RunDir, fit, predict
@@ -46,7 +48,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--max-depth", type=int, default=20, help="deepest training programs (tests go to 20)")
     parser.add_argument("--decay", type=float, default=1.0, help="training depth d has weight decay ** (d - 2)")
-    parser.add_argument("--untyped", action="store_true", help="the untyped NMN with the geometric prior")
+    model_kind = parser.add_mutually_exclusive_group()
+    model_kind.add_argument("--untyped", action="store_true", help="the untyped NMN with the geometric prior")
+    model_kind.add_argument("--film", action="store_true", help="the FiLM baseline of the typed NMN's size")
     parser.add_argument("--n-train", type=int, default=20000)
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=0, help="linear learning-rate warm-up steps")
@@ -72,10 +76,15 @@ def main() -> None:
         test = make_clevr_like(ClevrLikeConfig(n_examples=300 * 19, depths=tuple(range(2, 21)), image_size=32,
                                                programs="chains", seed=s + 1_000 + 10_000))
         vocab = QuestionVocabulary.build(train.questions)
-    torch.manual_seed(s)
-    typed = not args.untyped
-    model = nmn(typed, image_size=32, hidden=64, prior="logits" if typed else "geometric", questions=vocab,
-                question_hidden=64)
+    def build(typed: bool):
+        torch.manual_seed(s)
+        return nmn(typed, image_size=32, hidden=64, prior="logits" if typed else "geometric", questions=vocab,
+                   question_hidden=64)
+
+    model = build(not args.untyped)
+    if args.film:  # seeded as the study seeds it
+        torch.manual_seed(s)
+        model = film_of_size(nmn_experiment.Config.for_mode(False), vocab, parameter_count(model))
     start = time.perf_counter()
     result = fit(Classification(model, target="answer"), train, collate=collate_clevr_like, run=RunDir(progress=False),
                  config=FitConfig(epochs=args.epochs, batch_size=64, lr=args.lr, warmup_steps=args.warmup,

@@ -56,7 +56,7 @@ def test_nmn_experiment_smoke(tmp_path):
     # FiLM sized to the typed NMN: within 10 % of its parameters
     params = metrics["parameters"]
     assert abs(params["film"] - params["typed"]) < 0.1 * params["typed"], params
-    assert set(metrics["error_by_depth"]) == {"typed", "untyped", "film", "typed_all_depths"}
+    assert set(metrics["error_by_depth"]) == {"typed", "untyped", "film", "question_only", "typed_all_depths"}
     # the depth study ran over three seeds, the third alone
     assert metrics["depth_seeds"] == [0, 1, 2] and len(metrics["depth_only_per_seed"]) == 1
     assert metrics["error_seen_unseen"]["typed"]["seen"]["n"] == 3 and metrics["accuracy"]["modular"]["n"] == 2
@@ -89,6 +89,24 @@ def test_nmn_experiment_smoke(tmp_path):
     assert (tmp_path / "seed1" / "modular_typed" / "cache" / "find").is_dir()
     assert (tmp_path / "checkpoints" / "seed1" / "depth" / "film").is_dir()
     assert (tmp_path / "tensorboard" / "seed0" / "end_to_end" / "scalars.jsonl").read_text().strip()
+
+
+def test_film_is_judged_against_the_question_alone():
+    from modnets.analysis import spread
+    from modnets.experiments.nmn._depth import _film_text
+
+    def err(seen, unseen):
+        return {"seen": spread(seen).to_dict(), "unseen": spread(unseen).to_dict()}
+
+    typed = err([0.20, 0.22], [0.28, 0.30])
+    blind = {"typed": typed, "question_only": err([0.58, 0.60], [0.62, 0.64])}
+    # FiLM no better than the question alone on the training depths: its growth says nothing
+    text = _film_text({**blind, "film": err([0.57, 0.60], [0.61, 0.64])}, 5)
+    assert "erred 58.5 ± 2.1 % at depths <= 5, and the question alone 59.0 ± 1.4 %" in text
+    assert "cannot be read here" in text
+    # FiLM learned (far below the question alone) and its error grows by 20 points against the NMN's 8
+    assert _film_text({**blind, "film": err([0.30, 0.32], [0.50, 0.52])}, 5).startswith("degrades faster")
+    assert _film_text({**blind, "film": err([0.30, 0.32], [0.33, 0.35])}, 5).startswith("does not degrade faster")
 
 
 def test_nmn_config_refuses_more_selected_than_candidates():

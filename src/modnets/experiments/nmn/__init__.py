@@ -103,9 +103,10 @@ class Config(ConfigBase):
     full preset: 3 seeds, 2 restarts, 30 epochs after a linear learning-rate warm-up of 1,000 steps. It does
     not stop early: the untyped NMN leaves the plateau later than the typed one (epoch 12-14 against 5-10), so
     a patience would cut it short more often, a bias in the typed NMN's favour.
-    ``film_width=None`` sizes the FiLM baseline to the typed
-    NMN's parameter count. The SGM study trains ``sgm_candidates`` find units through their SGM, keeps the
-    ``sgm_selected`` nearest the Pareto front and trains the answering modules around each for ``sgm_full_fit``.
+    ``film_width=None`` sizes the FiLM baseline to the typed NMN's parameter count; a model of the question
+    alone (no image) trains beside it, the floor FiLM must beat before its error by depth says anything. The
+    SGM study trains ``sgm_candidates`` find units through their SGM, keeps the ``sgm_selected`` nearest the
+    Pareto front and trains the answering modules around each for ``sgm_full_fit``.
 
     ``data``: ``None`` for the generated CLEVR-like data, or ``"clevr:PATH"`` for the real CLEVR v1.0 folder
     (:func:`~modnets.data.load_clevr`): the first ``clevr_questions`` questions of the train and of the val
