@@ -89,6 +89,14 @@ def test_nmn_experiment_smoke(tmp_path):
     assert (tmp_path / "seed1" / "modular_typed" / "cache" / "find").is_dir()
     assert (tmp_path / "checkpoints" / "seed1" / "depth" / "film").is_dir()
     assert (tmp_path / "tensorboard" / "seed0" / "end_to_end" / "scalars.jsonl").read_text().strip()
+    # resumed from its checkpoints, the run reports the same results and what the first run cost, searches included
+    exp.run(config, tmp_path, progress=False, resume=True).write(tmp_path)
+    again = json.loads((tmp_path / "metrics.json").read_text())
+    assert again["accuracy"] == metrics["accuracy"] and again["error_by_depth"] == metrics["error_by_depth"]
+    for first, resumed in zip(metrics["per_seed"], again["per_seed"], strict=True):
+        for regime in regimes:
+            for part, seconds in first["train_seconds"][regime].items():
+                assert resumed["train_seconds"][regime][part] == pytest.approx(seconds, abs=0.3), (regime, part)
 
 
 def test_film_is_judged_against_the_question_alone():

@@ -70,6 +70,15 @@ def test_nmn_modulewise_trains_every_part_from_the_plan_and_the_cache(tiny, tmp_
                                   valid=valid)
     assert all(len(found.trials) == 2 for found in redone.searches.values()) and redone.params == done.params
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in after.items())
+    # ... and reports what the whole run cost, not the moments it took to resume: every module its search's
+    # trials and its training, the cache what writing it took (the records agree to the checkpoint's rounding)
+    first, resumed = done.run.timings, redone.run.timings
+    for name, seconds in first.module_seconds.items():
+        assert resumed.module_seconds[name] == pytest.approx(seconds, abs=0.05), name
+        assert seconds >= done.searches[name].seconds > 0, name
+    assert resumed.cache_seconds == first.cache_seconds and first.cache_seconds["find"] > 0
+    assert resumed.sequential_seconds == pytest.approx(first.sequential_seconds, abs=0.3)
+    assert first.sequential_seconds <= first.wall_seconds
 
 
 def test_a_search_without_validation_data_is_refused(tiny, tmp_path):

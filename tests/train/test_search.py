@@ -11,8 +11,7 @@ import torch
 from torch import nn
 
 from modnets.errors import ConfigError, NumericalError
-from modnets.train import FitConfig, SearchConfig, fit_objective, search, validation_loss
-from modnets.train._search import finished_trials
+from modnets.train import FitConfig, SearchConfig, finished_trials, fit_objective, search, validation_loss
 
 
 class Toy(nn.Module):
@@ -96,13 +95,17 @@ def test_sqlite_storage_is_created_and_a_study_continues(tmp_path):
     assert [t["number"] for t in second.trials] == list(range(7))
     assert second.trials[:3] == first.trials
     assert second.best_value <= first.best_value
+    # a continued search's cost counts the trials of the calls before it
+    assert second.seconds == pytest.approx(sum(t["seconds"] for t in second.trials))
+    assert second.seconds > first.seconds == pytest.approx(sum(t["seconds"] for t in first.trials))
 
     with pytest.raises(ConfigError, match="load_if_exists"):
         search(_quadratic, config=SearchConfig(trials=1, study_name="find"), directory=tmp_path, progress=False)
     # the same study through an explicit URL
     shared = SearchConfig(trials=1, study_name="find", load_if_exists=True, storage=first.storage)
     assert len(search(_quadratic, config=shared, progress=False).trials) == 8
-    assert finished_trials(shared) == 8 and finished_trials(SearchConfig(study_name="other"), tmp_path) == 0
+    assert [t["number"] for t in finished_trials(shared)] == list(range(8))
+    assert finished_trials(SearchConfig(study_name="other"), tmp_path) == []
     # no trial: the stored study's best
     read = search(_quadratic, config=SearchConfig(trials=0, study_name="find", load_if_exists=True),
                   directory=tmp_path, progress=False)

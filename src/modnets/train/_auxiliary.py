@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -87,6 +88,7 @@ class AuxiliaryManifest:
         shards: the shard files, in order.
         created: UTC time of writing (ISO 8601).
         format: the on-disk format version.
+        seconds: what writing it took (0 in a manifest written before the time was recorded).
     """
 
     producer: str
@@ -98,6 +100,7 @@ class AuxiliaryManifest:
     shards: tuple[Shard, ...]
     created: str
     format: int = FORMAT
+    seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,6 +124,7 @@ class AuxiliaryManifest:
                 producer=data["producer"], producer_sha256=data["producer_sha256"], n_examples=data["n_examples"],
                 outputs=tuple(data["outputs"]), targets=tuple(data["targets"]), fields=data["fields"],
                 shards=tuple(Shard(**s) for s in data["shards"]), created=data["created"], format=data["format"],
+                seconds=float(data.get("seconds", 0.0)),
             )
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise DataUnavailableError(
@@ -230,6 +234,7 @@ def _write(
 ) -> AuxiliaryManifest:
     from safetensors.torch import save
 
+    start = time.perf_counter()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
     fields: dict[str, dict[str, Any]] = {}
     output_names: tuple[str, ...] | None = None
@@ -289,6 +294,7 @@ def _write(
     manifest = AuxiliaryManifest(
         producer=label, producer_sha256=fingerprint, n_examples=seen, outputs=output_names or (), targets=targets,
         fields=fields, shards=tuple(shards), created=datetime.now(UTC).isoformat(timespec="seconds"),
+        seconds=time.perf_counter() - start,
     )
     write_durably(folder / MANIFEST, (json.dumps(manifest.to_dict(), indent=2) + "\n").encode())
     return manifest

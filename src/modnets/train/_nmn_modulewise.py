@@ -42,7 +42,7 @@ from ._backends import StageRun, run_stages
 from ._classification import Classification
 from ._run_dir import RunDir
 from ._search import SearchConfig, SearchResult, finished_trials, fit_objective, search
-from ._supervised import FitConfig, fit
+from ._supervised import FitConfig, FitResult, fit
 from ._surrogate import SurrogateScore, surrogate_score, train_through_surrogate
 
 __all__ = ["NMNModulewiseConfig", "NMNModulewiseResult", "nmn_find_unit", "train_nmn_modulewise"]
@@ -109,7 +109,10 @@ class NMNModulewiseResult:
 
     Attributes:
         run: the plan's execution; its ``timings`` hold the per-module and per-cache times and the
-            sequential and parallel cost.
+            sequential and parallel cost. A module's time is what its search's trials and its training took,
+            a cache's what writing it took, as their checkpoints, study and manifest record them: a resumed
+            run reports the cost of the whole run, not the time it took to resume. The stage and wall times
+            are this call's.
         sgm_score: the ``find`` unit scored by its SGM on ``valid`` (``None`` without ``valid``).
         searches: module name -> its Optuna search (empty without ``search_trials``).
         params: module name -> the hyper-parameters it trained with (``lr``; ``find``: also ``rank``).
@@ -315,7 +318,7 @@ def _find_job(parts, train, valid, collate, config, n_answers, seed, run: RunDir
             score = surrogate_score(parts.unit, sgm, valid, inputs=_sgm_inputs(parts), collate=target_collate,
                                     target="head_answer", samples=10)
         return {"state": parts.unit.state_dict(), "score": score, "search": found, "steps": done.steps,
-                "params": {"lr": lr, "rank": rank}}
+                "params": {"lr": lr, "rank": rank}, "seconds": _cost(found, done)}
 
     return job
 
@@ -352,7 +355,7 @@ def _search(objective, name: str, config: NMNModulewiseConfig, seed: int, run: R
         shutil.rmtree(folder, ignore_errors=True)
     settings = SearchConfig(trials=config.search_trials, seed=seed, study_name=name, load_if_exists=run.resume)
     if run.resume:
-        settings = replace(settings, trials=max(config.search_trials - finished_trials(settings, folder), 0))
+        settings = replace(settings, trials=max(config.search_trials - len(finished_trials(settings, folder)), 0))
     return search(objective, config=settings, directory=folder, progress=run.progress)
 
 
@@ -391,7 +394,8 @@ def _prior_job(model, train, valid, collate, config, seed, run: RunDir):
         torch.manual_seed(seed)
         done = fit(Classification(prior, target="answer"), train, config=fit_config, collate=collate, run=run,
                    name=ENCODER)
-        return {"state": prior.state_dict(), "steps": done.steps, "search": found, "params": {"lr": fit_config.lr}}
+        return {"state": prior.state_dict(), "steps": done.steps, "search": found, "params": {"lr": fit_config.lr},
+                "seconds": _cost(found, done)}
 
     return job
 
@@ -406,7 +410,7 @@ def _head_job(parts, name, chains, cache_dir, valid_dir, config, seed, run: RunD
         rows = _head_rows(data, parts, name)
         module = parts.library[name]
         if not rows:
-            return {"state": module.state_dict(), "steps": 0, "search": None, "params": {}}
+            return {"state": module.state_dict(), "steps": 0, "search": None, "params": {}, "seconds": 0.0}
         found, fit_config = None, config.heads
         if config.search_trials:
             valid = AuxiliaryDataset(valid_dir, producer=parts.unit)
@@ -421,9 +425,16 @@ def _head_job(parts, name, chains, cache_dir, valid_dir, config, seed, run: RunD
         head = _HeadOnCache(parts.library, name, chains)
         done = fit(Classification(head, target="answer"), Subset(data, rows), config=fit_config,
                    collate=default_collate, run=run, name=name)
-        return {"state": module.state_dict(), "steps": done.steps, "search": found, "params": {"lr": fit_config.lr}}
+        return {"state": module.state_dict(), "steps": done.steps, "search": found, "params": {"lr": fit_config.lr},
+                "seconds": _cost(found, done)}
 
     return job
+
+
+def _cost(found: SearchResult | None, done: FitResult) -> float:
+    """What a module's training cost: its search's trials and its training, both as their records count them
+    (a resumed search or training included what it had spent before)."""
+    return (found.seconds if found is not None else 0.0) + done.seconds
 
 
 # -------------------------------------------------------------------------------------------- the plan
@@ -508,12 +519,15 @@ def train_nmn_modulewise(
             "chain": torch.tensor([chains.index(lay.wrappers) for lay in layouts]),
         }
 
-    def cache() -> Any:
+    def cache() -> float:
+        """Write find's caches and return what they cost (as their manifests record it: a kept cache's too)."""
+        written = []
         if config.search_trials:  # the answering modules' searches score on valid through the trained find
-            cache_outputs(parts.unit, valid, directory=valid_dir, outputs=outputs, collate=collate,
-                          targets=("answer",), name=f"{FIND}_valid", progress=run.progress)
-        return cache_outputs(parts.unit, train, directory=cache_dir, outputs=outputs, collate=collate,
-                             targets=("answer",), name=FIND, progress=run.progress)
+            written.append(cache_outputs(parts.unit, valid, directory=valid_dir, outputs=outputs, collate=collate,
+                                         targets=("answer",), name=f"{FIND}_valid", progress=run.progress))
+        written.append(cache_outputs(parts.unit, train, directory=cache_dir, outputs=outputs, collate=collate,
+                                     targets=("answer",), name=FIND, progress=run.progress))
+        return sum(manifest.seconds for manifest in written)
 
     def collect(name: str, result: dict[str, Any]) -> None:
         if name == FIND:
@@ -526,6 +540,10 @@ def train_nmn_modulewise(
     stages = run_stages(plan, partial(_call, jobs), caches={FIND: cache}, collect=collect, backend=backend,
                         address=address, progress=run.progress)
     results = stages.results
+    # the cost of each module and cache as their records count it, so that a resumed run reports the whole run's
+    # cost and not the time it took to resume
+    stages.timings.module_seconds.update({name: result["seconds"] for name, result in results.items()})
+    stages.timings.cache_seconds.update(stages.cache_results)
     return NMNModulewiseResult(run=stages, sgm_score=results[FIND]["score"],
                                searches={k: r["search"] for k, r in results.items() if r.get("search") is not None},
                                params={k: r["params"] for k, r in results.items() if r.get("params")})
@@ -536,7 +554,7 @@ def _call(jobs: Mapping[str, Callable[[], Any]], name: str) -> Any:
 
 
 def _no_data() -> dict[str, Any]:
-    return {"state": None, "steps": 0, "search": None, "params": {}}
+    return {"state": None, "steps": 0, "search": None, "params": {}, "seconds": 0.0}
 
 
 def _arg_index(library, call: Program) -> int:

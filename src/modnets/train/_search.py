@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -34,7 +33,7 @@ from ._supervised import FitConfig, fit
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["SearchConfig", "SearchResult", "fit_objective", "search", "validation_loss"]
+__all__ = ["SearchConfig", "SearchResult", "finished_trials", "fit_objective", "search", "validation_loss"]
 
 Batch = Mapping[str, Any]
 #: What :func:`search` optimises: a trial in, its value (the validation loss) out.
@@ -99,20 +98,21 @@ class SearchConfig(Config):
         return f"sqlite:///{(Path(directory) / file_name).resolve()}"
 
 
-def finished_trials(config: SearchConfig, directory: str | Path | None = None) -> int:
-    """How many trials of the study ``config`` names have finished (complete, pruned or failed) in its storage;
-    0 when there is no such study. For a resumed run that must end with ``trials`` trials in all."""
+def finished_trials(config: SearchConfig, directory: str | Path | None = None) -> list[dict[str, Any]]:
+    """The trials of the study ``config`` names that have finished (complete, pruned or failed) in its storage,
+    as :class:`SearchResult` records (``seconds`` each); none when there is no such study. For a resumed run
+    that must end with ``trials`` trials, or ``timeout`` seconds of trials, in all."""
     import optuna
 
     url = config.storage_url(directory)
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
-        return 0
+        return []
     with _quiet_optuna():
         try:
             study = optuna.load_study(study_name=config.study_name, storage=_open_storage(url))
         except KeyError:  # no study of that name in the storage
-            return 0
-    return sum(t.state.is_finished() for t in study.trials)
+            return []
+    return [_record(t) for t in study.trials if t.state.is_finished()]
 
 
 def _check_url(url: object) -> None:
@@ -140,7 +140,8 @@ class SearchResult:
         trials: every trial of the study (earlier calls' included when it was continued), as plain records:
             ``number``, ``state`` (``"COMPLETE"``, ``"FAIL"``, ``"PRUNED"``, ...), ``value``, ``params``,
             ``seconds`` and the ``user_attrs`` the objective set.
-        seconds: wall time of this call.
+        seconds: what the search cost: the time its finished trials took, earlier calls' included when the
+            study was continued (so a resumed search counts what it had spent before).
         storage: the study's database URL.
         study_name: the study's name.
     """
@@ -184,7 +185,7 @@ def search(
             during the search (warnings still show).
 
     Returns:
-        the best parameters and value, every trial as a plain record, the wall time, the storage and name.
+        the best parameters and value, every trial as a plain record, the trials' time, the storage and name.
 
     Raises:
         ConfigError: no storage and no directory, a storage that cannot be opened, or an existing study of
@@ -225,7 +226,6 @@ def search(
                 f"SearchConfig.direction is {config.direction!r} but the stored study {config.study_name!r} "
                 f"is to {study.direction.name.lower()}"
             )
-        start = time.perf_counter()
         bar = tqdm(total=config.trials, desc=f"search {config.study_name}", disable=not progress, leave=False,
                    dynamic_ncols=True)
 
@@ -247,7 +247,6 @@ def search(
             study.optimize(guarded, n_trials=config.trials, timeout=config.timeout, callbacks=[update])
         finally:
             bar.close()
-        seconds = time.perf_counter() - start
     records = [_record(t) for t in study.trials]
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
@@ -258,7 +257,8 @@ def search(
         )
     best = study.best_trial
     return SearchResult(best_params=dict(best.params), best_value=float(best.value), best_trial=best.number,
-                        trials=records, seconds=seconds, storage=url, study_name=config.study_name)
+                        trials=records, seconds=sum(r["seconds"] or 0.0 for r in records), storage=url,
+                        study_name=config.study_name)
 
 
 def _open_storage(url: str) -> optuna.storages.BaseStorage:

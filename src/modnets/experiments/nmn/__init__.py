@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -52,6 +52,7 @@ from ...train import (
     RunDir,
     SearchConfig,
     check_backend,
+    finished_trials,
     fit_objective,
     predict,
     search,
@@ -368,11 +369,15 @@ def _end_to_end_search(config: Config, build, train, valid, seed: int, budget: f
                             "lr": trial.suggest_float("lr", *settings.search_lr, log=True)})
 
     folder = rundir.folder("search")
-    shutil.rmtree(folder, ignore_errors=True)
+    study = SearchConfig(trials=1000, timeout=budget, seed=seed, study_name="end_to_end",
+                         load_if_exists=rundir.resume)
+    if not rundir.resume:
+        shutil.rmtree(folder, ignore_errors=True)
+    else:  # continue for what is left of the budget, or not at all
+        spent = sum(t["seconds"] or 0.0 for t in finished_trials(study, folder))
+        study = replace(study, timeout=budget - spent) if spent < budget else replace(study, trials=0, timeout=None)
     return search(fit_objective(objective=objective, fit_config=fit_config, train=subset, valid=valid,
-                                collate=collate),
-                  config=SearchConfig(trials=1000, timeout=budget, seed=seed, study_name="end_to_end"),
-                  directory=folder, progress=rundir.progress)
+                                collate=collate), config=study, directory=folder, progress=rundir.progress)
 
 
 def _easy_vqa(config: Config, rundir: RunDir) -> dict:
@@ -523,6 +528,10 @@ def _report(config: Config, metrics: dict, plan, n_train: int, n_test: int, curv
         f"The SGM study runs on the first seed only, with {len(sgm['candidates'])} candidates (the thesis code: "
         "100).",
         "The full model of the SGM study has no question prior, so that its answers depend on find.",
+        f"The depth study trains every model {config.depth_restarts} time{'s' * (config.depth_restarts != 1)} "
+        "per seed and tests the training of lowest validation loss, each kept at its best epoch (the thesis "
+        "reports one training per model); its FiLM has the typed NMN's parameter count and training budget, "
+        "far below Perez et al.'s.",
     ])
     return Report(
         name="nmn",

@@ -77,7 +77,8 @@ def data_text(config: Config, metrics: dict) -> str:
             f"2-{config.max_train_depth}, validate on {config.n_valid:,} others and test on up to "
             f"{config.n_test_per_depth} val questions per depth (data seed s); the depth study trains on train "
             f"questions of depth 2-{config.max_train_depth} (s + 1000) and, for the reference, of every depth "
-            f"(s + 31000), and tests on up to {config.n_test_per_depth} val questions per depth 2-"
+            f"(s + 31000), each validated on {config.n_valid:,} other train questions of its depths, and tests on "
+            f"up to {config.n_test_per_depth} val questions per depth 2-"
             f"{config.max_test_depth}. Drawing the questions took {data_seconds:.1f} s per seed. Checkpoints: "
             "`checkpoints/`; TensorBoard logs: `tensorboard/`."
         )
@@ -89,8 +90,9 @@ def data_text(config: Config, metrics: dict) -> str:
         f"describe); for seed s: train {config.n_train:,} (data seed s), validation {config.n_valid:,} "
         f"(s + 20000), test {config.n_test_per_depth} per depth (s + 10000). The depth study: the "
         f"`{config.depth_programs}` family, train {depth_n:,} of depth 2-{config.max_train_depth} (s + 1000), "
-        f"test {config.n_test_per_depth} per depth 2-{config.max_test_depth} (s + 11000), and "
-        f"{depth_n:,} of every depth for the reference (s + 31000). Data generation took "
+        f"validation {config.n_valid:,} of the same depths (s + 21000), test {config.n_test_per_depth} per depth "
+        f"2-{config.max_test_depth} (s + 11000), and for the reference {depth_n:,} of every depth (s + 31000) and "
+        f"{config.n_valid:,} to validate it (s + 51000). Data generation took "
         f"{data_seconds:.1f} s per seed (Table 4.2 data). Checkpoints: `checkpoints/`; TensorBoard logs: "
         "`tensorboard/`."
     )
