@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from modnets.errors import ConfigError, NumericalError
-from modnets.train import FitConfig, SearchConfig, finished_trials, fit_objective, search, validation_loss
+from modnets.train import FitConfig, SearchConfig, fit_objective, search, validation_loss
+from modnets.train._search import finished_trials
 
 
 class Toy(nn.Module):
@@ -186,3 +187,24 @@ def test_optuna_per_trial_logging_is_silenced_and_restored(tmp_path):
         logging.getLogger("optuna").removeHandler(handler)
     assert records and all(r.levelno >= logging.WARNING for r in records)  # no per-trial INFO lines
     assert all("Trial 1 failed" in r.getMessage() and r.exc_info is None for r in records)  # no traceback
+
+
+def test_a_budget_counts_the_stored_trials_so_a_continued_search_spends_it_once(tmp_path):
+    import time
+
+    def slow(trial):
+        time.sleep(0.05)
+        return _quadratic(trial)
+
+    def run(budget):
+        config = SearchConfig(trials=100, budget=budget, study_name="slow", load_if_exists=True)
+        return search(slow, config=config, directory=tmp_path, progress=False)
+
+    first = run(0.2)  # stops once its trials have taken 0.2 s: the trial that crosses it is the last
+    assert first.seconds >= 0.2 and first.seconds - first.trials[-1]["seconds"] < 0.2 and len(first.trials) < 100
+    assert run(0.2).trials == first.trials  # spent: no more trials
+    more = run(0.4)  # a search cut short and continued goes on to the whole budget
+    assert more.trials[: len(first.trials)] == first.trials and len(more.trials) > len(first.trials)
+    assert more.seconds >= 0.4 and more.seconds - more.trials[-1]["seconds"] < 0.4
+    with pytest.raises(ConfigError, match="budget"):
+        SearchConfig(budget=0)

@@ -94,7 +94,6 @@ Public names:
 - ``SearchResult``: what ``search`` found.
 - ``fit_objective``: the trial objective "train a fresh objective with ``fit``, return its validation loss".
 - ``search``: run an Optuna study on an objective and return its best trial.
-- ``finished_trials``: the finished trials of a stored study (what a resumed search has already spent).
 - ``validation_loss``: the mean of an objective's ``"loss"`` term over a data set, in eval mode.
 - ``FitConfig``: hyper-parameters of ``fit``.
 - ``FitResult``: what ``fit`` did.
@@ -198,7 +197,6 @@ from ._scan import exact_match as exact_match
 from ._scan import scan_collate as scan_collate
 from ._search import SearchConfig as SearchConfig
 from ._search import SearchResult as SearchResult
-from ._search import finished_trials as finished_trials
 from ._search import fit_objective as fit_objective
 from ._search import search as search
 from ._search import validation_loss as validation_loss

@@ -33,7 +33,7 @@ from ._supervised import FitConfig, fit
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["SearchConfig", "SearchResult", "finished_trials", "fit_objective", "search", "validation_loss"]
+__all__ = ["SearchConfig", "SearchResult", "fit_objective", "search", "validation_loss"]
 
 Batch = Mapping[str, Any]
 #: What :func:`search` optimises: a trial in, its value (the validation loss) out.
@@ -50,7 +50,11 @@ class SearchConfig(Config):
         trials: trials to run in this call (a continued study keeps the trials it already has; 0 runs none
             and returns the stored study's best).
         seed: seeds the default sampler (TPE), so that a search on a deterministic objective repeats.
-        timeout: stop starting new trials after this many seconds (``None``: no limit).
+        timeout: stop starting new trials after this many seconds of this call (``None``: no limit).
+        budget: stop starting new trials once the study's finished trials, earlier calls' included, have taken
+            this many seconds (``None``: no limit). Unlike ``timeout`` it is read from the stored trials, so a
+            search killed and continued spends the same budget as one that ran through, and a continued
+            search that had spent it runs no more trials.
         storage: a SQLAlchemy database URL (``sqlite:///path/study.db``, ``postgresql://user@host/db``, ...);
             ``None`` stores the study in an embedded SQLite file ``<directory>/<study_name>.db``.
         study_name: the study's name in the storage (a module's name is a good one).
@@ -62,6 +66,7 @@ class SearchConfig(Config):
     trials: int = 20
     seed: int = 0
     timeout: float | None = None
+    budget: float | None = None
     storage: str | None = None
     study_name: str = "search"
     direction: str = "minimize"
@@ -72,6 +77,8 @@ class SearchConfig(Config):
         check_ints(self, "seed", minimum=0)
         if self.timeout is not None and (isinstance(self.timeout, bool) or not self.timeout > 0):
             raise ConfigError(f"SearchConfig.timeout must be > 0 seconds or None, got {self.timeout!r}")
+        if self.budget is not None and (isinstance(self.budget, bool) or not self.budget > 0):
+            raise ConfigError(f"SearchConfig.budget must be > 0 seconds or None, got {self.budget!r}")
         if not isinstance(self.study_name, str) or not self.study_name.strip():
             raise ConfigError(f"SearchConfig.study_name must be a non-empty string, got {self.study_name!r}")
         if self.direction not in DIRECTIONS:
@@ -101,7 +108,7 @@ class SearchConfig(Config):
 def finished_trials(config: SearchConfig, directory: str | Path | None = None) -> list[dict[str, Any]]:
     """The trials of the study ``config`` names that have finished (complete, pruned or failed) in its storage,
     as :class:`SearchResult` records (``seconds`` each); none when there is no such study. For a resumed run
-    that must end with ``trials`` trials, or ``timeout`` seconds of trials, in all."""
+    that must end with ``trials`` trials in all."""
     import optuna
 
     url = config.storage_url(directory)
@@ -174,7 +181,7 @@ def search(
         objective: takes an :class:`optuna.trial.Trial`, draws its hyper-parameters from it
             (``trial.suggest_float("lr", 1e-4, 1e-1, log=True)``), trains, and returns the validation loss of
             the module (its own, or that of its surrogate gradient module).
-        config: trials, sampler seed, timeout, storage, study name, direction, whether to continue.
+        config: trials, sampler seed, timeout and budget, storage, study name, direction, whether to continue.
         directory: where the embedded SQLite file goes when ``config.storage`` is ``None`` (created).
         sampler: an Optuna sampler (default: TPE seeded with ``config.seed``).
         pruner: an Optuna pruner, for objectives that call ``trial.report`` / ``trial.should_prune``.
@@ -229,8 +236,13 @@ def search(
         bar = tqdm(total=config.trials, desc=f"search {config.study_name}", disable=not progress, leave=False,
                    dynamic_ncols=True)
 
+        def spent(study: optuna.study.Study) -> float:
+            return sum(r["seconds"] or 0.0 for r in map(_record, study.trials) if r["state"] != "RUNNING")
+
         def update(study: optuna.study.Study, trial: optuna.trial.FrozenTrial) -> None:
             bar.update()
+            if config.budget is not None and spent(study) >= config.budget:
+                study.stop()
             finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
             if finished:
                 bar.set_postfix_str(f"best {study.best_value:.4g}", refresh=False)
@@ -244,7 +256,8 @@ def search(
                 return math.nan
 
         try:
-            study.optimize(guarded, n_trials=config.trials, timeout=config.timeout, callbacks=[update])
+            if config.budget is None or spent(study) < config.budget:
+                study.optimize(guarded, n_trials=config.trials, timeout=config.timeout, callbacks=[update])
         finally:
             bar.close()
     records = [_record(t) for t in study.trials]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -52,7 +52,6 @@ from ...train import (
     RunDir,
     SearchConfig,
     check_backend,
-    finished_trials,
     fit_objective,
     predict,
     search,
@@ -202,6 +201,8 @@ class Config(ConfigBase):
                 sgm_full_fit=FitConfig(epochs=1, batch_size=64, lr=3e-3, seed=seed),
                 easy_vqa_train=1500, easy_vqa_test=500,
                 easy_vqa_fit=FitConfig(epochs=2, batch_size=64, lr=3e-3, seed=seed),
+                # the NMNs leave their loss plateau after some 1,000-2,000 steps: fewer would show no effect
+                depth_n_train=8000, depth_fit=FitConfig(epochs=16, batch_size=64, lr=3e-3, warmup_steps=200, seed=seed),
             )
         return cls(seed=seed, fit=FitConfig(epochs=6, batch_size=64, lr=2e-3, seed=seed),
                    depth_n_train=20000,
@@ -369,13 +370,10 @@ def _end_to_end_search(config: Config, build, train, valid, seed: int, budget: f
                             "lr": trial.suggest_float("lr", *settings.search_lr, log=True)})
 
     folder = rundir.folder("search")
-    study = SearchConfig(trials=1000, timeout=budget, seed=seed, study_name="end_to_end",
-                         load_if_exists=rundir.resume)
     if not rundir.resume:
         shutil.rmtree(folder, ignore_errors=True)
-    else:  # continue for what is left of the budget, or not at all
-        spent = sum(t["seconds"] or 0.0 for t in finished_trials(study, folder))
-        study = replace(study, timeout=budget - spent) if spent < budget else replace(study, trials=0, timeout=None)
+    # a resumed run continues the stored study for what is left of the budget, or not at all
+    study = SearchConfig(trials=1000, budget=budget, seed=seed, study_name="end_to_end", load_if_exists=rundir.resume)
     return search(fit_objective(objective=objective, fit_config=fit_config, train=subset, valid=valid,
                                 collate=collate), config=study, directory=folder, progress=rundir.progress)
 
