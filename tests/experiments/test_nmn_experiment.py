@@ -101,7 +101,7 @@ def test_nmn_experiment_smoke(tmp_path):
 
 def test_film_is_judged_against_the_question_alone():
     from modnets.analysis import spread
-    from modnets.experiments.nmn._depth import _film_text
+    from modnets.experiments.nmn._depth import _film_text, _untrained_text
 
     def err(seen, unseen):
         return {"seen": spread(seen).to_dict(), "unseen": spread(unseen).to_dict()}
@@ -115,6 +115,10 @@ def test_film_is_judged_against_the_question_alone():
     # FiLM learned (far below the question alone) and its error grows by 20 points against the NMN's 8
     assert _film_text({**blind, "film": err([0.30, 0.32], [0.50, 0.52])}, 5).startswith("degrades faster")
     assert _film_text({**blind, "film": err([0.30, 0.32], [0.33, 0.35])}, 5).startswith("does not degrade faster")
+    # an NMN at the question-only level has not learned: its unseen-depth error is not a generalisation result
+    assert _untrained_text({**blind, "untyped": typed}, 5) == ""
+    text = _untrained_text({**blind, "untyped": err([0.57, 0.59], [0.62, 0.66])}, 5)
+    assert text.startswith(" The untyped NMN erred 58.0 ± 1.4 % at depths <= 5, no better than the question alone")
 
 
 def test_nmn_config_refuses_more_selected_than_candidates():
