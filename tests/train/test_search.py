@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 
 import optuna
 import pytest
@@ -105,8 +106,7 @@ def test_sqlite_storage_is_created_and_a_study_continues(tmp_path):
     # the same study through an explicit URL
     shared = SearchConfig(trials=1, study_name="find", load_if_exists=True, storage=first.storage)
     assert len(search(_quadratic, config=shared, progress=False).trials) == 8
-    assert [t["number"] for t in finished_trials(shared)] == list(range(8))
-    assert finished_trials(SearchConfig(study_name="other"), tmp_path) == []
+    assert finished_trials(shared) == 8 and finished_trials(SearchConfig(study_name="other"), tmp_path) == 0
     # no trial: the stored study's best
     read = search(_quadratic, config=SearchConfig(trials=0, study_name="find", load_if_exists=True),
                   directory=tmp_path, progress=False)
@@ -190,8 +190,6 @@ def test_optuna_per_trial_logging_is_silenced_and_restored(tmp_path):
 
 
 def test_a_budget_counts_the_stored_trials_so_a_continued_search_spends_it_once(tmp_path):
-    import time
-
     def slow(trial):
         time.sleep(0.05)
         return _quadratic(trial)

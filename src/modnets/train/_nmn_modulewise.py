@@ -355,7 +355,7 @@ def _search(objective, name: str, config: NMNModulewiseConfig, seed: int, run: R
         shutil.rmtree(folder, ignore_errors=True)
     settings = SearchConfig(trials=config.search_trials, seed=seed, study_name=name, load_if_exists=run.resume)
     if run.resume:
-        settings = replace(settings, trials=max(config.search_trials - len(finished_trials(settings, folder)), 0))
+        settings = replace(settings, trials=max(config.search_trials - finished_trials(settings, folder), 0))
     return search(objective, config=settings, directory=folder, progress=run.progress)
 
 

@@ -105,21 +105,20 @@ class SearchConfig(Config):
         return f"sqlite:///{(Path(directory) / file_name).resolve()}"
 
 
-def finished_trials(config: SearchConfig, directory: str | Path | None = None) -> list[dict[str, Any]]:
-    """The trials of the study ``config`` names that have finished (complete, pruned or failed) in its storage,
-    as :class:`SearchResult` records (``seconds`` each); none when there is no such study. For a resumed run
-    that must end with ``trials`` trials in all."""
+def finished_trials(config: SearchConfig, directory: str | Path | None = None) -> int:
+    """How many trials of the study ``config`` names have finished (complete, pruned or failed) in its storage;
+    0 when there is no such study. For a resumed run that must end with ``trials`` trials in all."""
     import optuna
 
     url = config.storage_url(directory)
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
-        return []
+        return 0
     with _quiet_optuna():
         try:
             study = optuna.load_study(study_name=config.study_name, storage=_open_storage(url))
         except KeyError:  # no study of that name in the storage
-            return []
-    return [_record(t) for t in study.trials if t.state.is_finished()]
+            return 0
+    return sum(t.state.is_finished() for t in study.trials)
 
 
 def _check_url(url: object) -> None:
