@@ -76,13 +76,11 @@ def main() -> None:
         test = make_clevr_like(ClevrLikeConfig(n_examples=300 * 19, depths=tuple(range(2, 21)), image_size=32,
                                                programs="chains", seed=s + 1_000 + 10_000))
         vocab = QuestionVocabulary.build(train.questions)
-    def build(typed: bool):
-        torch.manual_seed(s)
-        return nmn(typed, image_size=32, hidden=64, prior="logits" if typed else "geometric", questions=vocab,
-                   question_hidden=64)
-
-    model = build(not args.untyped)
-    if args.film:  # seeded as the study seeds it
+    torch.manual_seed(s)
+    typed = not args.untyped
+    model = nmn(typed, image_size=32, hidden=64, prior="logits" if typed else "geometric", questions=vocab,
+                question_hidden=64)
+    if args.film:  # the typed NMN's size, seeded as the study seeds it
         torch.manual_seed(s)
         model = film_of_size(nmn_experiment.Config.for_mode(False), vocab, parameter_count(model))
     start = time.perf_counter()
